@@ -1,5 +1,23 @@
 //! colinux's build orchestrator, as a library so that `tests/` can drive it.
 //!
-//! See `docs/ARCHITECTURE.md` for the map; `main.rs` is only the CLI.
+//! Code map (see `docs/ARCHITECTURE.md` for the whole project):
+//! - [`manifest`]: `kernels.toml`, the pinned kernel versions and sources.
+//! - [`fetch`]: download/verify/unpack a release; [`debian`]: Debian sources.
+//! - [`tree`]: kernel trees as git repositories (vanilla commit + series).
+//! - [`patch`]: quilt series files and GNU-patch-compatible application.
+//! - [`series`]: applying a series onto a tree, one commit per patch.
+//! - [`kconfig`]: merging config fragments; [`build`]: the kernel build.
+//! - [`sysdeps`]: installing the system packages a task needs.
+//! - [`bench`]: the benchmarks behind `docs/BENCHMARKS.md`.
 
+pub mod bench;
+pub mod build;
+pub mod debian;
+pub mod fetch;
+pub mod kconfig;
+pub mod manifest;
 pub mod patch;
+pub mod paths;
+pub mod series;
+pub mod sysdeps;
+pub mod tree;

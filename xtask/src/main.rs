@@ -1,1 +1,281 @@
-fn main() {}
+//! `cargo xtask`: colinux's build orchestrator. Run `cargo xtask --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use xtask::fetch::{FetchOptions, SourceKind};
+use xtask::manifest::Manifest;
+use xtask::paths;
+
+/// colinux build orchestrator: fetch vanilla Linux, apply the cooperative
+/// patch series, build the i386 guest kernel, run tests and benchmarks.
+///
+/// Downloads, kernel trees and build directories are cached outside the
+/// clone ($COLINUX_CACHE, else ~/.cache/colinux). Logs: RUST_LOG=debug.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct FetchArgs {
+    /// Kernel version, as pinned in kernels.toml [default: the series base]
+    #[arg(long)]
+    version: Option<String>,
+    /// A local source archive (kernel.org's linux-V.tar.xz or Debian's
+    /// orig.tar.xz); its sha256 must match kernels.toml
+    #[arg(long)]
+    tarball: Option<PathBuf>,
+    /// Sources to try, in order [default: tarball,kernel-org,debian, or
+    /// $COLINUX_KERNEL_SOURCES]
+    #[arg(long, value_delimiter = ',')]
+    source: Vec<SourceKind>,
+}
+
+impl FetchArgs {
+    fn options(&self) -> FetchOptions {
+        FetchOptions {
+            tarball: self.tarball.clone(),
+            sources: self.source.clone(),
+        }
+    }
+    fn version(&self, m: &Manifest) -> String {
+        self.version
+            .clone()
+            .unwrap_or_else(|| m.series.base.clone())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Download (or take a local archive of) a pinned Linux release, verify
+    /// its sha256, unpack it once into the cache and record it as a git
+    /// repository with a `vanilla` commit.
+    FetchKernel(FetchArgs),
+    /// Apply a quilt series to a kernel tree (in-process, one git commit per
+    /// patch) and report each patch: clean, moved (offset/fuzz), already
+    /// applied, or failed with the hunk that did not match.
+    Apply {
+        /// The series directory (holding `series`) [default: linux-patches/]
+        #[arg(long)]
+        series: Option<PathBuf>,
+        /// The kernel tree [default: the cached tree of the series base]
+        #[arg(long)]
+        tree: Option<PathBuf>,
+        /// Apply even if the tree is not the pinned vanilla base
+        #[arg(long)]
+        force: bool,
+        /// Largest fuzz accepted, as quilt push --fuzz
+        #[arg(long, default_value_t = 2)]
+        fuzz: usize,
+    },
+    /// Fetch, apply, configure (base + kernel-configs/*.config) and build the
+    /// i386 guest kernel. Leaves vmlinux, bzImage and config in
+    /// target/guest/linux-<version>/.
+    BuildKernel {
+        #[command(flatten)]
+        fetch: FetchArgs,
+        /// The base configuration target
+        #[arg(long, default_value = "tinyconfig")]
+        base_config: String,
+        /// Apply the series even to a version it is not based on
+        #[arg(long)]
+        force: bool,
+        /// Parallel make jobs [default: number of CPUs]
+        #[arg(long, short)]
+        jobs: Option<usize>,
+    },
+    /// Run the benchmarks and write the results to docs/BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+    /// Run every check CI runs: formatting, clippy, unit and integration
+    /// tests (including quilt-oracle tests on Debian's real kernel series),
+    /// and a real guest kernel build.
+    Test {
+        /// Skip the guest kernel build
+        #[arg(long)]
+        no_kernel: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Time applying a large real series (Debian's kernel patches plus its
+    /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
+    Apply {
+        /// Kernel version whose Debian series is used
+        #[arg(long, default_value = "6.1.176")]
+        version: String,
+        /// Repetitions of each tool
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let manifest = Manifest::load_default()?;
+    match cli.cmd {
+        Cmd::FetchKernel(args) => {
+            let version = args.version(&manifest);
+            let tree = xtask::fetch::fetch_kernel(&manifest, &version, &args.options())?;
+            println!("linux {version} ({}): {}", tree.source, tree.path.display());
+        }
+        Cmd::Apply {
+            series,
+            tree,
+            force,
+            fuzz,
+        } => {
+            let series = series.unwrap_or_else(|| paths::repo_root().join("linux-patches"));
+            let tree_path = match tree {
+                Some(t) => t,
+                None => {
+                    let version = manifest.series.base.clone();
+                    xtask::fetch::fetch_kernel(
+                        &manifest,
+                        &version,
+                        &FetchOptions {
+                            tarball: None,
+                            sources: vec![],
+                        },
+                    )?
+                    .path
+                }
+            };
+            let tree = xtask::tree::KernelTree::open(&tree_path)?;
+            let accepted = manifest.accepted_hashes(&tree.version).unwrap_or_default();
+            xtask::series::check_base(&tree, &manifest.series.base, &accepted, force)?;
+            let report = xtask::series::apply_series(
+                &tree,
+                &xtask::series::ApplyOptions {
+                    series_dir: series,
+                    force,
+                    max_fuzz: fuzz,
+                },
+            )?;
+            print!("{}", report.render());
+            if !report.ok() {
+                anyhow::bail!(
+                    "the series did not apply completely; {} is at the last patch that applied",
+                    tree.path.display()
+                );
+            }
+            println!(
+                "{}: {} patches applied{}",
+                tree.path.display(),
+                report.patches.len(),
+                if report.unchanged {
+                    " (already up to date)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Cmd::BuildKernel {
+            fetch,
+            base_config,
+            force,
+            jobs,
+        } => {
+            let version = fetch.version(&manifest);
+            let out = xtask::build::build_kernel(
+                &manifest,
+                &xtask::build::BuildOptions {
+                    version: version.clone(),
+                    fetch: fetch.options(),
+                    series_dir: paths::repo_root().join("linux-patches"),
+                    configs_dir: paths::repo_root().join("kernel-configs"),
+                    base_config,
+                    force,
+                    jobs: jobs.unwrap_or_else(|| {
+                        std::thread::available_parallelism()
+                            .map(|n| n.get())
+                            .unwrap_or(1)
+                    }),
+                    build_dir: None,
+                },
+            )?;
+            println!(
+                "guest kernel linux {version}{}:\n  {}\n  {}\n  {}",
+                if out.rebuilt { "" } else { " (up to date)" },
+                out.vmlinux.display(),
+                out.bzimage.display(),
+                out.config.display()
+            );
+        }
+        Cmd::Bench {
+            which: BenchCmd::Apply { version, runs },
+        } => {
+            let text = xtask::bench::bench_apply(&manifest, &version, runs)?;
+            println!("{text}");
+        }
+        Cmd::Test { no_kernel } => run_tests(no_kernel)?,
+    }
+    Ok(())
+}
+
+/// Everything CI runs (see .ci/run and the README).
+fn run_tests(no_kernel: bool) -> Result<()> {
+    xtask::sysdeps::ensure("the tests' oracles", xtask::sysdeps::QUILT_ORACLE)?;
+    xtask::sysdeps::ensure(
+        "building the i386 guest kernel",
+        xtask::sysdeps::KERNEL_BUILD,
+    )?;
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(paths::repo_root());
+    let step = |name: &str| tracing::info!("=== {name}");
+    step("cargo fmt --check");
+    xshell::cmd!(sh, "cargo fmt --all -- --check")
+        .run()
+        .context("formatting differs: run `cargo fmt --all`")?;
+    step("cargo clippy");
+    xshell::cmd!(sh, "cargo clippy --workspace --all-targets -- -D warnings")
+        .run()
+        .context("clippy found problems")?;
+    step("cargo test");
+    xshell::cmd!(sh, "cargo test --workspace -- --include-ignored")
+        .run()
+        .context("tests failed")?;
+    if !no_kernel {
+        step("cargo xtask build-kernel (twice: the second must be a no-op)");
+        xshell::cmd!(sh, "cargo xtask build-kernel")
+            .run()
+            .context("the guest kernel build failed")?;
+        let started = std::time::Instant::now();
+        let out = xshell::cmd!(sh, "cargo xtask build-kernel")
+            .read()
+            .context("the second guest kernel build failed")?;
+        if !out.contains("(up to date)") {
+            anyhow::bail!("the second build-kernel run was not a no-op:\n{out}");
+        }
+        tracing::info!(
+            "second build-kernel run: up to date in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

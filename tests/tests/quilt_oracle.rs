@@ -1,0 +1,81 @@
+//! The in-process `apply` against `quilt push -a` (GNU patch) as the oracle,
+//! on real kernel trees and a real series not written by this project:
+//! Debian's kernel patches followed by Debian's PREEMPT_RT series.
+//!
+//! These need the cached kernel tree (downloaded once, ~140 MB) and quilt;
+//! they are `#[ignore]` so a plain `cargo test` stays quick, and
+//! `cargo xtask test` (CI) runs them with `--include-ignored`.
+
+use xtask::fetch::{fetch_kernel, FetchOptions};
+use xtask::manifest::Manifest;
+use xtask::series::{apply_series, ApplyOptions, Outcome};
+
+fn oracle(version: &str) {
+    xtask::sysdeps::ensure("the quilt oracle", xtask::sysdeps::QUILT_ORACLE).unwrap();
+    let manifest = Manifest::load_default().unwrap();
+    let tree = fetch_kernel(
+        &manifest,
+        version,
+        &FetchOptions {
+            tarball: None,
+            sources: vec![],
+        },
+    )
+    .unwrap();
+    let (series, count) = xtask::bench::debian_combined_series(&manifest, version).unwrap();
+    assert!(
+        count > 100,
+        "Debian's series for {version} has only {count} patches"
+    );
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("oracle-{version}-"))
+        .tempdir_in(xtask::paths::cache_dir().unwrap())
+        .unwrap();
+    let ours = tree.scratch_clone(&scratch.path().join("ours")).unwrap();
+    let theirs = tree.scratch_clone(&scratch.path().join("quilt")).unwrap();
+
+    let report = apply_series(
+        &ours,
+        &ApplyOptions {
+            series_dir: series.clone(),
+            force: false,
+            max_fuzz: 2,
+        },
+    )
+    .unwrap();
+    assert!(report.ok(), "{}", report.render());
+    assert_eq!(report.patches.len(), count);
+    xtask::bench::quilt_push_all(&theirs.path, &series).unwrap();
+
+    let diffs = xtask::tree::compare_dirs(&ours.path, &theirs.path, &[".git", ".pc"], 20).unwrap();
+    assert!(
+        diffs.is_empty(),
+        "trees differ from quilt's:\n{}",
+        diffs.join("\n")
+    );
+    // The series really changed the tree, and every patch is its own commit.
+    let changed = xtask::tree::compare_dirs(&ours.path, &tree.path, &[".git"], 1).unwrap();
+    assert!(!changed.is_empty() || tree.head().unwrap() != tree.vanilla().unwrap());
+    let repo = ours.repo().unwrap();
+    let mut walk = repo.revwalk().unwrap();
+    walk.push(report.head).unwrap();
+    assert_eq!(
+        walk.count(),
+        count + 1,
+        "one commit per patch plus the vanilla commit"
+    );
+    let moved = report
+        .patches
+        .iter()
+        .filter(|p| matches!(p.outcome, Outcome::Moved { .. }))
+        .count();
+    eprintln!(
+        "linux {version}: {count} patches identical to quilt ({moved} applied with offset/fuzz)"
+    );
+}
+
+#[test]
+#[ignore = "needs the linux 6.1.176 tree and Debian's series; run by `cargo xtask test`"]
+fn debian_series_on_6_1_176_matches_quilt() {
+    oracle("6.1.176");
+}

@@ -1,0 +1,411 @@
+//! `cargo xtask apply`: put a quilt series onto a kernel tree, one git commit
+//! per patch, and report what happened to each patch.
+//!
+//! The patches are applied in-process by [`crate::patch`] (GNU patch's
+//! placement rules: offsets, fuzz up to 2, as `quilt push` does) against git
+//! trees in memory; only the final result is checked out, so files that end
+//! up unchanged keep their timestamps and kernel rebuilds stay incremental.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use git2::{build::TreeUpdateBuilder, FileMode, Oid, Repository, Signature, Time};
+
+use crate::patch;
+use crate::tree::KernelTree;
+
+/// How `apply` behaves.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// The directory holding the `series` file.
+    pub series_dir: PathBuf,
+    /// Apply even if the tree is not the manifest's vanilla base.
+    pub force: bool,
+    /// Largest fuzz accepted (quilt's default is 2).
+    pub max_fuzz: usize,
+}
+
+/// What happened to one patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every hunk matched where the patch said.
+    Clean,
+    /// Applied, some hunks at an offset and/or with fuzz.
+    Moved {
+        /// Largest |offset| in lines over its hunks.
+        max_offset: usize,
+        /// Largest fuzz over its hunks.
+        max_fuzz: usize,
+        /// One line per moved hunk: `file: hunk #N at offset K (fuzz F)`.
+        details: Vec<String>,
+    },
+    /// The patch does not apply, but its reverse does: it is already in the
+    /// tree (upstreamed, or applied twice).
+    AlreadyApplied,
+    /// The patch does not apply.
+    Failed(String),
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct PatchReport {
+    pub name: String,
+    pub outcome: Outcome,
+    /// The commit made for it (when applied).
+    pub commit: Option<Oid>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    pub patches: Vec<PatchReport>,
+    /// Entries of the series not attempted because an earlier one failed.
+    pub not_attempted: Vec<String>,
+    /// The commit the tree is now at.
+    pub head: Oid,
+    /// True when the tree already was at that commit (nothing written).
+    pub unchanged: bool,
+}
+
+impl ApplyReport {
+    pub fn ok(&self) -> bool {
+        self.not_attempted.is_empty()
+            && self
+                .patches
+                .iter()
+                .all(|p| matches!(p.outcome, Outcome::Clean | Outcome::Moved { .. }))
+    }
+
+    /// Human-readable report, one line per patch (plus details).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let n = self.patches.len() + self.not_attempted.len();
+        for (i, p) in self.patches.iter().enumerate() {
+            let status = match &p.outcome {
+                Outcome::Clean => "clean".to_string(),
+                Outcome::Moved {
+                    max_offset,
+                    max_fuzz,
+                    details,
+                } => {
+                    let mut t = format!("applied, moved (offset up to {max_offset} lines, fuzz {max_fuzz})");
+                    for d in details {
+                        t.push_str(&format!("\n            {d}"));
+                    }
+                    t
+                }
+                Outcome::AlreadyApplied => {
+                    "ALREADY APPLIED: the patch applies in reverse (upstreamed?); drop it from the series".to_string()
+                }
+                Outcome::Failed(why) => format!("FAILED\n{}", indent(why, 12)),
+            };
+            s.push_str(&format!("[{:>3}/{n}] {}  {status}\n", i + 1, p.name));
+        }
+        for name in &self.not_attempted {
+            s.push_str(&format!("[  -/{n}] {name}  not attempted\n"));
+        }
+        s
+    }
+}
+
+fn indent(text: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    text.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A git tree seen through the [`patch::apply::Tree`] interface.
+struct GitView<'r> {
+    repo: &'r Repository,
+    tree: git2::Tree<'r>,
+}
+
+impl patch::apply::Tree for GitView<'_> {
+    fn read(&self, path: &str) -> Option<(Vec<u8>, u32)> {
+        let entry = self.tree.get_path(Path::new(path)).ok()?;
+        let mode = u32::try_from(entry.filemode()).ok()?;
+        let blob = self.repo.find_blob(entry.id()).ok()?;
+        Some((blob.content().to_vec(), mode))
+    }
+}
+
+/// Author and message of a patch file, from its git-format-patch headers
+/// when it has them.
+fn commit_info(name: &str, text: &[u8]) -> (String, String, String) {
+    let text = String::from_utf8_lossy(text);
+    let (mut who, mut email) = (
+        "colinux xtask".to_string(),
+        "xtask@colinux.invalid".to_string(),
+    );
+    let mut subject = None;
+    let mut body = Vec::new();
+    let mut in_headers = true;
+    for line in text.lines() {
+        if line.starts_with("diff --git ")
+            || line.starts_with("--- ")
+            || line == "---"
+            || line.starts_with("Index: ")
+        {
+            break;
+        }
+        if in_headers {
+            if let Some(v) = line.strip_prefix("From: ") {
+                if let Some((n, e)) = v.rsplit_once('<') {
+                    who = n.trim().trim_matches('"').to_string();
+                    email = e.trim_end_matches('>').to_string();
+                }
+                continue;
+            }
+            if let Some(v) = line.strip_prefix("Subject: ") {
+                let v = v.trim();
+                let v = if v.starts_with('[') {
+                    v.split_once("] ").map(|(_, r)| r).unwrap_or(v)
+                } else {
+                    v
+                };
+                subject = Some(v.to_string());
+                continue;
+            }
+            if line.is_empty() && subject.is_some() {
+                in_headers = false;
+                continue;
+            }
+            if line.starts_with("From ") || line.contains(": ") || line.starts_with(' ') {
+                continue;
+            }
+            in_headers = false;
+        }
+        body.push(line);
+    }
+    while body.last().is_some_and(|l| l.trim().is_empty()) {
+        body.pop();
+    }
+    let subject = subject.unwrap_or_else(|| name.to_string());
+    let mut msg = subject;
+    msg.push('\n');
+    if !body.is_empty() {
+        msg.push('\n');
+        msg.push_str(body.join("\n").trim_start_matches('\n'));
+        msg.push('\n');
+    }
+    msg.push_str(&format!("\nPatch: {name}\n"));
+    if who.is_empty() {
+        who = email.clone();
+    }
+    (who, email, msg)
+}
+
+/// Check that `tree` is a tree this series may be applied to.
+pub fn check_base(
+    tree: &KernelTree,
+    base_version: &str,
+    accepted: &[(String, &str)],
+    force: bool,
+) -> Result<()> {
+    let dirty = tree.dirty_paths()?;
+    if !dirty.is_empty() {
+        let shown: Vec<_> = dirty.iter().take(10).cloned().collect();
+        anyhow::bail!(
+            "{} has local changes that applying would overwrite ({} paths: {}{}).\n\
+             Commit them and regenerate the patches, or discard them with `git -C {} reset --hard && git -C {} clean -fd`.",
+            tree.path.display(),
+            dirty.len(),
+            shown.join(", "),
+            if dirty.len() > 10 { ", …" } else { "" },
+            tree.path.display(),
+            tree.path.display(),
+        );
+    }
+    if force {
+        return Ok(());
+    }
+    if tree.version != base_version {
+        anyhow::bail!(
+            "{} is linux {}, but the series is based on {base_version} (kernels.toml); \
+             use --force to apply anyway, or `cargo xtask rebase` to move the series",
+            tree.path.display(),
+            tree.version
+        );
+    }
+    if !accepted.iter().any(|(h, _)| *h == tree.sha256) {
+        anyhow::bail!(
+            "{} was unpacked from an archive (sha256 {}) that kernels.toml does not pin for {base_version}; use --force to apply anyway",
+            tree.path.display(),
+            tree.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Apply the series in `opts.series_dir` onto the vanilla commit of `tree`
+/// and check out the result (up to the last patch that applied).
+pub fn apply_series(tree: &KernelTree, opts: &ApplyOptions) -> Result<ApplyReport> {
+    let series_file = opts.series_dir.join("series");
+    let text = std::fs::read_to_string(&series_file)
+        .with_context(|| format!("cannot read the series file {}", series_file.display()))?;
+    let entries =
+        patch::series::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Parse everything first: a malformed patch is reported before any work.
+    let mut parsed = Vec::new();
+    for e in &entries {
+        let path = opts.series_dir.join(&e.name);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "{}:{}: cannot read patch {}",
+                series_file.display(),
+                e.line,
+                path.display()
+            )
+        })?;
+        let p = patch::parse::parse_patch(&bytes, &path.display().to_string())
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        parsed.push((e.clone(), bytes, p));
+    }
+
+    let repo = tree.repo()?;
+    let base = tree.vanilla()?;
+    let mut parent = repo.find_commit(base)?;
+    let mut reports = Vec::new();
+    let mut not_attempted = Vec::new();
+    let mut failed = false;
+    for (entry, bytes, p) in &parsed {
+        if failed {
+            not_attempted.push(entry.name.clone());
+            continue;
+        }
+        let view = GitView {
+            repo: &repo,
+            tree: parent.tree()?,
+        };
+        match patch::apply::apply(&view, p, entry.strip, entry.reverse, opts.max_fuzz) {
+            Ok(applied) => {
+                let mut upd = TreeUpdateBuilder::new();
+                for ch in &applied.changes {
+                    match ch {
+                        patch::apply::Change::Write {
+                            path,
+                            content,
+                            mode,
+                        } => {
+                            let oid = repo.blob(content)?;
+                            let fm = match *mode {
+                                0o100755 => FileMode::BlobExecutable,
+                                0o120000 => FileMode::Link,
+                                _ => FileMode::Blob,
+                            };
+                            upd.upsert(path.as_str(), oid, fm);
+                        }
+                        patch::apply::Change::Delete { path } => {
+                            upd.remove(path.as_str());
+                        }
+                    }
+                }
+                let new_tree = repo.find_tree(upd.create_updated(&repo, &parent.tree()?)?)?;
+                let (who, email, msg) = commit_info(&entry.name, bytes);
+                let sig = Signature::new(&who, &email, &Time::new(0, 0))
+                    .or_else(|_| crate::tree::xtask_signature())?;
+                let committer = crate::tree::xtask_signature()?;
+                let oid = repo.commit(None, &sig, &committer, &msg, &new_tree, &[&parent])?;
+                parent = repo.find_commit(oid)?;
+                let moved: Vec<_> = applied
+                    .hunks
+                    .iter()
+                    .filter(|h| h.offset != 0 || h.fuzz != 0)
+                    .collect();
+                let outcome = if moved.is_empty() {
+                    Outcome::Clean
+                } else {
+                    Outcome::Moved {
+                        max_offset: moved
+                            .iter()
+                            .map(|h| h.offset.unsigned_abs())
+                            .max()
+                            .unwrap_or(0),
+                        max_fuzz: moved.iter().map(|h| h.fuzz).max().unwrap_or(0),
+                        details: moved
+                            .iter()
+                            .map(|h| {
+                                format!(
+                                    "{}: hunk #{} at offset {:+} lines{}",
+                                    h.file,
+                                    h.hunk,
+                                    h.offset,
+                                    if h.fuzz > 0 {
+                                        format!(" with fuzz {}", h.fuzz)
+                                    } else {
+                                        String::new()
+                                    }
+                                )
+                            })
+                            .collect(),
+                    }
+                };
+                reports.push(PatchReport {
+                    name: entry.name.clone(),
+                    outcome,
+                    commit: Some(oid),
+                });
+            }
+            Err(err) => {
+                failed = true;
+                let view = GitView {
+                    repo: &repo,
+                    tree: parent.tree()?,
+                };
+                let reverse_ok =
+                    patch::apply::apply(&view, p, entry.strip, !entry.reverse, opts.max_fuzz)
+                        .is_ok();
+                let outcome = if reverse_ok {
+                    Outcome::AlreadyApplied
+                } else {
+                    Outcome::Failed(err.to_string())
+                };
+                reports.push(PatchReport {
+                    name: entry.name.clone(),
+                    outcome,
+                    commit: None,
+                });
+            }
+        }
+    }
+    let head = parent.id();
+    let unchanged = tree.head()? == head;
+    if !unchanged {
+        tree.checkout(head)?;
+    }
+    Ok(ApplyReport {
+        patches: reports,
+        not_attempted,
+        head,
+        unchanged,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_info_from_format_patch() {
+        let text = b"From 1234 Mon Sep 17 00:00:00 2001\nFrom: A Dev <a@example.org>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: [PATCH 1/2] x86: do a thing\n\nWhy we do it.\n\nSigned-off-by: A Dev <a@example.org>\n---\n a | 1 +\n";
+        let (who, email, msg) = commit_info("0001-x.patch", text);
+        assert_eq!(who, "A Dev");
+        assert_eq!(email, "a@example.org");
+        assert_eq!(
+            msg,
+            "x86: do a thing\n\nWhy we do it.\n\nSigned-off-by: A Dev <a@example.org>\n\nPatch: 0001-x.patch\n"
+        );
+    }
+
+    #[test]
+    fn commit_info_without_headers() {
+        let (who, _, msg) = commit_info("fix.patch", b"Fix the frobnicator.\n--- a/x\n+++ b/x\n");
+        assert_eq!(who, "colinux xtask");
+        assert_eq!(
+            msg,
+            "fix.patch\n\nFix the frobnicator.\n\nPatch: fix.patch\n"
+        );
+    }
+}

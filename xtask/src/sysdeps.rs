@@ -1,0 +1,111 @@
+//! System packages the xtask needs, installed on demand.
+//!
+//! Each task names the Debian packages it needs. Missing ones are installed
+//! with `apt-get` when we run as root; otherwise the error prints the exact
+//! command to run. On a system without `dpkg-query` we only check commands.
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+/// Packages to build an i386 kernel out of tree on an x86_64 Debian host.
+pub const KERNEL_BUILD: &[&str] = &[
+    "make",
+    "gcc",
+    "gcc-multilib",
+    "bc",
+    "bison",
+    "flex",
+    "libelf-dev",
+    "libssl-dev",
+    "cpio",
+    "xz-utils",
+    "perl",
+];
+
+/// Packages to fetch Debian source packages.
+pub const DEBIAN_SOURCE: &[&str] = &["apt", "debian-archive-keyring"];
+
+/// Packages the patch-series tests and benchmarks use as their oracle.
+pub const QUILT_ORACLE: &[&str] = &["quilt", "patch", "diffutils"];
+
+/// Make sure every package in `packages` is installed.
+pub fn ensure(what: &str, packages: &[&str]) -> Result<()> {
+    if which("dpkg-query").is_none() {
+        tracing::warn!(
+            "not a Debian-like system (no dpkg-query); cannot check the packages for {what}: {}",
+            packages.join(" ")
+        );
+        return Ok(());
+    }
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmd = format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !is_root() {
+        anyhow::bail!(
+            "{what} needs these system packages, which are missing: {}\nrun as root:\n    sudo sh -c '{cmd}'",
+            missing.join(" ")
+        );
+    }
+    tracing::info!(
+        "installing system packages for {what}: {}",
+        missing.join(" ")
+    );
+    run_apt(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    // apt-get occasionally fails half-way (a mirror hiccup); one retry with
+    // --fix-broken covers it.
+    if run_apt(&args).is_err() {
+        tracing::warn!("apt-get install failed once; retrying");
+        args.insert(1, "--fix-broken");
+        run_apt(&args)?;
+    }
+    let still: Vec<&str> = missing.iter().copied().filter(|p| !installed(p)).collect();
+    if !still.is_empty() {
+        anyhow::bail!("apt-get did not install: {}", still.join(" "));
+    }
+    Ok(())
+}
+
+fn run_apt(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get")?;
+    if !status.success() {
+        anyhow::bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", package])
+        .output()
+        .map(|o| o.status.success() && o.stdout.starts_with(b"ii"))
+        .unwrap_or(false)
+}
+
+/// True when running as root (uid 0).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+/// The path of `cmd` on `$PATH`.
+pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+}
