@@ -6,6 +6,9 @@
 //! they are `#[ignore]` so a plain `cargo test` stays quick, and
 //! `cargo xtask test` (CI) runs them with `--include-ignored`.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use xtask::fetch::{fetch_kernel, FetchOptions};
 use xtask::manifest::Manifest;
 use xtask::series::{apply_series, ApplyOptions, Outcome};

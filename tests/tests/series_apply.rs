@@ -4,6 +4,9 @@
 //! kernel trees, so the whole path (series parsing, in-process apply, one
 //! commit per patch, checkout, report) is exercised in milliseconds.
 
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use xtask::series::{apply_series, check_base, ApplyOptions, Outcome};

@@ -200,15 +200,11 @@ pub fn make(src: &Path, build: &Path, jobs: usize, targets: &[&str], what: &str)
         let line = line.unwrap_or_default();
         let _ = writeln!(log, "{line}");
         let is_step = line.starts_with("  ")
-            && line
-                .trim_start()
-                .split_whitespace()
-                .next()
-                .is_some_and(|w| {
-                    w.chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                        && w.len() <= 12
-                });
+            && line.split_whitespace().next().is_some_and(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && w.len() <= 12
+            });
         if is_step {
             steps += 1;
         }

@@ -262,8 +262,11 @@ fn path_errors() {
     let p = "diff --git a/f b/f\nindex 1..2 100644\nGIT binary patch\nliteral 1\nIcmZpc00001\n\n";
     assert!(matches!(run(&t, p, 0), Err(ApplyError::Binary { .. })));
     let p = "--- a//abs\n+++ b//abs\n@@ -1 +1 @@\n-a\n+b\n";
-    // GNU collapses the slashes after the stripped component.
-    assert!(run(&t, p, 0).is_err());
+    // Like GNU, the slashes after a stripped component collapse: "abs".
+    assert!(matches!(run(&t, p, 0), Err(ApplyError::MissingFile { file, .. }) if file == "abs"));
+    let p = "--- /etc/f\n+++ /etc/f\n@@ -1 +1 @@\n-a\n+b\n";
+    let e = apply(&t, &parse_patch(p.as_bytes(), "p").unwrap(), 0, false, 0);
+    assert!(matches!(e, Err(ApplyError::UnsafePath { .. })));
 }
 
 #[test]
@@ -641,4 +644,29 @@ fn randomized_against_gnu_patch() {
         mismatches, 0,
         "{mismatches} of {cases} cases differ from GNU patch"
     );
+}
+
+#[test]
+fn gnu_file_operations() {
+    let git = "diff --git a/old b/renamed\nsimilarity index 80%\nrename from old\nrename to renamed\n\
+               --- a/old\n+++ b/renamed\n@@ -1,3 +1,3 @@\n o1\n-o2\n+O2\n o3\n\
+               diff --git a/gone b/gone\ndeleted file mode 100644\n--- a/gone\n+++ /dev/null\n@@ -1 +0,0 @@\n-g\n\
+               diff --git a/sub/new b/sub/new\nnew file mode 100644\n--- /dev/null\n+++ b/sub/new\n@@ -0,0 +1 @@\n+n\n\
+               diff --git a/empty b/empty\nnew file mode 100644\nindex 0000000..e69de29\n";
+    compare_with_gnu(&[("old", "o1\no2\no3\n"), ("gone", "g\n")], git, 0);
+    // Implicit creation: old name given but missing, hunk starts at -0,0.
+    let implicit = "--- a/x\n+++ b/x\n@@ -0,0 +1,2 @@\n+1\n+2\n";
+    compare_with_gnu(&[], implicit, 0);
+    // Creation onto an existing empty file works, onto a non-empty one fails.
+    let create = "--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+1\n";
+    compare_with_gnu(&[("x", "")], create, 0);
+    compare_with_gnu(&[("x", "y\n")], create, 0);
+    // Deleting a file whose content differs fails.
+    let delete = "--- a/x\n+++ /dev/null\n@@ -1 +0,0 @@\n-1\n";
+    compare_with_gnu(&[("x", "1\n2\n")], delete, 2);
+    compare_with_gnu(&[("x", "1\n")], delete, 0);
+    // Non-git: the new name is used when only it exists.
+    let newname = "--- a/x.orig\n+++ b/x\n@@ -1 +1 @@\n-1\n+2\n";
+    compare_with_gnu(&[("x", "1\n")], newname, 0);
+    compare_with_gnu(&[("x.orig", "1\n")], newname, 0);
 }
