@@ -82,3 +82,9 @@ fn oracle(version: &str) {
 fn debian_series_on_6_1_176_matches_quilt() {
     oracle("6.1.176");
 }
+
+#[test]
+#[ignore = "needs the linux 6.12.100 tree and Debian's series; run by `cargo xtask test`"]
+fn debian_series_on_6_12_100_matches_quilt() {
+    oracle("6.12.100");
+}

@@ -13,11 +13,14 @@
 pub mod bench;
 pub mod build;
 pub mod debian;
+pub mod driver_build;
 pub mod fetch;
+pub mod hostkernel;
 pub mod kconfig;
 pub mod manifest;
 pub mod patch;
 pub mod paths;
 pub mod series;
 pub mod sysdeps;
+pub mod testhost;
 pub mod tree;
