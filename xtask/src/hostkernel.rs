@@ -1,1 +1,339 @@
-//! (in progress)
+//! Debian's stock x86_64 kernel: the host the colinux driver is tested on.
+//!
+//! The running machine's own kernel is irrelevant (it is not Debian's and
+//! cannot load our module). Instead the test host boots Debian's current
+//! `linux-image-amd64` in QEMU ([`crate::testhost`]) and the driver is built
+//! against the matching `linux-headers-amd64`. Both metapackages are resolved
+//! to the same ABI release (e.g. `6.1.0-41-amd64`), so image and headers
+//! always match.
+//!
+//! - Headers are installed system-wide (`linux-headers-<release>`, which
+//!   pulls `-common` and `linux-kbuild`) through [`crate::sysdeps::ensure`].
+//! - The image is *not* installed (its maintainer scripts run initramfs
+//!   tooling on the machine): `apt-get download` fetches the package into the
+//!   cache (apt verifies it against the archive's signed indexes) and only
+//!   `boot/vmlinuz-<release>`, `System.map` and `config` are kept, in
+//!   `<cache>/host-kernel/<release>/`. The second call is a few `apt-cache`
+//!   and `dpkg-query` look-ups.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{paths, sysdeps};
+
+/// The metapackage that names Debian's current stock kernel image.
+const IMAGE_META: &str = "linux-image-amd64";
+/// The metapackage that names the matching kernel headers.
+const HEADERS_META: &str = "linux-headers-amd64";
+
+/// Debian's stock x86_64 kernel, ready to boot in QEMU and to build modules
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKernel {
+    /// The kernel release (`uname -r` inside the test host), e.g.
+    /// `6.1.0-41-amd64`.
+    pub release: String,
+    /// The bootable image (`boot/vmlinuz-<release>` from the image package).
+    pub vmlinuz: PathBuf,
+    /// `System.map-<release>` from the same package (symbol addresses, for
+    /// reading oopses).
+    pub system_map: PathBuf,
+    /// `config-<release>`: the kernel's configuration.
+    pub config: PathBuf,
+    /// The kernel headers to build modules against (what
+    /// `/lib/modules/<release>/build` points to on an installed system):
+    /// `/usr/src/linux-headers-<release>`.
+    pub build_dir: PathBuf,
+}
+
+/// Find Debian's current stock amd64 kernel, install its headers and
+/// download and unpack its image (once; later calls reuse the cache).
+pub fn ensure() -> Result<HostKernel> {
+    let release = current_release()?;
+    ensure_release(&release)
+}
+
+/// Like [`ensure`], for a given release (e.g. `6.1.0-41-amd64`) instead of
+/// the one the metapackages name. The release must still be in the archive.
+pub fn ensure_release(release: &str) -> Result<HostKernel> {
+    if release.is_empty()
+        || !release
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '~'))
+    {
+        bail!("not a kernel release: {release:?}");
+    }
+    let headers = format!("linux-headers-{release}");
+    sysdeps::ensure(
+        &format!("building modules for the host kernel {release}"),
+        &[headers.as_str()],
+    )?;
+    let build_dir = PathBuf::from(format!("/usr/src/linux-headers-{release}"));
+    if !build_dir.join("Makefile").is_file() {
+        bail!(
+            "{headers} is installed but {} has no Makefile",
+            build_dir.display()
+        );
+    }
+    let dir = paths::cache_dir()?.join("host-kernel").join(release);
+    let vmlinuz = dir.join("vmlinuz");
+    let system_map = dir.join("System.map");
+    let config = dir.join("config");
+    if !complete(&dir) {
+        // One download at a time within this process (tests run in threads).
+        static LOCK: Mutex<()> = Mutex::new(());
+        let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if !complete(&dir) {
+            fetch_image(release, &dir)?;
+        }
+    }
+    tracing::debug!("host kernel {release}: {}", vmlinuz.display());
+    Ok(HostKernel {
+        release: release.to_string(),
+        vmlinuz,
+        system_map,
+        config,
+        build_dir,
+    })
+}
+
+/// The release Debian's metapackages currently name; the image and headers
+/// metapackages must agree.
+pub fn current_release() -> Result<String> {
+    let image = match meta_release(IMAGE_META, "linux-image-") {
+        Ok(r) => r,
+        Err(first) if sysdeps::is_root() => {
+            // A fresh machine may have no package lists yet.
+            tracing::info!("{first:#}; running apt-get update once");
+            apt_update()?;
+            meta_release(IMAGE_META, "linux-image-")?
+        }
+        Err(e) => return Err(e),
+    };
+    let headers = meta_release(HEADERS_META, "linux-headers-")?;
+    if image != headers {
+        bail!(
+            "{IMAGE_META} names kernel {image} but {HEADERS_META} names {headers}: \
+             the package lists are inconsistent (run `apt-get update`)"
+        );
+    }
+    Ok(image)
+}
+
+/// The release that metapackage `meta` depends on, from `apt-cache depends`
+/// (its candidate version). `prefix` is the dependency's name prefix.
+fn meta_release(meta: &str, prefix: &str) -> Result<String> {
+    let out = Command::new("apt-cache")
+        .args(["depends", "--important", meta])
+        .output()
+        .context("cannot run apt-cache (is this a Debian system?)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "apt cannot find {meta} (the package that names Debian's stock kernel): {}\n\
+             run `apt-get update` (as root) and make sure Debian's main archive is in the sources",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    parse_depends(&text, prefix).with_context(|| {
+        format!("{meta} depends on no {prefix}<release> package (apt-cache depends said:\n{text})")
+    })
+}
+
+/// The release in the first `Depends: <prefix><release>` line of
+/// `apt-cache depends` output (an `-unsigned` suffix is not part of it).
+fn parse_depends(text: &str, prefix: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().trim_start_matches('|').strip_prefix("Depends:"))
+        .filter_map(|dep| dep.trim().strip_prefix(prefix))
+        .map(|r| r.trim_end_matches("-unsigned").to_string())
+        .find(|r| r.chars().next().is_some_and(|c| c.is_ascii_digit()))
+}
+
+fn apt_update() -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get")?;
+    if !status.success() {
+        bail!("apt-get update failed ({status})");
+    }
+    Ok(())
+}
+
+/// Download the image package for `release` and keep its kernel files in
+/// `dir` (written to a temporary directory, then renamed into place).
+fn fetch_image(release: &str, dir: &Path) -> Result<()> {
+    let parent = dir
+        .parent()
+        .context("the host kernel cache has no parent")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(parent)
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                parent.display()
+            )
+        })?;
+    let deb = download_image(release, work.path())?;
+    tracing::info!("unpacking the kernel from {}", deb.display());
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    extract_boot_files(&deb, release, &out)?;
+    if dir.exists() && !complete(dir) {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove the incomplete {}", dir.display()))?;
+    }
+    if let Err(e) = std::fs::rename(&out, dir) {
+        // Another process may have finished the same download first.
+        if !complete(dir) {
+            return Err(e)
+                .with_context(|| format!("cannot move the host kernel into {}", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `dir` holds everything [`fetch_image`] leaves there.
+fn complete(dir: &Path) -> bool {
+    ["vmlinuz", "System.map", "config"]
+        .iter()
+        .all(|f| dir.join(f).is_file())
+}
+
+/// `apt-get download` the signed image package, else the unsigned one.
+fn download_image(release: &str, work: &Path) -> Result<PathBuf> {
+    let mut errors = Vec::new();
+    for package in [
+        format!("linux-image-{release}"),
+        format!("linux-image-{release}-unsigned"),
+    ] {
+        tracing::info!("downloading {package} (Debian's stock kernel, for the test host)");
+        let out = Command::new("apt-get")
+            .args(["download", "-q", &package])
+            .current_dir(work)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run apt-get")?;
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tracing::debug!("apt-get download {package}:\n{log}");
+        if out.status.success() {
+            let prefix = format!("{package}_");
+            for entry in std::fs::read_dir(work)
+                .with_context(|| format!("cannot read {}", work.display()))?
+            {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) && name.ends_with(".deb") {
+                    return Ok(entry.path());
+                }
+            }
+            errors.push(format!(
+                "{package}: apt-get download succeeded but left no {prefix}*.deb"
+            ));
+        } else {
+            errors.push(format!("{package}: {}", log.trim()));
+        }
+    }
+    bail!(
+        "cannot download Debian's kernel image for {release}:\n{}\n\
+         (run `apt-get update` as root if the package lists are old)",
+        errors.join("\n")
+    )
+}
+
+/// Extract `boot/{vmlinuz,System.map,config}-<release>` from the package
+/// `deb` into `out` as `vmlinuz`, `System.map`, `config`.
+fn extract_boot_files(deb: &Path, release: &str, out: &Path) -> Result<()> {
+    let wanted = [
+        (format!("boot/vmlinuz-{release}"), "vmlinuz"),
+        (format!("boot/System.map-{release}"), "System.map"),
+        (format!("boot/config-{release}"), "config"),
+    ];
+    let mut child = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run dpkg-deb")?;
+    let stdout = child.stdout.take().context("dpkg-deb has no stdout")?;
+    let mut found = 0;
+    let result = (|| -> Result<()> {
+        let mut archive = tar::Archive::new(stdout);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let path = path.trim_start_matches("./");
+            if let Some((_, name)) = wanted.iter().find(|(p, _)| p == path) {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data)?;
+                std::fs::write(out.join(name), &data)
+                    .with_context(|| format!("cannot write {}", out.join(name).display()))?;
+                found += 1;
+                if found == wanted.len() {
+                    // boot/ comes first in Debian's packages: skip the modules.
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })();
+    // Stop dpkg-deb if we left early (it would block on a full pipe).
+    let _ = child.kill();
+    let output = child.wait_with_output().context("dpkg-deb failed")?;
+    result.with_context(|| {
+        format!(
+            "cannot read {} ({})",
+            deb.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+    })?;
+    if found < wanted.len() {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|(_, n)| !out.join(n).exists())
+            .map(|(p, _)| p.as_str())
+            .collect();
+        bail!("{} has no {}", deb.display(), missing.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_apt_cache_depends() {
+        let text = "linux-image-amd64\n  Depends: linux-image-6.1.0-41-amd64\n";
+        assert_eq!(
+            parse_depends(text, "linux-image-").as_deref(),
+            Some("6.1.0-41-amd64")
+        );
+        let text = "linux-image-amd64\n |Depends: linux-image-6.1.0-9-amd64-unsigned\n  Depends: linux-image-6.1.0-9-amd64\n";
+        assert_eq!(
+            parse_depends(text, "linux-image-").as_deref(),
+            Some("6.1.0-9-amd64")
+        );
+        assert_eq!(parse_depends("linux-image-amd64\n", "linux-image-"), None);
+        let text = "linux-headers-amd64\n  Depends: linux-headers-6.1.0-41-amd64\n";
+        assert_eq!(
+            parse_depends(text, "linux-headers-").as_deref(),
+            Some("6.1.0-41-amd64")
+        );
+    }
+}

@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod codegen;
 pub mod debian;
 pub mod driver_build;
 pub mod fetch;

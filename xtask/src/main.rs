@@ -90,6 +90,14 @@ enum Cmd {
         #[arg(long, short)]
         jobs: Option<usize>,
     },
+    /// Generate the Rust ABI bindings (abi/src/generated.rs) from the ABI
+    /// header defined by the patch series, with bindgen, for both the i386
+    /// guest and the x86_64 host (their layouts must be identical).
+    Codegen {
+        /// Fail if the committed bindings are stale instead of writing them
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the benchmarks and write the results to docs/BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -122,7 +130,8 @@ enum BenchCmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,bindgen=error")),
         )
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -233,6 +242,7 @@ fn run(cli: Cli) -> Result<()> {
             let text = xtask::bench::bench_apply(&manifest, &version, runs)?;
             println!("{text}");
         }
+        Cmd::Codegen { check } => xtask::codegen::codegen(check)?,
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
     }
     Ok(())

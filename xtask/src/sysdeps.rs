@@ -29,6 +29,11 @@ pub const DEBIAN_SOURCE: &[&str] = &["apt", "debian-archive-keyring"];
 /// Packages the patch-series tests and benchmarks use as their oracle.
 pub const QUILT_ORACLE: &[&str] = &["quilt", "patch", "diffutils"];
 
+/// Packages the QEMU test host needs (`xtask::testhost`): QEMU, and a static
+/// busybox for its initramfs. The host kernel's own packages are resolved at
+/// run time (`xtask::hostkernel`); `dpkg-deb` and `apt-get` come with dpkg/apt.
+pub const TEST_HOST: &[&str] = &["qemu-system-x86", "busybox-static", "apt", "dpkg"];
+
 /// Make sure every package in `packages` is installed.
 pub fn ensure(what: &str, packages: &[&str]) -> Result<()> {
     if which("dpkg-query").is_none() {
@@ -109,3 +114,7 @@ pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
         .map(|d| d.join(cmd))
         .find(|p| p.is_file())
 }
+
+/// Packages `cargo xtask codegen` needs: libclang for bindgen, the uapi
+/// headers the ABI header includes.
+pub const CODEGEN: &[&str] = &["libclang-dev", "linux-libc-dev"];

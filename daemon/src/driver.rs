@@ -1,0 +1,90 @@
+//! The host driver, `/dev/colinux`, through its ioctls (see the ABI header).
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use colinux_abi as abi;
+
+/// One open `/dev/colinux`: at most one guest.
+#[derive(Debug)]
+pub struct Driver {
+    file: File,
+}
+
+fn ioctl<T>(file: &File, request: u32, arg: *mut T, what: &str) -> Result<()> {
+    // SAFETY: `arg` points to a live, properly sized `T` (the structure the
+    // ioctl number encodes) for the duration of the call, or is null for
+    // argument-less ioctls; the driver validates everything it reads.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as _, arg) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(err).with_context(|| {
+            format!("{what} failed (see the host kernel log for the driver's reason)")
+        });
+    }
+    Ok(())
+}
+
+impl Driver {
+    /// Open the driver's device.
+    pub fn open(path: &Path) -> Result<Driver> {
+        let file = OpenOptions::new().read(true).write(true).open(path).with_context(|| {
+            format!(
+                "cannot open {} (is the colinux module loaded? `insmod colinux.ko`; only root may open it)",
+                path.display()
+            )
+        })?;
+        Ok(Driver { file })
+    }
+
+    /// Create this file's guest with `memory_size` bytes of RAM.
+    pub fn create(&self, memory_size: u64) -> Result<()> {
+        let mut arg = abi::cooperative_ioctl_create {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            memory_size,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::CREATE, &mut arg, "CREATE")
+            .with_context(|| format!("creating a guest with {} MiB of RAM", memory_size >> 20))
+    }
+
+    /// Copy `data` to guest-physical `guest_address`, then zero `zero` bytes.
+    pub fn load(&self, guest_address: u64, data: &[u8], zero: u64) -> Result<()> {
+        let mut arg = abi::cooperative_ioctl_load {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            guest_address,
+            user_address: data.as_ptr() as u64,
+            size: data.len() as u64,
+            zero_size: zero,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::LOAD, &mut arg, "LOAD").with_context(|| {
+            format!(
+                "loading {} bytes (+{zero} zeroed) at guest-physical {guest_address:#x}",
+                data.len()
+            )
+        })
+    }
+
+    /// What the driver has set up.
+    pub fn info(&self) -> Result<abi::cooperative_ioctl_info> {
+        let mut arg = abi::cooperative_ioctl_info {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::INFO, &mut arg, "INFO")?;
+        Ok(arg)
+    }
+
+    /// Destroy the guest and return its memory to the host.
+    pub fn destroy(&self) -> Result<()> {
+        ioctl::<u8>(
+            &self.file,
+            abi::ioctl::DESTROY,
+            std::ptr::null_mut(),
+            "DESTROY",
+        )
+    }
+}

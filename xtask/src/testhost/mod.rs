@@ -1,0 +1,785 @@
+//! The test host: Debian's stock x86_64 kernel booted in QEMU (TCG) with an
+//! initramfs we write, running one scenario as root.
+//!
+//! A [`Scenario`] is a `/bin/sh` script plus files (the colinux module, the
+//! daemon, a guest kernel, …) placed in the initramfs. [`run`] builds the
+//! initramfs (busybox from `busybox-static` with a symlink per applet, a
+//! generated `/init`, `/scenario.sh`, the files), boots
+//! [`crate::hostkernel`]'s kernel with it, streams the serial console into
+//! `target/test-host/<name>.log` (and `tracing` at debug level) and returns
+//! an [`Outcome`]. The scenario passes when its script exits 0 *and* the
+//! kernel log has no warnings, oopses, lockups, … afterwards
+//! ([`init::KLOG_PROBLEMS`]). [`shell`] boots the same host with an
+//! interactive shell on the terminal, for humans.
+//!
+//! The machine: `-machine q35 -accel tcg -cpu max` (SMEP, SMAP, NX, PCID,
+//! LA57, …), 2 vCPUs and 2 GiB by default, no disks, no network. KVM is not
+//! used: it hangs on this project's machines.
+
+pub mod cpio;
+pub mod init;
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::hostkernel::{self, HostKernel};
+use crate::{paths, sysdeps};
+
+/// Destinations the rig itself writes into the initramfs.
+const RESERVED: &[&str] = &["/init", "/scenario.sh", "/bin/busybox"];
+/// How long QEMU gets to power off after the final marker, and after the
+/// time limit for the in-host watchdog's report.
+const GRACE: Duration = Duration::from_secs(5);
+/// Seconds the in-host watchdog keeps for the kernel log check and
+/// power-off.
+const MARGIN_SECS: u64 = 2;
+/// Console lines quoted in a failure reason.
+const TAIL_LINES: usize = 20;
+
+/// One run of the test host: a script run as root inside it, and the files
+/// it needs.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Names the log: `target/test-host/<name>.log` (characters other than
+    /// `[A-Za-z0-9._-]` become `_`).
+    pub name: String,
+    /// A `/bin/sh` (busybox ash) script run as root inside the host, in
+    /// `/root`, with stdin from `/dev/null` and stdout/stderr on the console.
+    /// Exit status 0 means pass.
+    pub script: String,
+    /// Files to put into the initramfs.
+    pub files: Vec<GuestFile>,
+    /// The limit for the whole run, boot included. Inside the host, a
+    /// watchdog kills the script's process group shortly before it, so the
+    /// kernel log is still checked; QEMU is killed if it is still running a
+    /// few seconds after the limit.
+    pub timeout: Duration,
+    /// Guest memory in MiB (default 2048).
+    pub memory_mb: u32,
+    /// Virtual CPUs (default 2).
+    pub cpus: u32,
+    /// Extra kernel command line, appended to the rig's
+    /// (`console=ttyS0 panic=-1 …`).
+    pub append: String,
+    /// Check the kernel log after the script (default true). Turning it off
+    /// is for scenarios that provoke kernel problems on purpose.
+    pub check_klog: bool,
+    /// `grep -E` patterns of kernel log problem lines that are expected and
+    /// must not fail the scenario (default none).
+    pub klog_ignore: Vec<String>,
+}
+
+impl Scenario {
+    /// A scenario with the defaults: 2 CPUs, 2 GiB, a 120 s limit, no files,
+    /// strict kernel log check.
+    pub fn new(name: impl Into<String>, script: impl Into<String>) -> Self {
+        Scenario {
+            name: name.into(),
+            script: script.into(),
+            files: Vec::new(),
+            timeout: Duration::from_secs(120),
+            memory_mb: 2048,
+            cpus: 2,
+            append: String::new(),
+            check_klog: true,
+            klog_ignore: Vec::new(),
+        }
+    }
+
+    /// Add a file (builder style).
+    pub fn file(mut self, source: impl Into<PathBuf>, dest: impl Into<String>, mode: u32) -> Self {
+        self.files.push(GuestFile {
+            source: source.into(),
+            dest: dest.into(),
+            mode,
+        });
+        self
+    }
+
+    /// Set the time limit (builder style).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// A file copied from the build machine into the initramfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestFile {
+    /// The file on the build machine.
+    pub source: PathBuf,
+    /// Its absolute path inside the host (parent directories are created).
+    pub dest: String,
+    /// Its permission bits, e.g. `0o755` for programs, `0o644` for data.
+    pub mode: u32,
+}
+
+impl GuestFile {
+    /// Parse the CLI form `SRC:DEST`; the mode is the source's (`0o755`
+    /// when it is executable, else `0o644`).
+    pub fn parse(spec: &str) -> Result<Self> {
+        let (src, dest) = spec
+            .rsplit_once(':')
+            .with_context(|| format!("{spec:?}: expected SRC:DEST"))?;
+        let source = PathBuf::from(src);
+        let meta = std::fs::metadata(&source)
+            .with_context(|| format!("cannot read {}", source.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if meta.permissions().mode() & 0o111 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        Ok(GuestFile {
+            source,
+            dest: dest.to_string(),
+            mode,
+        })
+    }
+}
+
+/// How a scenario went.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The script exited 0, the kernel log is clean and nothing timed out.
+    pub passed: bool,
+    /// One line (or a few) saying why: the exit status, the kernel log
+    /// problems, the timeout with the last console lines, a panic, …
+    pub reason: String,
+    /// The full console log, `target/test-host/<name>.log` (kept on pass).
+    pub log: PathBuf,
+    /// The serial console, one line per line (no `\r`).
+    pub console: String,
+    /// The kernel log check found nothing (also true when it was skipped,
+    /// false when it never ran).
+    pub kernel_log_clean: bool,
+    /// The kernel log lines the check flagged.
+    pub klog_problems: Vec<String>,
+    /// The script's exit status, if it finished or was killed.
+    pub exit_status: Option<i32>,
+    /// The run hit its time limit (inside the host, or QEMU was killed).
+    pub timed_out: bool,
+    /// From starting QEMU to its exit.
+    pub duration: Duration,
+    /// Seconds from starting QEMU to the scenario's start (boot time).
+    pub boot_time: Option<Duration>,
+}
+
+/// Run `s` in the test host. `Err` means the rig could not run it (QEMU
+/// missing, no kernel, unreadable files, …); a failing scenario is
+/// `Ok(Outcome { passed: false, .. })`.
+pub fn run(s: &Scenario) -> Result<Outcome> {
+    let prepared = prepare(s, false)?;
+    let log_path = prepared.dir.join(format!("{}.log", prepared.name));
+    let mut log =
+        File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut cmd = prepared.qemu_command(s, false);
+    writeln!(log, "### colinux test host: scenario {}", s.name)?;
+    writeln!(log, "### host kernel {}", prepared.kernel.release)?;
+    writeln!(log, "### {}", render_command(&cmd))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tracing::info!(
+        "test host: booting {} for scenario {:?} (log: {})",
+        prepared.kernel.release,
+        s.name,
+        log_path.display()
+    );
+    let started = Instant::now();
+    let mut qemu = Qemu::spawn(cmd, true)?;
+    let stdout = qemu.child.stdout.take().context("QEMU has no stdout")?;
+    let stderr = qemu.child.stderr.take().context("QEMU has no stderr")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).replace('\r', "");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+
+    let marker = init::marker(&prepared.nonce);
+    let deadline = started + s.timeout + GRACE;
+    let mut st = State::default();
+    let mut console = String::new();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut killed_at_limit = false;
+    loop {
+        let limit = match st.result_at {
+            Some(t) => deadline.min(t + GRACE),
+            None => deadline,
+        };
+        match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                writeln!(log, "{line}")?;
+                log.flush()?;
+                tracing::debug!("{}: {line}", s.name);
+                st.parse(&line, &marker, started);
+                console.push_str(&line);
+                console.push('\n');
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                killed_at_limit = st.result_at.is_none();
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = qemu.finish(GRACE);
+    let duration = started.elapsed();
+    let qemu_stderr = stderr_reader.join().unwrap_or_default();
+
+    if st.start_at.is_none() && !killed_at_limit && console.trim().is_empty() {
+        bail!(
+            "QEMU failed before the host kernel printed anything ({}): {}",
+            status.map_or_else(|| "killed".to_string(), |s| s.to_string()),
+            qemu_stderr.trim()
+        );
+    }
+    let outcome = st.outcome(OutcomeInput {
+        s,
+        log: log_path.clone(),
+        console,
+        tail: tail.into_iter().collect(),
+        killed_at_limit,
+        status,
+        qemu_stderr,
+        duration,
+    });
+    writeln!(
+        log,
+        "### {} in {:.1}s: {}",
+        if outcome.passed { "PASS" } else { "FAIL" },
+        duration.as_secs_f64(),
+        outcome.reason
+    )?;
+    tracing::info!(
+        "test host: scenario {:?} {} in {:.1}s{}",
+        s.name,
+        if outcome.passed { "passed" } else { "FAILED" },
+        duration.as_secs_f64(),
+        if outcome.passed {
+            String::new()
+        } else {
+            format!(": {} (log: {})", outcome.reason, log_path.display())
+        }
+    );
+    Ok(outcome)
+}
+
+/// Boot the test host with an interactive shell on this terminal, after
+/// running `s.script` (on the console). Exiting the shell powers off; Ctrl-A X
+/// quits QEMU. No time limit; the kernel log is checked at the end.
+pub fn shell(s: &Scenario) -> Result<()> {
+    let prepared = prepare(s, true)?;
+    let mut cmd = prepared.qemu_command(s, true);
+    tracing::info!(
+        "test host: booting {}; exit the shell to power off, Ctrl-A X quits QEMU",
+        prepared.kernel.release
+    );
+    tracing::debug!("{}", render_command(&cmd));
+    cmd.stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let mut qemu = Qemu::spawn(cmd, false)?;
+    let status = qemu.child.wait().context("cannot wait for QEMU")?;
+    if !status.success() {
+        bail!("QEMU exited with {status}");
+    }
+    Ok(())
+}
+
+/// The initramfs and everything else a run needs.
+struct Prepared {
+    name: String,
+    dir: PathBuf,
+    kernel: HostKernel,
+    initramfs: PathBuf,
+    nonce: String,
+}
+
+impl Prepared {
+    fn qemu_command(&self, s: &Scenario, interactive: bool) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        let append = format!(
+            "console=ttyS0,115200 panic=-1 loglevel=4 rdinit=/init {}",
+            s.append
+        );
+        cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
+            .args(["-smp", &s.cpus.to_string(), "-m", &s.memory_mb.to_string()])
+            .arg("-kernel")
+            .arg(&self.kernel.vmlinuz)
+            .arg("-initrd")
+            .arg(&self.initramfs)
+            .args(["-append", append.trim_end()])
+            .args(["-nodefaults", "-no-reboot", "-display", "none"]);
+        if interactive {
+            cmd.args(["-serial", "mon:stdio"]);
+        } else {
+            cmd.args(["-serial", "stdio", "-monitor", "none"]);
+        }
+        cmd
+    }
+}
+
+fn prepare(s: &Scenario, interactive: bool) -> Result<Prepared> {
+    if s.cpus == 0 || s.memory_mb < 256 {
+        bail!(
+            "scenario {:?}: needs at least 1 CPU and 256 MiB (has {} CPUs, {} MiB)",
+            s.name,
+            s.cpus,
+            s.memory_mb
+        );
+    }
+    sysdeps::ensure("the QEMU test host", sysdeps::TEST_HOST)?;
+    let kernel = hostkernel::ensure()?;
+    let name = sanitize(&s.name);
+    let dir = output_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let nonce = nonce(&name);
+    let initramfs = dir.join(format!("{name}.initramfs.cpio"));
+    let init = init::script(&init::InitOptions {
+        nonce: &nonce,
+        timeout_secs: s.timeout.as_secs().max(1),
+        margin_secs: MARGIN_SECS,
+        check_klog: s.check_klog,
+        klog_ignore: &s.klog_ignore,
+        interactive,
+    });
+    write_initramfs(&initramfs, &init, s)
+        .with_context(|| format!("cannot build the initramfs for scenario {:?}", s.name))?;
+    Ok(Prepared {
+        name,
+        dir,
+        kernel,
+        initramfs,
+        nonce,
+    })
+}
+
+/// `target/test-host/` in the workspace's target directory.
+pub fn output_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| paths::repo_root().join("target"))
+        .join("test-host")
+}
+
+fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
+    let busybox = Path::new("/bin/busybox");
+    let busybox_data =
+        std::fs::read(busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
+    // A static x86_64 ELF: the initramfs has no libraries.
+    if busybox_data.get(..4) != Some(b"\x7fELF".as_slice())
+        || busybox_data.get(18..20) != Some([62u8, 0].as_slice())
+    {
+        bail!("{} is not an x86_64 ELF program", busybox.display());
+    }
+    let applets = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .context("cannot run busybox --list-full")?;
+    if !applets.status.success() {
+        bail!("busybox --list-full failed ({})", applets.status);
+    }
+    let tmp = path.with_extension("tmp");
+    let out = std::io::BufWriter::new(
+        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+    );
+    let mut w = cpio::Writer::new(out);
+    for d in [
+        "/bin",
+        "/sbin",
+        "/usr/bin",
+        "/usr/sbin",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/run",
+        "/root",
+        "/etc",
+        "/mnt",
+        "/var",
+    ] {
+        w.dir(d, 0o755)?;
+    }
+    w.dir("/tmp", 0o1777)?;
+    w.char_dev("/dev/console", 0o600, 5, 1)?;
+    w.char_dev("/dev/null", 0o666, 1, 3)?;
+    w.file("/bin/busybox", 0o755, &busybox_data)?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        let applet = applet.trim();
+        if applet.is_empty() || applet == "bin/busybox" {
+            continue;
+        }
+        w.symlink(&format!("/{applet}"), "/bin/busybox")?;
+    }
+    w.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")?;
+    w.file("/etc/group", 0o644, b"root:x:0:\n")?;
+    w.file("/init", 0o755, init.as_bytes())?;
+    w.file("/scenario.sh", 0o755, s.script.as_bytes())?;
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &s.files {
+        if !f.dest.starts_with('/') {
+            bail!("{}: the destination must be absolute", f.dest);
+        }
+        if RESERVED.contains(&f.dest.as_str()) {
+            bail!("{}: the test host writes that file itself", f.dest);
+        }
+        if !seen.insert(f.dest.as_str()) {
+            bail!("{}: two files have that destination", f.dest);
+        }
+        let data = std::fs::read(&f.source)
+            .with_context(|| format!("cannot read {}", f.source.display()))?;
+        w.file(&f.dest, f.mode, &data)
+            .with_context(|| format!("cannot add {} as {}", f.source.display(), f.dest))?;
+    }
+    w.finish()?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// QEMU, killed (with its process group) when dropped.
+struct Qemu {
+    child: Child,
+    own_group: bool,
+}
+
+impl Qemu {
+    fn spawn(mut cmd: Command, own_group: bool) -> Result<Self> {
+        if sysdeps::which("qemu-system-x86_64").is_none() {
+            bail!("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)");
+        }
+        if own_group {
+            cmd.process_group(0);
+        }
+        // SAFETY: the closure runs in the child between fork and exec and only
+        // calls prctl(2), which is async-signal-safe and touches no memory of
+        // the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Die with the thread that spawned QEMU (the rig), however it
+                // ends.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
+        Ok(Qemu { child, own_group })
+    }
+
+    /// Wait up to `grace` for QEMU to exit, then kill it. `None` when killed.
+    fn finish(&mut self, grace: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + grace;
+        while Instant::now() < until {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
+        self.kill();
+        None
+    }
+
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            if self.own_group {
+                if let Ok(pid) = i32::try_from(self.child.id()) {
+                    // SAFETY: kill(2) on QEMU's own process group (it is its
+                    // leader and has not been reaped, so the id is not reused).
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                    }
+                }
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What the console said, as it comes.
+#[derive(Debug, Default)]
+struct State {
+    start_at: Option<Duration>,
+    release: Option<String>,
+    inner_timeout: Option<u64>,
+    exit: Option<i32>,
+    klog_problems: Vec<String>,
+    klog: Option<Klog>,
+    result: Option<bool>,
+    result_at: Option<Instant>,
+    panic_line: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Klog {
+    Clean,
+    Dirty,
+    Skipped,
+}
+
+struct OutcomeInput<'a> {
+    s: &'a Scenario,
+    log: PathBuf,
+    console: String,
+    tail: Vec<String>,
+    killed_at_limit: bool,
+    status: Option<ExitStatus>,
+    qemu_stderr: String,
+    duration: Duration,
+}
+
+impl State {
+    fn parse(&mut self, line: &str, marker: &str, started: Instant) {
+        if self.panic_line.is_none() && line.contains("Kernel panic") {
+            self.panic_line = Some(line.trim().to_string());
+        }
+        let Some(at) = line.find(marker) else {
+            return;
+        };
+        let rest = line[at + marker.len()..].trim();
+        let (word, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+        match word {
+            "START" => {
+                self.start_at = Some(started.elapsed());
+                self.release = Some(arg.trim().to_string());
+            }
+            "TIMEOUT" => self.inner_timeout = arg.trim().parse().ok().or(Some(0)),
+            "EXIT" => self.exit = arg.split_whitespace().next().and_then(|c| c.parse().ok()),
+            "KLOG:" => self.klog_problems.push(arg.to_string()),
+            "KLOG" => {
+                self.klog = match arg.split_whitespace().next() {
+                    Some("CLEAN") => Some(Klog::Clean),
+                    Some("SKIPPED") => Some(Klog::Skipped),
+                    _ => Some(Klog::Dirty),
+                }
+            }
+            "RESULT" => {
+                self.result = Some(arg.starts_with("PASS"));
+                self.result_at = Some(Instant::now());
+            }
+            _ => {}
+        }
+    }
+
+    fn outcome(self, i: OutcomeInput<'_>) -> Outcome {
+        let tail = || {
+            i.tail
+                .iter()
+                .map(|l| format!("  | {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut problems = Vec::new();
+        let mut timed_out = false;
+        if i.killed_at_limit {
+            timed_out = true;
+            problems.push(format!(
+                "timed out: no result after {}s (QEMU killed); last console lines:\n{}",
+                i.s.timeout.as_secs(),
+                tail()
+            ));
+        } else if self.result.is_none() {
+            let how = i
+                .status
+                .map_or_else(|| "was killed".to_string(), |s| format!("exited ({s})"));
+            if let Some(p) = &self.panic_line {
+                problems.push(format!("the host kernel panicked: {p}"));
+            } else if self.start_at.is_none() {
+                problems.push(format!(
+                    "QEMU {how} before the scenario started{}; last console lines:\n{}",
+                    if i.qemu_stderr.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (QEMU said: {})", i.qemu_stderr.trim())
+                    },
+                    tail()
+                ));
+            } else {
+                problems.push(format!(
+                    "QEMU {how} before the scenario finished; last console lines:\n{}",
+                    tail()
+                ));
+            }
+        }
+        if let Some(secs) = self.inner_timeout {
+            timed_out = true;
+            problems.push(format!(
+                "timed out: the script was still running after {secs}s inside the host \
+                 (limit {}s, boot included) and was killed",
+                i.s.timeout.as_secs()
+            ));
+        } else if let Some(code) = self.exit.filter(|c| *c != 0) {
+            problems.push(format!("the script exited with status {code}"));
+        }
+        if self.klog == Some(Klog::Dirty) {
+            problems.push(format!(
+                "the host kernel log has {} problem line(s):\n{}",
+                self.klog_problems.len(),
+                self.klog_problems
+                    .iter()
+                    .map(|l| format!("  | {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+        let passed = problems.is_empty() && self.result == Some(true) && self.exit == Some(0);
+        if problems.is_empty() && !passed {
+            problems.push("the host reported a failure (see the log)".to_string());
+        }
+        Outcome {
+            passed,
+            reason: if passed {
+                "the script exited 0 and the host kernel log is clean".to_string()
+            } else {
+                problems.join("; ")
+            },
+            log: i.log,
+            console: i.console,
+            kernel_log_clean: matches!(self.klog, Some(Klog::Clean | Klog::Skipped)),
+            klog_problems: self.klog_problems,
+            exit_status: self.exit,
+            timed_out,
+            duration: i.duration,
+            boot_time: self.start_at,
+        }
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.starts_with('.') {
+        format!("scenario{s}")
+    } else {
+        s
+    }
+}
+
+fn nonce(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!(
+        "{}-{now}-{name}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    hex::encode(&Sha256::digest(seed.as_bytes())[..6])
+}
+
+fn render_command(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.contains([' ', '"', '\'']) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_make_an_outcome() {
+        let marker = init::marker("abc");
+        let mut st = State::default();
+        let t = Instant::now();
+        for l in [
+            "[    1.0] random kernel line",
+            "COLINUX-TESTHOST[abc]: START 6.1.0-41-amd64",
+            "hello from the scenario",
+            "[ 2.0] fooCOLINUX-TESTHOST[abc]: EXIT 0",
+            "COLINUX-TESTHOST[abc]: KLOG: [ 1.5] WARNING: CPU: 0 PID: 1 at x",
+            "COLINUX-TESTHOST[abc]: KLOG DIRTY 1",
+            "COLINUX-TESTHOST[abc]: RESULT FAIL 0",
+            // A forged marker with another nonce is ignored.
+            "COLINUX-TESTHOST[xyz]: RESULT PASS",
+        ] {
+            st.parse(l, &marker, t);
+        }
+        assert_eq!(st.release.as_deref(), Some("6.1.0-41-amd64"));
+        assert_eq!(st.exit, Some(0));
+        assert_eq!(st.result, Some(false));
+        let s = Scenario::new("t", "true");
+        let o = st.outcome(OutcomeInput {
+            s: &s,
+            log: PathBuf::from("x.log"),
+            console: String::new(),
+            tail: vec![],
+            killed_at_limit: false,
+            status: None,
+            qemu_stderr: String::new(),
+            duration: Duration::ZERO,
+        });
+        assert!(!o.passed);
+        assert!(!o.kernel_log_clean);
+        assert!(o.reason.contains("WARNING: CPU"), "{}", o.reason);
+    }
+
+    #[test]
+    fn sanitizes_names() {
+        assert_eq!(sanitize("smoke test/1"), "smoke_test_1");
+        assert_eq!(sanitize(""), "scenario");
+        assert_eq!(sanitize(".."), "scenario..");
+    }
+}
