@@ -94,7 +94,8 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_the_c_macros() {
         // Values computed by gcc from the header's _IOW/_IOWR/_IO macros
-        // (see tests/tests/abi.rs, which compiles the header with gcc).
+        // are checked in tests/tests/abi.rs, which compiles the header with
+        // gcc; here only their structure.
         assert_eq!(ioctl::CREATE >> 30, ioctl::WRITE);
         assert_eq!((ioctl::LOAD >> 16) & 0x3fff, COOPERATIVE_IOCTL_LOAD_SIZE);
         assert_eq!(ioctl::INFO & 0xff, COOPERATIVE_IOCTL_NR_INFO);

@@ -247,7 +247,7 @@ mod tests {
         let strtab = b"\0_text\0_end\0startup_32\0";
         let stroff = d.len() as u32;
         d.extend_from_slice(strtab);
-        while d.len() % 4 != 0 {
+        while !d.len().is_multiple_of(4) {
             d.push(0);
         }
         // Symbol table.

@@ -94,9 +94,11 @@ fn run(mut cli: Cli) -> Result<()> {
         );
     }
     tracing::info!(
-        "{}: i386 kernel, entry {:#x}, {} loadable segments, image end {:#x}, command line {:?}",
+        "{}: i386 kernel, entry {:#x}, virtual {:#x}..{:#x}, {} loadable segments, physical end {:#x}, command line {:?}",
         kernel.display(),
         image.entry,
+        image.symbols.get("_text").copied().unwrap_or(0),
+        image.symbols.get("_end").copied().unwrap_or(0),
         image.segments.len(),
         image.physical_end(),
         cmdline.join(" ")

@@ -98,6 +98,13 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Boot Debian's stock x86_64 kernel in QEMU (TCG) with a busybox
+    /// initramfs: run a scenario script as root in it, or get a shell. This
+    /// is the host the colinux driver is tested on.
+    TestHost {
+        #[command(subcommand)]
+        which: xtask::testhost::cli::TestHostCmd,
+    },
     /// Run the benchmarks and write the results to docs/BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -243,6 +250,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
         }
         Cmd::Codegen { check } => xtask::codegen::codegen(check)?,
+        Cmd::TestHost { which } => xtask::testhost::cli::main(which)?,
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
     }
     Ok(())

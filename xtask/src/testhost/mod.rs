@@ -16,6 +16,7 @@
 //! LA57, …), 2 vCPUs and 2 GiB by default, no disks, no network. KVM is not
 //! used: it hangs on this project's machines.
 
+pub mod cli;
 pub mod cpio;
 pub mod init;
 
@@ -40,9 +41,9 @@ const RESERVED: &[&str] = &["/init", "/scenario.sh", "/bin/busybox"];
 /// How long QEMU gets to power off after the final marker, and after the
 /// time limit for the in-host watchdog's report.
 const GRACE: Duration = Duration::from_secs(5);
-/// Seconds the in-host watchdog keeps for the kernel log check and
-/// power-off.
-const MARGIN_SECS: u64 = 2;
+/// Time the in-host watchdog keeps, before the limit, for the kernel log
+/// check and power-off.
+const MARGIN: Duration = Duration::from_secs(2);
 /// Console lines quoted in a failure reason.
 const TAIL_LINES: usize = 20;
 
@@ -370,8 +371,7 @@ fn prepare(s: &Scenario, interactive: bool) -> Result<Prepared> {
     let initramfs = dir.join(format!("{name}.initramfs.cpio"));
     let init = init::script(&init::InitOptions {
         nonce: &nonce,
-        timeout_secs: s.timeout.as_secs().max(1),
-        margin_secs: MARGIN_SECS,
+        deadline_unix: deadline_unix(s.timeout),
         check_klog: s.check_klog,
         klog_ignore: &s.klog_ignore,
         interactive,
@@ -704,6 +704,15 @@ fn sanitize(name: &str) -> String {
     } else {
         s
     }
+}
+
+/// The in-host watchdog's deadline for a run with `timeout` starting now.
+fn deadline_unix(timeout: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    now + timeout.saturating_sub(MARGIN).as_secs().max(1)
 }
 
 fn nonce(name: &str) -> String {

@@ -1,0 +1,116 @@
+//! The ABI seen from C and from Rust must agree: gcc compiles the header
+//! taken from the patch series for i386 (the guest) and x86_64 (the host)
+//! and prints every structure's size and alignment and the ioctl numbers;
+//! the Rust bindings must give the same values.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::mem::{align_of, size_of};
+
+use colinux_abi as abi;
+
+const PROBE: &str = r#"
+#include <stdio.h>
+#include <linux/cooperative.h>
+#define S(t) printf("size " #t " %zu\nalign " #t " %zu\n", sizeof(struct t), _Alignof(struct t))
+int main(void)
+{
+	S(cooperative_message);
+	S(cooperative_boot_params);
+	S(cooperative_vcpu_state);
+	S(cooperative_shared_state);
+	S(cooperative_ioctl_create);
+	S(cooperative_ioctl_load);
+	S(cooperative_ioctl_info);
+	printf("ioctl CREATE %u\n", (unsigned)COOPERATIVE_IOCTL_CREATE);
+	printf("ioctl LOAD %u\n", (unsigned)COOPERATIVE_IOCTL_LOAD);
+	printf("ioctl INFO %u\n", (unsigned)COOPERATIVE_IOCTL_INFO);
+	printf("ioctl DESTROY %u\n", (unsigned)COOPERATIVE_IOCTL_DESTROY);
+	return 0;
+}
+"#;
+
+fn c_values(bits: u32) -> BTreeMap<String, u64> {
+    let dir = tempfile::tempdir().unwrap();
+    let header =
+        xtask::codegen::header_from_series(&xtask::paths::repo_root().join("linux-patches"))
+            .unwrap();
+    std::fs::create_dir_all(dir.path().join("linux")).unwrap();
+    std::fs::write(dir.path().join("linux/cooperative.h"), header).unwrap();
+    std::fs::write(dir.path().join("probe.c"), PROBE).unwrap();
+    let exe = dir.path().join("probe");
+    let out = std::process::Command::new("gcc")
+        .arg(format!("-m{bits}"))
+        .args(["-std=c11", "-Wall", "-Wextra", "-Wpadded", "-Werror", "-I"])
+        .arg(dir.path())
+        .arg(dir.path().join("probe.c"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc -m{bits}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(&exe).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+fn rust_values() -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    macro_rules! s {
+        ($t:ident) => {
+            m.insert(
+                concat!("size ", stringify!($t)).to_string(),
+                size_of::<abi::$t>() as u64,
+            );
+            m.insert(
+                concat!("align ", stringify!($t)).to_string(),
+                align_of::<abi::$t>() as u64,
+            );
+        };
+    }
+    s!(cooperative_message);
+    s!(cooperative_boot_params);
+    s!(cooperative_vcpu_state);
+    s!(cooperative_shared_state);
+    s!(cooperative_ioctl_create);
+    s!(cooperative_ioctl_load);
+    s!(cooperative_ioctl_info);
+    m.insert("ioctl CREATE".into(), abi::ioctl::CREATE.into());
+    m.insert("ioctl LOAD".into(), abi::ioctl::LOAD.into());
+    m.insert("ioctl INFO".into(), abi::ioctl::INFO.into());
+    m.insert("ioctl DESTROY".into(), abi::ioctl::DESTROY.into());
+    m
+}
+
+#[test]
+fn c_i386_c_x86_64_and_rust_agree() {
+    let rust = rust_values();
+    let c32 = c_values(32);
+    let c64 = c_values(64);
+    assert_eq!(c32, c64, "i386 and x86_64 lay the ABI out differently");
+    assert_eq!(rust, c64, "the Rust bindings disagree with C");
+}
+
+#[test]
+fn committed_bindings_are_fresh() {
+    // The same check CI runs (`cargo xtask codegen --check`), as a test.
+    let fresh = xtask::codegen::generate().unwrap();
+    let committed = std::fs::read_to_string(xtask::codegen::output_path()).unwrap();
+    assert!(
+        fresh == committed,
+        "abi/src/generated.rs is stale: run `cargo xtask codegen`"
+    );
+}
