@@ -16,7 +16,7 @@ use xtask::paths;
 /// Downloads, kernel trees and build directories are cached outside the
 /// clone ($COLINUX_CACHE, else ~/.cache/colinux). Logs: RUST_LOG=debug.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", version)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
