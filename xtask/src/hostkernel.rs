@@ -12,8 +12,9 @@
 //! - The image is *not* installed (its maintainer scripts run initramfs
 //!   tooling on the machine): `apt-get download` fetches the package into the
 //!   cache (apt verifies it against the archive's signed indexes) and only
-//!   `boot/vmlinuz-<release>`, `System.map` and `config` are kept, in
-//!   `<cache>/host-kernel/<release>/`. The second call is a few `apt-cache`
+//!   `boot/vmlinuz-<release>` and `config` are kept, in
+//!   `<cache>/host-kernel/<release>/`. (The package's `System.map` is a
+//!   placeholder; symbols are in `/proc/kallsyms` inside the host.) The second call is a few `apt-cache`
 //!   and `dpkg-query` look-ups.
 
 use std::io::Read;
@@ -39,9 +40,6 @@ pub struct HostKernel {
     pub release: String,
     /// The bootable image (`boot/vmlinuz-<release>` from the image package).
     pub vmlinuz: PathBuf,
-    /// `System.map-<release>` from the same package (symbol addresses, for
-    /// reading oopses).
-    pub system_map: PathBuf,
     /// `config-<release>`: the kernel's configuration.
     pub config: PathBuf,
     /// The kernel headers to build modules against (what
@@ -52,9 +50,19 @@ pub struct HostKernel {
 
 /// Find Debian's current stock amd64 kernel, install its headers and
 /// download and unpack its image (once; later calls reuse the cache).
+///
+/// The answer is remembered for the life of the process: asking apt takes
+/// about a second, and a test binary boots the host many times.
 pub fn ensure() -> Result<HostKernel> {
+    static FOUND: Mutex<Option<HostKernel>> = Mutex::new(None);
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = found.as_ref().filter(|k| k.vmlinuz.is_file()) {
+        return Ok(k.clone());
+    }
     let release = current_release()?;
-    ensure_release(&release)
+    let kernel = ensure_release(&release)?;
+    *found = Some(kernel.clone());
+    Ok(kernel)
 }
 
 /// Like [`ensure`], for a given release (e.g. `6.1.0-41-amd64`) instead of
@@ -81,7 +89,6 @@ pub fn ensure_release(release: &str) -> Result<HostKernel> {
     }
     let dir = paths::cache_dir()?.join("host-kernel").join(release);
     let vmlinuz = dir.join("vmlinuz");
-    let system_map = dir.join("System.map");
     let config = dir.join("config");
     if !complete(&dir) {
         // One download at a time within this process (tests run in threads).
@@ -95,7 +102,6 @@ pub fn ensure_release(release: &str) -> Result<HostKernel> {
     Ok(HostKernel {
         release: release.to_string(),
         vmlinuz,
-        system_map,
         config,
         build_dir,
     })
@@ -204,9 +210,7 @@ fn fetch_image(release: &str, dir: &Path) -> Result<()> {
 
 /// Whether `dir` holds everything [`fetch_image`] leaves there.
 fn complete(dir: &Path) -> bool {
-    ["vmlinuz", "System.map", "config"]
-        .iter()
-        .all(|f| dir.join(f).is_file())
+    ["vmlinuz", "config"].iter().all(|f| dir.join(f).is_file())
 }
 
 /// `apt-get download` the signed image package, else the unsigned one.
@@ -254,12 +258,11 @@ fn download_image(release: &str, work: &Path) -> Result<PathBuf> {
     )
 }
 
-/// Extract `boot/{vmlinuz,System.map,config}-<release>` from the package
-/// `deb` into `out` as `vmlinuz`, `System.map`, `config`.
+/// Extract `boot/{vmlinuz,config}-<release>` from the package `deb` into
+/// `out` as `vmlinuz` and `config`.
 fn extract_boot_files(deb: &Path, release: &str, out: &Path) -> Result<()> {
     let wanted = [
         (format!("boot/vmlinuz-{release}"), "vmlinuz"),
-        (format!("boot/System.map-{release}"), "System.map"),
         (format!("boot/config-{release}"), "config"),
     ];
     let mut child = Command::new("dpkg-deb")

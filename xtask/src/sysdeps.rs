@@ -118,3 +118,8 @@ pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
 /// Packages `cargo xtask codegen` needs: libclang for bindgen, the uapi
 /// headers the ABI header includes.
 pub const CODEGEN: &[&str] = &["libclang-dev", "linux-libc-dev"];
+
+/// Packages to build the host driver (`cargo xtask build-driver`): make and
+/// gcc for Kbuild, binutils to combine and check the Rust core's object,
+/// kmod for `modinfo`. The kernel headers come from `xtask::hostkernel`.
+pub const DRIVER_BUILD: &[&str] = &["make", "gcc", "binutils", "kmod"];

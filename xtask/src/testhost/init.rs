@@ -13,6 +13,7 @@
 //! - `EXIT <status>` — the scenario's exit status;
 //! - `KLOG: <line>` — a kernel log line that looks like a problem;
 //! - `KLOG CLEAN` / `KLOG DIRTY <count>` / `KLOG SKIPPED`;
+//! - `DMESG BEGIN` … `DMESG END` — on failure, the whole kernel log;
 //! - `RESULT PASS` / `RESULT FAIL <status>` — the last line before power-off.
 
 /// Extended regular expressions (`grep -E`) for kernel log lines that mean
@@ -143,6 +144,11 @@ fi
 if [ "$rc" = 0 ] && [ "$klog" = clean ]; then
     echo "$M RESULT PASS"
 else
+    # The whole kernel log (boot included: the console showed only errors
+    # until the scenario started), for the post-mortem.
+    echo "$M DMESG BEGIN"
+    dmesg
+    echo "$M DMESG END"
     echo "$M RESULT FAIL $rc"
 fi
 sync

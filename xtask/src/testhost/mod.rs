@@ -38,9 +38,11 @@ use crate::{paths, sysdeps};
 
 /// Destinations the rig itself writes into the initramfs.
 const RESERVED: &[&str] = &["/init", "/scenario.sh", "/bin/busybox"];
-/// How long QEMU gets to power off after the final marker, and after the
-/// time limit for the in-host watchdog's report.
+/// How long QEMU gets to power off after the final marker.
 const GRACE: Duration = Duration::from_secs(5);
+/// How long after the time limit QEMU is killed if the in-host watchdog
+/// (which fires [`MARGIN`] before the limit) has not reported.
+const SLACK: Duration = Duration::from_secs(2);
 /// Time the in-host watchdog keeps, before the limit, for the kernel log
 /// check and power-off.
 const MARGIN: Duration = Duration::from_secs(2);
@@ -226,7 +228,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     });
 
     let marker = init::marker(&prepared.nonce);
-    let deadline = started + s.timeout + GRACE;
+    let deadline = started + s.timeout + SLACK;
     let mut st = State::default();
     let mut console = String::new();
     let mut tail: VecDeque<String> = VecDeque::new();
@@ -256,7 +258,12 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let status = qemu.finish(GRACE);
+    let status = if killed_at_limit {
+        qemu.kill();
+        None
+    } else {
+        qemu.finish(GRACE)
+    };
     let duration = started.elapsed();
     let qemu_stderr = stderr_reader.join().unwrap_or_default();
 
@@ -617,7 +624,7 @@ impl State {
         if i.killed_at_limit {
             timed_out = true;
             problems.push(format!(
-                "timed out: no result after {}s (QEMU killed); last console lines:\n{}",
+                "timed out: no result within the {}s limit (QEMU killed); last console lines:\n{}",
                 i.s.timeout.as_secs(),
                 tail()
             ));
