@@ -13,8 +13,6 @@ use core::ptr::NonNull;
 pub struct Errno(pub i32);
 
 impl Errno {
-    /// No such guest on this file.
-    pub const ENOENT: Errno = Errno(2);
     /// Interrupted (a fatal signal arrived during a long operation).
     pub const EINTR: Errno = Errno(4);
     /// The host is out of memory, or the request exceeds what it may give.
@@ -22,8 +20,9 @@ impl Errno {
     /// A daemon address could not be read.
     pub const EFAULT: Errno = Errno(14);
     /// This file already has a guest.
-    pub const EEXIST: Errno = Errno(17);
-    /// An argument is out of range, or a reserved field is not zero.
+    pub const EBUSY: Errno = Errno(16);
+    /// An argument is out of range, a reserved field is not zero, or the
+    /// file has no guest to act on.
     pub const EINVAL: Errno = Errno(22);
     /// Not one of our ioctls.
     pub const ENOTTY: Errno = Errno(25);

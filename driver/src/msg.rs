@@ -90,7 +90,7 @@ impl Msg {
     /// Append a size in bytes as MiB when it is a whole number of MiB, else
     /// in bytes.
     pub fn bytes(self, n: u64) -> Msg {
-        if n != 0 && n % (1 << 20) == 0 {
+        if n != 0 && n.is_multiple_of(1 << 20) {
             self.u(n >> 20).s(" MiB")
         } else {
             self.u(n).s(" bytes")

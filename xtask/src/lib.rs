@@ -25,3 +25,4 @@ pub mod series;
 pub mod sysdeps;
 pub mod testhost;
 pub mod tree;
+pub mod userland;

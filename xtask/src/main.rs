@@ -98,6 +98,15 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Build the host driver colinux.ko (C shim + no_std Rust core) with
+    /// Kbuild against Debian's stock kernel headers (installed on demand).
+    /// Leaves target/driver/<kernel release>/colinux.ko.
+    BuildDriver {
+        /// A kernel build directory to build against instead, e.g.
+        /// /usr/src/linux-headers-<release> or /lib/modules/<release>/build
+        #[arg(long)]
+        kernel_build_dir: Option<PathBuf>,
+    },
     /// Boot Debian's stock x86_64 kernel in QEMU (TCG) with a busybox
     /// initramfs: run a scenario script as root in it, or get a shell. This
     /// is the host the colinux driver is tested on.
@@ -250,6 +259,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
         }
         Cmd::Codegen { check } => xtask::codegen::codegen(check)?,
+        Cmd::BuildDriver { kernel_build_dir } => {
+            let ko = xtask::driver_build::build_driver(kernel_build_dir.as_deref())?;
+            println!("{}", ko.display());
+        }
         Cmd::TestHost { which } => xtask::testhost::cli::main(which)?,
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
     }

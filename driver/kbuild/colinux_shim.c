@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * colinux host driver: the kernel-facing shim.
+ *
+ * /dev/colinux (root only): each open file holds at most one cooperative
+ * guest, made by the ioctls of <linux/cooperative.h>. This file does what
+ * needs the kernel: the device, copying ioctl arguments in and out, the
+ * per-file mutex, pages, mappings and logging. The guest logic (argument
+ * checks, guest RAM, loading, accounting, teardown) is in the Rust core,
+ * behind colinux_core.h. Closing the file (also when the daemon is killed)
+ * destroys the guest.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/capability.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/kernel.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "colinux_core.h"
+
+static_assert(PAGE_SIZE == COOPERATIVE_PAGE_SIZE);
+
+/* Guest RAM is charged to the daemon's memory cgroup. */
+#define COLINUX_PAGE_GFP	(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN)
+
+/* Longest log message the core sends. */
+#define COLINUX_LOG_MAX		256
+
+struct colinux_file {
+	struct mutex lock;		/* serialises the ioctls of this file */
+	struct colinux_guest *guest;	/* owned by the core; NULL if none */
+};
+
+int colinux_shim_alloc_page(u64 *frame)
+{
+	struct page *page;
+
+	/* A huge request can be interrupted by killing the daemon. */
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	cond_resched();
+	page = alloc_page(COLINUX_PAGE_GFP);
+	if (!page)
+		return -ENOMEM;
+	*frame = page_to_pfn(page);
+	return 0;
+}
+
+void colinux_shim_free_page(u64 frame)
+{
+	__free_page(pfn_to_page(frame));
+}
+
+int colinux_shim_copy_from_user(u64 frame, u32 offset, u64 user_address,
+				u32 len)
+{
+	unsigned long left;
+	void *kaddr;
+
+	if (offset > PAGE_SIZE || len > PAGE_SIZE - offset)
+		return -EINVAL;
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	cond_resched();
+	kaddr = kmap_local_page(pfn_to_page(frame));
+	left = copy_from_user(kaddr + offset, u64_to_user_ptr(user_address),
+			      len);
+	kunmap_local(kaddr);
+	return left ? -EFAULT : 0;
+}
+
+int colinux_shim_zero(u64 frame, u32 offset, u32 len)
+{
+	if (offset > PAGE_SIZE || len > PAGE_SIZE - offset)
+		return -EINVAL;
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	cond_resched();
+	memzero_page(pfn_to_page(frame), offset, len);
+	return 0;
+}
+
+void *colinux_shim_alloc(size_t size)
+{
+	return kvzalloc(size, GFP_KERNEL_ACCOUNT);
+}
+
+void colinux_shim_free(void *ptr)
+{
+	kvfree(ptr);
+}
+
+void colinux_shim_log(u32 level, u32 guest_id, const char *msg, size_t len)
+{
+	int n = min_t(size_t, len, COLINUX_LOG_MAX);
+
+	if (guest_id == COLINUX_NO_GUEST) {
+		if (level == COLINUX_LOG_WARN)
+			pr_warn_ratelimited("%s[%d]: %.*s\n", current->comm,
+					    task_pid_nr(current), n, msg);
+		else
+			pr_info_ratelimited("%s[%d]: %.*s\n", current->comm,
+					    task_pid_nr(current), n, msg);
+	} else {
+		if (level == COLINUX_LOG_WARN)
+			pr_warn_ratelimited("guest %u: %.*s\n", guest_id, n,
+					    msg);
+		else
+			pr_info_ratelimited("guest %u: %.*s\n", guest_id, n,
+					    msg);
+	}
+}
+
+void *colinux_shim_memcpy(void *dst, const void *src, size_t len)
+{
+	return memcpy(dst, src, len);
+}
+
+void *colinux_shim_memmove(void *dst, const void *src, size_t len)
+{
+	return memmove(dst, src, len);
+}
+
+void *colinux_shim_memset(void *dst, int c, size_t len)
+{
+	return memset(dst, c, len);
+}
+
+int colinux_shim_memcmp(const void *a, const void *b, size_t len)
+{
+	return memcmp(a, b, len);
+}
+
+static int colinux_open(struct inode *inode, struct file *file)
+{
+	struct colinux_file *cf;
+
+	/* A guest runs in ring 0: whoever controls it controls the host. */
+	if (!capable(CAP_SYS_RAWIO))
+		return -EPERM;
+	cf = kzalloc(sizeof(*cf), GFP_KERNEL_ACCOUNT);
+	if (!cf)
+		return -ENOMEM;
+	mutex_init(&cf->lock);
+	file->private_data = cf;
+	return nonseekable_open(inode, file);
+}
+
+static int colinux_release(struct inode *inode, struct file *file)
+{
+	struct colinux_file *cf = file->private_data;
+
+	/* The last reference is gone: nobody else can hold the mutex. */
+	colinux_core_destroy(&cf->guest);
+	mutex_destroy(&cf->lock);
+	kfree(cf);
+	return 0;
+}
+
+static long colinux_ioctl(struct file *file, unsigned int cmd,
+			  unsigned long uarg)
+{
+	struct colinux_file *cf = file->private_data;
+	void __user *argp = (void __user *)uarg;
+	union {
+		struct cooperative_ioctl_create create;
+		struct cooperative_ioctl_load load;
+		struct cooperative_ioctl_info info;
+	} arg;
+	long ret;
+
+	switch (cmd) {
+	case COOPERATIVE_IOCTL_CREATE:
+	case COOPERATIVE_IOCTL_LOAD:
+	case COOPERATIVE_IOCTL_INFO:
+		/* The size is the one the number encodes, <= sizeof(arg). */
+		if (copy_from_user(&arg, argp, _IOC_SIZE(cmd)))
+			return -EFAULT;
+		/*
+		 * An output buffer that cannot be written is refused before
+		 * anything happens: write back what was read.
+		 */
+		if ((_IOC_DIR(cmd) & _IOC_READ) &&
+		    copy_to_user(argp, &arg, _IOC_SIZE(cmd)))
+			return -EFAULT;
+		break;
+	case COOPERATIVE_IOCTL_DESTROY:
+		break;
+	default:
+		return -ENOTTY;
+	}
+
+	if (mutex_lock_killable(&cf->lock))
+		return -EINTR;
+	switch (cmd) {
+	case COOPERATIVE_IOCTL_CREATE:
+		/* At most half of the host's RAM; the core says why not. */
+		ret = colinux_core_create(&cf->guest, &arg.create,
+					  totalram_pages() / 2);
+		break;
+	case COOPERATIVE_IOCTL_LOAD:
+		ret = colinux_core_load(&cf->guest, &arg.load);
+		break;
+	case COOPERATIVE_IOCTL_INFO:
+		ret = colinux_core_info(&cf->guest, &arg.info);
+		break;
+	default:
+		ret = colinux_core_destroy(&cf->guest);
+		break;
+	}
+	mutex_unlock(&cf->lock);
+
+	if (!ret && cmd == COOPERATIVE_IOCTL_INFO &&
+	    copy_to_user(argp, &arg.info, sizeof(arg.info)))
+		ret = -EFAULT;
+	return ret;
+}
+
+static const struct file_operations colinux_fops = {
+	.owner = THIS_MODULE,
+	.open = colinux_open,
+	.release = colinux_release,
+	.unlocked_ioctl = colinux_ioctl,
+	/* The argument structures have the same layout for 32-bit daemons. */
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = no_llseek,
+};
+
+static struct miscdevice colinux_device = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "colinux",
+	.fops = &colinux_fops,
+	.mode = 0600,
+};
+
+static int __init colinux_init(void)
+{
+	int ret = misc_register(&colinux_device);
+
+	if (ret) {
+		pr_err("cannot register /dev/colinux: %d\n", ret);
+		return ret;
+	}
+	pr_info("ready: /dev/colinux, ABI version %u\n",
+		COOPERATIVE_ABI_VERSION);
+	return 0;
+}
+
+static void __exit colinux_exit(void)
+{
+	misc_deregister(&colinux_device);
+}
+
+module_init(colinux_init);
+module_exit(colinux_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Cooperative Linux (colinux) host driver");
+MODULE_INFO(colinux_abi, __stringify(COOPERATIVE_ABI_VERSION));
