@@ -21,6 +21,7 @@ pub mod kconfig;
 pub mod manifest;
 pub mod patch;
 pub mod paths;
+pub mod run;
 pub mod series;
 pub mod sysdeps;
 pub mod testhost;

@@ -53,6 +53,20 @@ impl FetchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// The main job: build the guest kernel, the host driver and the daemon,
+    /// boot the test host (Debian's stock x86_64 kernel in QEMU), load the
+    /// driver and give the guest kernel to the daemon, showing the host's
+    /// console. (The guest itself runs once issues 4 and 5 land.)
+    Run {
+        #[command(flatten)]
+        fetch: FetchArgs,
+        /// Guest RAM in MiB
+        #[arg(long, default_value_t = 256)]
+        mem: u64,
+        /// Stay in an interactive shell in the test host afterwards
+        #[arg(long)]
+        shell: bool,
+    },
     /// Download (or take a local archive of) a pinned Linux release, verify
     /// its sha256, unpack it once into the cache and record it as a git
     /// repository with a `vanilla` commit.
@@ -227,23 +241,8 @@ fn run(cli: Cli) -> Result<()> {
             jobs,
         } => {
             let version = fetch.version(&manifest);
-            let out = xtask::build::build_kernel(
-                &manifest,
-                &xtask::build::BuildOptions {
-                    version: version.clone(),
-                    fetch: fetch.options(),
-                    series_dir: paths::repo_root().join("linux-patches"),
-                    configs_dir: paths::repo_root().join("kernel-configs"),
-                    base_config,
-                    force,
-                    jobs: jobs.unwrap_or_else(|| {
-                        std::thread::available_parallelism()
-                            .map(|n| n.get())
-                            .unwrap_or(1)
-                    }),
-                    build_dir: None,
-                },
-            )?;
+            let opts = kernel_build_options(&fetch, version.clone(), base_config, force, jobs);
+            let out = xtask::build::build_kernel(&manifest, &opts)?;
             println!(
                 "guest kernel linux {version}{}:\n  {}\n  {}\n  {}",
                 if out.rebuilt { "" } else { " (up to date)" },
@@ -259,6 +258,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
         }
         Cmd::Codegen { check } => xtask::codegen::codegen(check)?,
+        Cmd::Run { fetch, mem, shell } => {
+            let version = fetch.version(&manifest);
+            let build = kernel_build_options(&fetch, version, "tinyconfig".into(), false, None);
+            xtask::run::run(&manifest, &xtask::run::RunOptions { build, mem, shell })?;
+        }
         Cmd::BuildDriver { kernel_build_dir } => {
             let ko = xtask::driver_build::build_driver(kernel_build_dir.as_deref())?;
             println!("{}", ko.display());
@@ -267,6 +271,29 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
     }
     Ok(())
+}
+
+fn kernel_build_options(
+    fetch: &FetchArgs,
+    version: String,
+    base_config: String,
+    force: bool,
+    jobs: Option<usize>,
+) -> xtask::build::BuildOptions {
+    xtask::build::BuildOptions {
+        version,
+        fetch: fetch.options(),
+        series_dir: paths::repo_root().join("linux-patches"),
+        configs_dir: paths::repo_root().join("kernel-configs"),
+        base_config,
+        force,
+        jobs: jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        build_dir: None,
+    }
 }
 
 /// Everything CI runs (see .ci/run and the README).
