@@ -27,6 +27,12 @@
 #include <linux/uaccess.h>
 
 #include "colinux_core.h"
+#include "colinux_passage_c.h"
+
+static unsigned long passage_selftest;
+module_param(passage_selftest, ulong, 0444);
+MODULE_PARM_DESC(passage_selftest,
+		 "at load, switch this many times into a built-in 32-bit guest and back");
 
 static_assert(PAGE_SIZE == COOPERATIVE_PAGE_SIZE);
 
@@ -245,8 +251,14 @@ static struct miscdevice colinux_device = {
 
 static int __init colinux_init(void)
 {
-	int ret = misc_register(&colinux_device);
+	int ret;
 
+	if (passage_selftest) {
+		ret = colinux_passage_selftest_run(passage_selftest);
+		if (ret)
+			return ret;
+	}
+	ret = misc_register(&colinux_device);
 	if (ret) {
 		pr_err("cannot register /dev/colinux: %d\n", ret);
 		return ret;

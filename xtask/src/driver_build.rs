@@ -71,7 +71,16 @@ const RENAMED: &[(&str, &str)] = &[
 ];
 
 /// The files of `driver/kbuild/` that make up the Kbuild directory.
-const KBUILD_FILES: &[&str] = &["Kbuild", "Makefile", "colinux_shim.c", "colinux_core.h"];
+const KBUILD_FILES: &[&str] = &[
+    "Kbuild",
+    "Makefile",
+    "colinux_shim.c",
+    "colinux_core.h",
+    "colinux_passage.c",
+    "colinux_passage.h",
+    "colinux_passage_c.h",
+    "colinux_passage_asm.S",
+];
 
 /// Where the driver's outputs go: `target/driver/`.
 pub fn output_root() -> PathBuf {

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * colinux host driver: layout of the passage page.
+ *
+ * The passage page is one page of host memory below 4 GiB. It holds the
+ * world-switch code (copied from colinux_passage.S at run time), a small
+ * GDT used during the switch, a stack for the moments when neither world's
+ * stack is usable, and the saved state of both worlds. It is mapped at its
+ * physical address (identity) in the transition page tables of both worlds,
+ * and at PASSAGE_GUEST_VA in the guest's. This header is shared by the
+ * assembly and the C side; everything is an offset into the page.
+ */
+#ifndef COLINUX_PASSAGE_H
+#define COLINUX_PASSAGE_H
+
+/* Guest virtual address of the passage page (top 4 MiB of the guest). */
+#define PASSAGE_GUEST_VA	0xffc00000
+
+/* Code (copied from the template) occupies the start of the page. */
+#define PASSAGE_CODE_MAX	0x900
+
+/*
+ * The switch-time GDT: null, 64-bit code, 32-bit code, 32-bit data, and a
+ * 32-bit TSS (the self-test guest's task register).
+ */
+#define PASSAGE_GDT		0x900
+#define PASSAGE_CS64		0x08
+#define PASSAGE_CS32		0x10
+#define PASSAGE_DS32		0x18
+#define PASSAGE_TSS32		0x20
+#define PASSAGE_GDT_SIZE	40
+/* Pseudo-descriptors for that GDT: at its identity and guest addresses. */
+#define PASSAGE_GDTR_ID		0x928	/* u16 limit, u64 base */
+#define PASSAGE_GDTR_GVA	0x938	/* u16 limit, u32 base */
+
+/* Host state (64-bit world), saved on the way out and restored on return. */
+#define H_RSP			0x940
+#define H_CR0			0x948
+#define H_CR3			0x950
+#define H_CR4			0x958
+#define H_EFER			0x960
+#define H_TRANS_CR3		0x968	/* host transition top-level table */
+#define H_KVA			0x970	/* kernel address of this page */
+#define H_RET			0x978	/* kernel address of the return path */
+#define H_GDTR			0x980	/* as stored by sgdt: 10 bytes */
+#define H_IDTR			0x990	/* as stored by sidt: 10 bytes */
+#define H_GDTR_RW		0x9a0	/* writable alias of this CPU's GDT */
+#define H_TR			0x9b0	/* u16 task register selector */
+#define H_SS			0x9b2	/* u16 */
+#define H_DS			0x9b4	/* u16 */
+#define H_ES			0x9b6	/* u16 */
+#define H_FS			0x9b8	/* u16 */
+#define H_GS			0x9ba	/* u16 */
+#define H_LDT			0x9bc	/* u16 LDT selector */
+#define H_CS			0x9be	/* u16 kernel code selector */
+
+/* Guest state (32-bit world). */
+#define G_TRANS_CR3		0x9c0	/* guest transition PDPT, u32 */
+#define G_CR0			0x9c4
+#define G_CR3			0x9c8
+#define G_CR4			0x9cc
+#define G_ESP			0x9d0
+#define G_GDTR			0x9d4	/* 6 bytes */
+#define G_IDTR			0x9dc	/* 6 bytes */
+#define G_TR			0x9e4	/* u16 */
+#define G_LDT			0x9e6	/* u16 */
+#define G_SS			0x9e8	/* u16 */
+#define G_DS			0x9ea	/* u16 */
+#define G_ES			0x9ec	/* u16 */
+#define G_FS			0x9ee	/* u16 */
+#define G_GS			0x9f0	/* u16 */
+
+/* Where this page is: identity (physical) and guest virtual. */
+#define P_PHYS			0x9f8	/* u32 */
+#define P_GVA			0x9fc	/* u32 */
+
+/* Host segment bases, MSRs the 32-bit world overwrites. */
+#define H_FSBASE		0xa00
+#define H_GSBASE		0xa08
+#define H_KGSBASE		0xa10
+
+/* The self-test guest's counter (see colinux_passage.S). */
+#define P_SELFTEST_COUNT	0xa18	/* u32 */
+/* The self-test guest's TSS (104 bytes). */
+#define P_SELFTEST_TSS		0xa40
+/* The self-test guest's stack grows down from here. */
+#define P_SELFTEST_STACK_TOP	0xe00
+
+/* The switch-time stack grows down from here. */
+#define PASSAGE_STACK_TOP	0x1000
+
+#endif /* COLINUX_PASSAGE_H */

@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * colinux host driver: the passage, the world switch between the x86_64
+ * host kernel and a 32-bit (PAE) cooperative guest.
+ *
+ * Way out (host -> guest), colinux_passage_enter():
+ *   1. (host, kernel text) save callee-saved registers, flags, control
+ *      registers, EFER, GDTR/IDTR/TR, selectors and segment-base MSRs in
+ *      the passage page; clear CR4.PCIDE and CR4.CET (long mode cannot be
+ *      left with PCIDE set; CET is restored with CR4 on the way back);
+ *      load the host transition page table: the host's kernel half plus
+ *      the passage page at its physical address; jump to that address.
+ *   2. (64-bit, identity) load the passage GDT and far-return into its
+ *      32-bit code segment: compatibility mode.
+ *   3. (compat, identity) switch to the passage stack and data segments,
+ *      turn paging off (this leaves IA-32e mode), clear EFER.LME, set
+ *      CR4.PAE, load the guest transition PDPT (passage page at identity
+ *      and at PASSAGE_GUEST_VA), turn paging on: 32-bit PAE paging.
+ *   4. (32-bit, guest address) load the guest's CR3, CR4, GDT, IDT, LDT,
+ *      TR (busy bit cleared first), stack and segments, popal, iret: the
+ *      guest continues where it called the passage.
+ * Way back (guest -> host), the guest entry, in the reverse order: save
+ * the guest's registers and state, passage GDT, guest transition tables,
+ * identity, paging off, host CR4 (without PCIDE/CET), host transition top
+ * table, host EFER (LME), paging on: compatibility mode; far return into
+ * the 64-bit segment; jump to the kernel-text return path, which loads the
+ * host CR3 and CR4, reloads TR from the writable GDT alias, the GDT, IDT,
+ * selectors and segment bases, and returns to the C caller.
+ *
+ * Everything between colinux_passage_template and _end is copied into the
+ * passage page and runs there (position independent: %ebx/%rbx holds the
+ * page's address in the current mapping). Every target of an indirect
+ * jump starts with ENDBR64 (a no-op where CET is off) for kernels with IBT.
+ * Interrupts stay disabled throughout; an NMI that arrives while paging is
+ * off or the IDT belongs to the other world is not survivable (see
+ * docs/ARCHITECTURE.md).
+ */
+#include <linux/linkage.h>
+#include <asm/nospec-branch.h>
+#include "colinux_passage.h"
+
+#define CP_CR0_PG		0x80000000
+#define CP_CR4_PAE		0x00000020
+#define CP_CR4_PCIDE	0x00020000
+#define CP_CR4_CET		0x00800000
+#define CP_MSR_EFER	0xc0000080
+#define CP_MSR_FS_BASE	0xc0000100
+#define CP_MSR_GS_BASE	0xc0000101
+#define CP_MSR_KGS_BASE	0xc0000102
+#define CP_EFER_LME	0x00000100
+
+#define ENDBR64		.byte 0xf3, 0x0f, 0x1e, 0xfa
+#define OFF(label)	((label) - colinux_passage_template)
+
+	.text
+/* long colinux_passage_enter(void *passage) -- interrupts must be off. */
+SYM_FUNC_START(colinux_passage_enter)
+	push	%rbp
+	push	%rbx
+	push	%r12
+	push	%r13
+	push	%r14
+	push	%r15
+	pushfq
+	cli
+	mov	%rsp, H_RSP(%rdi)
+	mov	%cr0, %rax
+	mov	%rax, H_CR0(%rdi)
+	mov	%cr3, %rax
+	mov	%rax, H_CR3(%rdi)
+	mov	%cr4, %rax
+	mov	%rax, H_CR4(%rdi)
+	mov	$CP_MSR_EFER, %ecx
+	rdmsr
+	mov	%eax, H_EFER(%rdi)
+	mov	%edx, H_EFER+4(%rdi)
+	mov	$CP_MSR_FS_BASE, %ecx
+	rdmsr
+	mov	%eax, H_FSBASE(%rdi)
+	mov	%edx, H_FSBASE+4(%rdi)
+	mov	$CP_MSR_GS_BASE, %ecx
+	rdmsr
+	mov	%eax, H_GSBASE(%rdi)
+	mov	%edx, H_GSBASE+4(%rdi)
+	mov	$CP_MSR_KGS_BASE, %ecx
+	rdmsr
+	mov	%eax, H_KGSBASE(%rdi)
+	mov	%edx, H_KGSBASE+4(%rdi)
+	sgdt	H_GDTR(%rdi)
+	sidt	H_IDTR(%rdi)
+	str	H_TR(%rdi)
+	sldt	H_LDT(%rdi)
+	mov	%cs, H_CS(%rdi)
+	mov	%ss, H_SS(%rdi)
+	mov	%ds, H_DS(%rdi)
+	mov	%es, H_ES(%rdi)
+	mov	%fs, H_FS(%rdi)
+	mov	%gs, H_GS(%rdi)
+	lea	.Lhost_return(%rip), %rax
+	mov	%rax, H_RET(%rdi)
+	mov	%rdi, H_KVA(%rdi)
+	mov	%cr4, %rax
+	and	$~(CP_CR4_PCIDE | CP_CR4_CET), %rax
+	mov	%rax, %cr4
+	mov	H_TRANS_CR3(%rdi), %rax
+	mov	%rax, %cr3
+	mov	P_PHYS(%rdi), %ebx
+	lea	OFF(.Lid64_out)(%rbx), %rax
+	ANNOTATE_RETPOLINE_SAFE
+	jmp	*%rax
+
+.Lhost_return:
+	/* Kernel text again, host transition CR3; %rdi = the passage page. */
+	ENDBR64
+	mov	H_RSP(%rdi), %rsp	/* the host stack, mapped in both */
+	mov	H_CR3(%rdi), %rax
+	mov	%rax, %rdx
+	and	$~0xfff, %rdx
+	mov	%rdx, %cr3		/* PCID 0: CR4.PCIDE may be set now */
+	mov	H_CR4(%rdi), %rdx
+	mov	%rdx, %cr4
+	mov	%rax, %cr3
+	/* ltr needs the TSS descriptor not busy, in a writable GDT. */
+	lgdt	H_GDTR_RW(%rdi)
+	movzwl	H_TR(%rdi), %eax
+	and	$~7, %eax
+	mov	H_GDTR_RW+2(%rdi), %rdx
+	andb	$~0x02, 5(%rdx,%rax)
+	ltr	H_TR(%rdi)
+	lgdt	H_GDTR(%rdi)
+	lldt	H_LDT(%rdi)
+	lidt	H_IDTR(%rdi)
+	/* CS still holds the passage GDT's 64-bit selector: reload it. */
+	movzwl	H_CS(%rdi), %eax
+	push	%rax
+	lea	.Lhost_cs(%rip), %rax
+	push	%rax
+	lretq
+.Lhost_cs:
+	mov	H_SS(%rdi), %ss
+	mov	H_DS(%rdi), %ds
+	mov	H_ES(%rdi), %es
+	mov	H_FS(%rdi), %fs
+	mov	H_GS(%rdi), %gs
+	mov	%rdi, %rsi
+	mov	$CP_MSR_FS_BASE, %ecx
+	mov	H_FSBASE(%rsi), %eax
+	mov	H_FSBASE+4(%rsi), %edx
+	wrmsr
+	mov	$CP_MSR_GS_BASE, %ecx
+	mov	H_GSBASE(%rsi), %eax
+	mov	H_GSBASE+4(%rsi), %edx
+	wrmsr
+	mov	$CP_MSR_KGS_BASE, %ecx
+	mov	H_KGSBASE(%rsi), %eax
+	mov	H_KGSBASE+4(%rsi), %edx
+	wrmsr
+	popfq
+	pop	%r15
+	pop	%r14
+	pop	%r13
+	pop	%r12
+	pop	%rbx
+	pop	%rbp
+	xor	%eax, %eax
+	RET
+SYM_FUNC_END(colinux_passage_enter)
+
+/* The code copied into the passage page. */
+	.section .rodata, "a"
+	.balign 16
+	.globl	colinux_passage_template
+	.globl	colinux_passage_template_end
+	.globl	colinux_passage_guest_entry
+	.globl	colinux_passage_selftest
+colinux_passage_template:
+
+/* ---- way out, 64-bit at the identity address: into compat mode ---- */
+	.code64
+.Lid64_out:
+	ENDBR64
+	lgdt	PASSAGE_GDTR_ID(%rbx)
+	lea	OFF(.Lc32_out)(%rbx), %rax
+	pushq	$PASSAGE_CS32
+	push	%rax
+	lretq
+
+/* ---- way out, compatibility mode at the identity address ---- */
+	.code32
+.Lc32_out:
+	mov	$PASSAGE_DS32, %eax
+	mov	%eax, %ds
+	mov	%eax, %es
+	mov	%eax, %ss
+	mov	%eax, %fs
+	mov	%eax, %gs
+	lea	PASSAGE_STACK_TOP(%ebx), %esp
+	mov	%cr0, %eax
+	and	$~CP_CR0_PG, %eax
+	mov	%eax, %cr0		/* paging off: IA-32e mode is left */
+	mov	$CP_MSR_EFER, %ecx
+	rdmsr
+	and	$~CP_EFER_LME, %eax
+	wrmsr
+	mov	$CP_CR4_PAE, %eax
+	mov	%eax, %cr4
+	mov	G_TRANS_CR3(%ebx), %eax
+	mov	%eax, %cr3
+	mov	G_CR0(%ebx), %eax
+	or	$(CP_CR0_PG | 1), %eax
+	mov	%eax, %cr0		/* 32-bit PAE paging on */
+	mov	P_GVA(%ebx), %ebx
+	lea	OFF(.Lg32_in)(%ebx), %eax
+	jmp	*%eax
+
+/* ---- way out, 32-bit at the guest address: become the guest ---- */
+.Lg32_in:
+	ENDBR64
+	lgdt	PASSAGE_GDTR_GVA(%ebx)
+	mov	G_CR3(%ebx), %eax
+	mov	%eax, %cr3
+	mov	G_CR4(%ebx), %eax
+	mov	%eax, %cr4
+	lgdt	G_GDTR(%ebx)
+	lidt	G_IDTR(%ebx)
+	lldt	G_LDT(%ebx)
+	movzwl	G_TR(%ebx), %eax
+	test	%eax, %eax
+	jz	1f
+	and	$~7, %eax
+	mov	G_GDTR+2(%ebx), %edx
+	andb	$~0x02, 5(%edx,%eax)
+	ltr	G_TR(%ebx)
+1:	mov	G_ES(%ebx), %es
+	mov	G_FS(%ebx), %fs
+	mov	G_GS(%ebx), %gs
+	mov	G_SS(%ebx), %ss
+	mov	G_ESP(%ebx), %esp
+	mov	G_DS(%ebx), %ds
+	popal
+	iret
+
+/*
+ * ---- the guest entry: the guest calls here ----
+ * The guest's caller has pushed EFLAGS and CS and calls this address, so
+ * that its stack holds an iret frame; its interrupts are off.
+ */
+colinux_passage_guest_entry:
+	pushal
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx		/* %ebx = the page, guest address */
+	mov	%esp, G_ESP(%ebx)
+	mov	%ss, G_SS(%ebx)
+	mov	%ds, G_DS(%ebx)
+	mov	%es, G_ES(%ebx)
+	mov	%fs, G_FS(%ebx)
+	mov	%gs, G_GS(%ebx)
+	mov	%cr0, %eax
+	mov	%eax, G_CR0(%ebx)
+	mov	%cr3, %eax
+	mov	%eax, G_CR3(%ebx)
+	mov	%cr4, %eax
+	mov	%eax, G_CR4(%ebx)
+	sgdt	G_GDTR(%ebx)
+	sidt	G_IDTR(%ebx)
+	str	G_TR(%ebx)
+	sldt	G_LDT(%ebx)
+	lgdt	PASSAGE_GDTR_GVA(%ebx)
+	lea	OFF(.Lg32_out)(%ebx), %eax
+	push	$PASSAGE_CS32
+	push	%eax
+	lret
+.Lg32_out:
+	mov	$PASSAGE_DS32, %eax
+	mov	%eax, %ds
+	mov	%eax, %es
+	mov	%eax, %ss
+	mov	%eax, %fs
+	mov	%eax, %gs
+	lea	PASSAGE_STACK_TOP(%ebx), %esp
+	mov	G_TRANS_CR3(%ebx), %eax
+	mov	%eax, %cr3
+	mov	P_PHYS(%ebx), %ebx
+	lea	OFF(.Lid32_back)(%ebx), %eax
+	jmp	*%eax
+
+/* ---- way back, 32-bit at the identity address: into long mode ---- */
+.Lid32_back:
+	ENDBR64
+	lgdt	PASSAGE_GDTR_ID(%ebx)
+	lea	PASSAGE_STACK_TOP(%ebx), %esp
+	mov	%cr0, %eax
+	and	$~CP_CR0_PG, %eax
+	mov	%eax, %cr0		/* paging off */
+	mov	H_CR4(%ebx), %eax
+	and	$~(CP_CR4_PCIDE | CP_CR4_CET), %eax
+	mov	%eax, %cr4		/* PAE, and LA57 if the host uses it */
+	mov	H_TRANS_CR3(%ebx), %eax
+	mov	%eax, %cr3
+	mov	$CP_MSR_EFER, %ecx
+	mov	H_EFER(%ebx), %eax
+	mov	H_EFER+4(%ebx), %edx
+	wrmsr				/* EFER.LME (and NXE, SCE) back */
+	mov	H_CR0(%ebx), %eax
+	mov	%eax, %cr0		/* paging on: IA-32e, compatibility */
+	lea	OFF(.Lid64_back)(%ebx), %eax
+	push	$PASSAGE_CS64
+	push	%eax
+	lret
+
+	.code64
+.Lid64_back:
+	mov	H_KVA(%rbx), %rdi
+	ANNOTATE_RETPOLINE_SAFE
+	jmp	*H_RET(%rbx)
+
+/*
+ * ---- the self-test guest ----
+ * Counts, then calls the passage; forever. The host checks the count
+ * after each round trip.
+ */
+	.code32
+colinux_passage_selftest:
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx
+2:	incl	P_SELFTEST_COUNT(%ebx)
+	pushfl
+	push	%cs
+	call	colinux_passage_guest_entry
+	jmp	2b
+	.code64
+colinux_passage_template_end:

@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* colinux host driver: the passage, as the rest of the shim sees it. */
+#ifndef COLINUX_PASSAGE_C_H
+#define COLINUX_PASSAGE_C_H
+
+/* Run the passage self-test: @rounds round trips host -> guest -> host. */
+int colinux_passage_selftest_run(unsigned long rounds);
+
+#endif /* COLINUX_PASSAGE_C_H */
