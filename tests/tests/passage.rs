@@ -1,0 +1,48 @@
+//! The passage (issue 4, first step): the world switch between the x86_64
+//! host kernel and a 32-bit PAE guest, in Debian's stock kernel in the QEMU
+//! test host (`-cpu max`: 5-level paging, SMEP, SMAP, NX; 2 vCPUs).
+//!
+//! `insmod colinux.ko passage_selftest=N` switches N times into a tiny
+//! 32-bit guest built into the passage page, which counts and calls back;
+//! the driver checks the count after every round trip and logs the cost.
+//! Done on each vCPU, with a host process counting its own progress
+//! meanwhile; the rig fails the run on any BUG/WARNING/Oops in the host log.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use xtask::testhost::{self, Scenario};
+
+#[test]
+#[ignore = "boots the test host with the driver; run by `cargo xtask test`"]
+fn hundred_thousand_round_trips_on_each_cpu() {
+    let module = xtask::driver_build::build_driver(None).unwrap();
+    let script = r#"set -e
+# A host process that must keep running while the switches happen.
+( i=0; while true; do i=$((i + 1)); echo $i > /tmp/progress; done ) &
+COUNTER=$!
+until [ -s /tmp/progress ]; do sleep 0.1; done
+for cpu in 0 1; do
+    before=$(cat /tmp/progress)
+    while [ -z "$before" ]; do before=$(cat /tmp/progress); done
+    taskset -c $cpu insmod /root/colinux.ko passage_selftest=100000
+    after=$(cat /tmp/progress)
+    while [ -z "$after" ]; do after=$(cat /tmp/progress); done
+    dmesg | grep 'passage self-test' | tail -n 1
+    rmmod colinux
+    echo "cpu $cpu: host counter went from $before to $after"
+    [ "$after" -gt "$before" ] || { echo "the host process stalled"; exit 1; }
+done
+kill $COUNTER
+[ "$(dmesg | grep -c 'passage self-test: 100000 round trips')" = 2 ]
+echo passage-ok
+"#;
+    let s = Scenario::new("passage-selftest", script)
+        .file(module, "/root/colinux.ko", 0o644)
+        .timeout(Duration::from_secs(300));
+    let out = testhost::run(&s).unwrap();
+    assert!(out.passed, "{}\nlog: {}", out.reason, out.log.display());
+    assert!(out.console.contains("passage-ok"));
+}
