@@ -16,6 +16,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/gfp.h>
+#include <linux/jiffies.h>
+#include <linux/sched/signal.h>
 #include <linux/io.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
@@ -24,6 +26,7 @@
 #include <linux/slab.h>
 #include <asm/debugreg.h>
 #include <asm/desc.h>
+#include <asm/irq_vectors.h>
 #include <asm/msr.h>
 #include <asm/processor.h>
 #include <asm/special_insns.h>
@@ -36,6 +39,10 @@ extern const u8 colinux_passage_template[];
 extern const u8 colinux_passage_template_end[];
 extern const u8 colinux_passage_guest_entry[];
 extern const u8 colinux_passage_selftest[];
+extern const u8 colinux_passage_selftest_busy[];
+extern const u8 colinux_passage_guest_irq[];
+extern const u8 colinux_passage_guest_fault[];
+extern const u8 colinux_passage_int_table[];
 long colinux_passage_enter(void *passage);
 
 #define PT_PRESENT	0x001ULL
@@ -47,6 +54,8 @@ long colinux_passage_enter(void *passage);
 struct colinux_passage {
 	struct page *page;		/* the passage page */
 	u8 *kva;			/* its kernel address */
+	struct page *idt_page;		/* the guest-side IDT page */
+	u8 *idt_kva;
 	u32 phys;			/* its physical address (< 4 GiB) */
 	struct page *tables[PASSAGE_MAX_TABLES];
 	int nr_tables;
@@ -85,8 +94,9 @@ static u64 *passage_walk(struct colinux_passage *p, u64 *table, int index,
 	return next;
 }
 
-/* Map the passage page at @va in a PAE (3-level) table set. */
-static int passage_map_pae(struct colinux_passage *p, u64 *pdpt, u32 va)
+/* Map the page at @phys at @va in a PAE (3-level) table set. */
+static int passage_map_pae(struct colinux_passage *p, u64 *pdpt, u32 va,
+			   u64 phys)
 {
 	u64 *pd, *pt;
 
@@ -97,7 +107,7 @@ static int passage_map_pae(struct colinux_passage *p, u64 *pdpt, u32 va)
 	pt = passage_walk(p, pd, (va >> 21) & 511, PT_PRESENT | PT_RW);
 	if (!pt)
 		return -ENOMEM;
-	pt[(va >> 12) & 511] = p->phys | PT_PRESENT | PT_RW;
+	pt[(va >> 12) & 511] = phys | PT_PRESENT | PT_RW;
 	return 0;
 }
 
@@ -134,10 +144,13 @@ static int passage_build_guest_tables(struct colinux_passage *p)
 	if (!pdpt)
 		return -ENOMEM;
 	p->guest_pdpt_phys = phys;
-	ret = passage_map_pae(p, pdpt, p->phys);
-	if (ret)
-		return ret;
-	return passage_map_pae(p, pdpt, PASSAGE_GUEST_VA);
+	ret = passage_map_pae(p, pdpt, p->phys, p->phys);
+	if (!ret)
+		ret = passage_map_pae(p, pdpt, PASSAGE_GUEST_VA, p->phys);
+	if (!ret)
+		ret = passage_map_pae(p, pdpt, PASSAGE_IDT_GVA,
+				      page_to_phys(p->idt_page));
+	return ret;
 }
 
 static void passage_free(struct colinux_passage *p)
@@ -148,6 +161,8 @@ static void passage_free(struct colinux_passage *p)
 		__free_page(p->tables[i]);
 	if (p->page)
 		__free_page(p->page);
+	if (p->idt_page)
+		__free_page(p->idt_page);
 	kfree(p);
 }
 
@@ -159,6 +174,43 @@ static u64 passage_tss_desc(u32 base, u32 limit)
 	return (limit & 0xffffULL) | ((u64)(base & 0xffffff) << 16) |
 	       (0x89ULL << 40) | ((u64)((limit >> 16) & 0xf) << 48) |
 	       ((u64)(base >> 24) << 56);
+}
+
+/* A 32-bit interrupt gate to @offset in the passage's 32-bit segment. */
+static u64 passage_gate(u32 offset)
+{
+	return (offset & 0xffff) | ((u64)PASSAGE_CS32 << 16) |
+	       (0x8e00ULL << 32) | ((u64)(offset >> 16) << 48);
+}
+
+/*
+ * The guest-side IDT: external vectors (32-255) and NMI are forwarded to
+ * the host; exceptions end the self-test guest. Each stub is "push $v;
+ * jmp common" (vectors above 127 are sign-extended by push; the common
+ * entry masks them).
+ */
+static void passage_fill_idt(struct colinux_passage *p)
+{
+	u32 irq = PASSAGE_GUEST_VA +
+		  (colinux_passage_guest_irq - colinux_passage_template);
+	u32 fault = PASSAGE_GUEST_VA +
+		    (colinux_passage_guest_fault - colinux_passage_template);
+	u64 *idt = (u64 *)p->idt_kva;
+	int v;
+
+	for (v = 0; v < 256; v++) {
+		u32 off = PASSAGE_IDT_STUBS + v * PASSAGE_IDT_STUB_SIZE;
+		u32 stub = PASSAGE_IDT_GVA + off;
+		u32 target = (v >= 32 || v == 2) ? irq : fault;
+		s32 rel = target - (stub + PASSAGE_IDT_STUB_SIZE);
+		u8 *code = p->idt_kva + off;
+
+		code[0] = 0x6a;			/* push $imm8 */
+		code[1] = v;
+		code[2] = 0xe9;			/* jmp rel32 */
+		memcpy(code + 3, &rel, 4);
+		idt[v] = passage_gate(stub);
+	}
 }
 
 static struct colinux_passage *passage_create(void)
@@ -180,6 +232,10 @@ static struct colinux_passage *passage_create(void)
 		goto fail;
 	p->kva = page_address(p->page);
 	p->phys = page_to_phys(p->page);
+	p->idt_page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+	if (!p->idt_page)
+		goto fail;
+	p->idt_kva = page_address(p->idt_page);
 	if (passage_build_host_tables(p) || passage_build_guest_tables(p))
 		goto fail;
 	memcpy(p->kva, colinux_passage_template, code);
@@ -198,6 +254,7 @@ static struct colinux_passage *passage_create(void)
 	V(u32, G_TRANS_CR3) = p->guest_pdpt_phys;
 	V(u32, P_PHYS) = p->phys;
 	V(u32, P_GVA) = PASSAGE_GUEST_VA;
+	passage_fill_idt(p);
 	return p;
 fail:
 	passage_free(p);
@@ -209,16 +266,16 @@ fail:
  * into colinux_passage_selftest, with the passage GDT, no IDT and
  * interrupts off, on a stack in the passage page.
  */
-static void passage_selftest_guest(struct colinux_passage *p)
+static void passage_selftest_guest(struct colinux_passage *p, const u8 *entry,
+				   u32 eflags)
 {
 	u32 frame = P_SELFTEST_STACK_TOP - 11 * 4;
 	u32 *stack = (u32 *)(p->kva + frame);
 
 	memset(stack, 0, 8 * 4);	/* pushal image */
-	stack[8] = PASSAGE_GUEST_VA +
-		   (colinux_passage_selftest - colinux_passage_template);
+	stack[8] = PASSAGE_GUEST_VA + (entry - colinux_passage_template);
 	stack[9] = PASSAGE_CS32;
-	stack[10] = X86_EFLAGS_FIXED;
+	stack[10] = X86_EFLAGS_FIXED | eflags;
 	V(u32, G_ESP) = PASSAGE_GUEST_VA + frame;
 	V(u32, G_CR0) = X86_CR0_PE | X86_CR0_ET | X86_CR0_NE | X86_CR0_WP |
 			X86_CR0_PG;
@@ -226,8 +283,8 @@ static void passage_selftest_guest(struct colinux_passage *p)
 	V(u32, G_CR4) = X86_CR4_PAE;
 	V(u16, G_GDTR) = PASSAGE_GDT_SIZE - 1;
 	V(u32, G_GDTR + 2) = PASSAGE_GUEST_VA + PASSAGE_GDT;
-	V(u16, G_IDTR) = 0;
-	V(u32, G_IDTR + 2) = 0;
+	V(u16, G_IDTR) = 256 * 8 - 1;
+	V(u32, G_IDTR + 2) = PASSAGE_IDT_GVA;
 	V(u16, G_TR) = PASSAGE_TSS32;
 	V(u16, G_LDT) = 0;
 	V(u16, G_SS) = PASSAGE_DS32;
@@ -238,9 +295,17 @@ static void passage_selftest_guest(struct colinux_passage *p)
 	V(u32, P_SELFTEST_COUNT) = 0;
 }
 
-/* One round trip into the passage's guest and back, on this CPU. */
-static void passage_switch(struct colinux_passage *p)
+typedef void (*passage_int_fn)(void);
+
+/*
+ * One round trip into the passage's guest and back, on this CPU. An
+ * interrupt the guest world took is raised again through the host's IDT
+ * before interrupts are enabled, so the host handles it as its own.
+ * Returns the PASSAGE_EXIT_* reason.
+ */
+static u32 passage_switch(struct colinux_passage *p)
 {
+	u32 reason;
 	struct desc_ptr *rw = (struct desc_ptr *)(p->kva + H_GDTR_RW);
 	unsigned long flags, dr7;
 
@@ -250,10 +315,18 @@ static void passage_switch(struct colinux_passage *p)
 	get_debugreg(dr7, 7);
 	if (dr7)
 		set_debugreg(0, 7);
+	V(u32, P_EXIT_REASON) = 0;
 	colinux_passage_enter(p->kva);
 	if (dr7)
 		set_debugreg(dr7, 7);
+	reason = V(u32, P_EXIT_REASON);
+	if (reason == PASSAGE_EXIT_IRQ) {
+		passage_int_fn fn = (passage_int_fn)(colinux_passage_int_table +
+						     8 * (V(u32, P_EXIT_VECTOR) & 0xff));
+		fn();
+	}
 	local_irq_restore(flags);
+	return reason;
 }
 
 int colinux_passage_selftest_run(unsigned long rounds)
@@ -270,10 +343,17 @@ int colinux_passage_selftest_run(unsigned long rounds)
 	p = passage_create();
 	if (!p)
 		return -ENOMEM;
-	passage_selftest_guest(p);
+	passage_selftest_guest(p, colinux_passage_selftest, 0);
 	start = rdtsc();
 	for (i = 0; i < rounds; i++) {
-		passage_switch(p);
+		u32 reason = passage_switch(p);
+
+		if (reason != PASSAGE_EXIT_CALL) {
+			pr_err("passage self-test: guest exit reason %u (vector %u)\n",
+			       reason, V(u32, P_EXIT_VECTOR));
+			passage_free(p);
+			return -EIO;
+		}
 		if (V(u32, P_SELFTEST_COUNT) != i + 1) {
 			pr_err("passage self-test: guest count %u after %lu round trips\n",
 			       V(u32, P_SELFTEST_COUNT), i + 1);
@@ -292,4 +372,50 @@ int colinux_passage_selftest_run(unsigned long rounds)
 		rounds, rounds ? div64_u64(cycles, rounds) : 0, cpus_seen);
 	passage_free(p);
 	return 0;
+}
+
+/*
+ * The busy self-test: a guest that computes with interrupts on for
+ * @seconds; the host only gets the CPU back through forwarded interrupts
+ * (its timer among them) and must stay responsive meanwhile.
+ */
+int colinux_passage_busy_run(unsigned long seconds)
+{
+	unsigned long end = jiffies + seconds * HZ, start_jiffies = jiffies;
+	unsigned long forwarded = 0, timer = 0, switches = 0;
+	struct colinux_passage *p;
+	int ret = 0;
+
+	if (native_read_cr4() & X86_CR4_VMXE)
+		return -EBUSY;
+	p = passage_create();
+	if (!p)
+		return -ENOMEM;
+	passage_selftest_guest(p, colinux_passage_selftest_busy,
+			       X86_EFLAGS_IF);
+	while (time_before(jiffies, end)) {
+		u32 reason = passage_switch(p);
+
+		switches++;
+		if (reason == PASSAGE_EXIT_IRQ) {
+			forwarded++;
+			if (V(u32, P_EXIT_VECTOR) == LOCAL_TIMER_VECTOR)
+				timer++;
+		} else {
+			pr_err("passage busy test: guest exit reason %u (vector %u)\n",
+			       reason, V(u32, P_EXIT_VECTOR));
+			ret = -EIO;
+			break;
+		}
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		cond_resched();
+	}
+	pr_info("passage busy test: %lu s, guest counted to %u, %lu interrupts forwarded (%lu timer), %lu jiffies passed\n",
+		seconds, V(u32, P_SELFTEST_COUNT), forwarded, timer,
+		jiffies - start_jiffies);
+	passage_free(p);
+	return ret;
 }

@@ -81,6 +81,22 @@
 
 /* The self-test guest's counter (see colinux_passage.S). */
 #define P_SELFTEST_COUNT	0xa18	/* u32 */
+/* Why the guest last came back (set on the guest side before the switch). */
+#define P_EXIT_REASON		0xa1c	/* u32, PASSAGE_EXIT_* */
+#define P_EXIT_VECTOR		0xa20	/* u32, the vector for IRQ and FAULT */
+#define PASSAGE_EXIT_CALL	1	/* the guest called the passage */
+#define PASSAGE_EXIT_IRQ	2	/* an interrupt to forward to the host */
+#define PASSAGE_EXIT_FAULT	3	/* an exception the guest has no handler for */
+
+/*
+ * The second passage page (guest side only, at PASSAGE_GUEST_VA + 4 KiB):
+ * an IDT for guests that have none of their own yet (the self-tests), and
+ * one stub per vector: push the vector, jump to the common entry.
+ */
+#define PASSAGE_IDT_GVA		(PASSAGE_GUEST_VA + 0x1000)
+#define PASSAGE_IDT_STUBS	0x800	/* offset in that page */
+#define PASSAGE_IDT_STUB_SIZE	7
+
 /* The self-test guest's TSS (104 bytes). */
 #define P_SELFTEST_TSS		0xa40
 /* The self-test guest's stack grows down from here. */

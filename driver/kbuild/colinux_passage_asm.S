@@ -166,6 +166,24 @@ SYM_FUNC_START(colinux_passage_enter)
 	RET
 SYM_FUNC_END(colinux_passage_enter)
 
+/*
+ * Forwarding an interrupt to the host: colinux_passage_int_table + 8 * v
+ * is a function that raises vector v through the host's own IDT, so the
+ * host's handler runs (and acknowledges the APIC) exactly as if the
+ * interrupt had arrived in the host.
+ */
+	.balign 8
+	.globl	colinux_passage_int_table
+colinux_passage_int_table:
+	vector = 0
+	.rept	256
+	ENDBR64
+	.byte	0xcd, vector		/* int $vector */
+	.byte	0xc3			/* ret */
+	.byte	0xcc
+	vector = vector + 1
+	.endr
+
 /* The code copied into the passage page. */
 	.section .rodata, "a"
 	.balign 16
@@ -173,6 +191,9 @@ SYM_FUNC_END(colinux_passage_enter)
 	.globl	colinux_passage_template_end
 	.globl	colinux_passage_guest_entry
 	.globl	colinux_passage_selftest
+	.globl	colinux_passage_selftest_busy
+	.globl	colinux_passage_guest_irq
+	.globl	colinux_passage_guest_fault
 colinux_passage_template:
 
 /* ---- way out, 64-bit at the identity address: into compat mode ---- */
@@ -316,19 +337,62 @@ colinux_passage_guest_entry:
 	jmp	*H_RET(%rbx)
 
 /*
+ * ---- interrupts and exceptions in the guest world ----
+ * An IDT stub has pushed the vector over the CPU's iret frame (EIP, CS,
+ * EFLAGS: ring 0 to ring 0, no error code for external vectors). Record
+ * why, drop the vector and go through the guest entry like a call: the
+ * host forwards the interrupt to its own handler and resumes the guest.
+ */
+	.code32
+colinux_passage_guest_irq:
+	push	%eax
+	mov	4(%esp), %eax
+	and	$0xff, %eax
+	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_VECTOR
+	movl	$PASSAGE_EXIT_IRQ, PASSAGE_GUEST_VA + P_EXIT_REASON
+	pop	%eax
+	lea	4(%esp), %esp
+	jmp	colinux_passage_guest_entry
+
+/* An exception with no guest handler: report it; the guest is not resumed. */
+colinux_passage_guest_fault:
+	push	%eax
+	mov	4(%esp), %eax
+	and	$0xff, %eax
+	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_VECTOR
+	movl	$PASSAGE_EXIT_FAULT, PASSAGE_GUEST_VA + P_EXIT_REASON
+	pop	%eax
+	lea	4(%esp), %esp
+	jmp	colinux_passage_guest_entry
+
+/*
  * ---- the self-test guest ----
  * Counts, then calls the passage; forever. The host checks the count
  * after each round trip.
  */
-	.code32
 colinux_passage_selftest:
 	call	1f
 1:	pop	%ebx
 	sub	$OFF(1b), %ebx
 2:	incl	P_SELFTEST_COUNT(%ebx)
+	movl	$PASSAGE_EXIT_CALL, P_EXIT_REASON(%ebx)
 	pushfl
+	cli
 	push	%cs
 	call	colinux_passage_guest_entry
+	jmp	2b
+
+/*
+ * ---- the busy self-test guest ----
+ * Interrupts on, counts forever; only host interrupts, forwarded through
+ * the passage, give the CPU back to the host.
+ */
+colinux_passage_selftest_busy:
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx
+	sti
+2:	incl	P_SELFTEST_COUNT(%ebx)
 	jmp	2b
 	.code64
 colinux_passage_template_end:

@@ -5,5 +5,7 @@
 
 /* Run the passage self-test: @rounds round trips host -> guest -> host. */
 int colinux_passage_selftest_run(unsigned long rounds);
+/* Run a guest that computes with interrupts on for @seconds. */
+int colinux_passage_busy_run(unsigned long seconds);
 
 #endif /* COLINUX_PASSAGE_C_H */

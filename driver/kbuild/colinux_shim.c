@@ -29,6 +29,11 @@
 #include "colinux_core.h"
 #include "colinux_passage_c.h"
 
+static unsigned long passage_busy;
+module_param(passage_busy, ulong, 0444);
+MODULE_PARM_DESC(passage_busy,
+		 "at load, run a built-in busy 32-bit guest for this many seconds");
+
 static unsigned long passage_selftest;
 module_param(passage_selftest, ulong, 0444);
 MODULE_PARM_DESC(passage_selftest,
@@ -255,6 +260,11 @@ static int __init colinux_init(void)
 
 	if (passage_selftest) {
 		ret = colinux_passage_selftest_run(passage_selftest);
+		if (ret)
+			return ret;
+	}
+	if (passage_busy) {
+		ret = colinux_passage_busy_run(passage_busy);
 		if (ret)
 			return ret;
 	}
