@@ -46,3 +46,40 @@ echo passage-ok
     assert!(out.passed, "{}\nlog: {}", out.reason, out.log.display());
     assert!(out.console.contains("passage-ok"));
 }
+
+#[test]
+#[ignore = "boots the test host with the driver; run by `cargo xtask test`"]
+fn busy_guest_for_30_seconds_keeps_the_host_responsive_on_each_cpu() {
+    let module = xtask::driver_build::build_driver(None).unwrap();
+    let script = r#"set -e
+( i=0; while true; do i=$((i + 1)); echo $i > /tmp/progress; done ) &
+COUNTER=$!
+until [ -s /tmp/progress ]; do sleep 0.1; done
+timer_count() { awk '/^ *LOC:/ {print $2 + $3}' /proc/interrupts; }
+for cpu in 0 1; do
+    before=$(cat /tmp/progress); while [ -z "$before" ]; do before=$(cat /tmp/progress); done
+    ticks_before=$(timer_count)
+    start=$(date +%s)
+    taskset -c $cpu insmod /root/colinux.ko passage_busy=30
+    end=$(date +%s)
+    ticks_after=$(timer_count)
+    after=$(cat /tmp/progress); while [ -z "$after" ]; do after=$(cat /tmp/progress); done
+    dmesg | grep 'passage busy test' | tail -n 1
+    rmmod colinux
+    echo "cpu $cpu: $((end - start)) s; host counter $before -> $after; timer interrupts $ticks_before -> $ticks_after"
+    [ $((end - start)) -ge 29 ] || { echo "the busy guest did not run 30 s"; exit 1; }
+    [ $((after - before)) -gt 1000 ] || { echo "the host process stalled"; exit 1; }
+    # HZ=250 on both CPUs: at least 30 s worth of ticks must have come.
+    [ $((ticks_after - ticks_before)) -ge 7000 ] || { echo "timer interrupts did not keep coming"; exit 1; }
+done
+kill $COUNTER
+[ "$(dmesg | grep -c 'passage busy test: 30 s')" = 2 ]
+echo busy-ok
+"#;
+    let s = Scenario::new("passage-busy", script)
+        .file(module, "/root/colinux.ko", 0o644)
+        .timeout(Duration::from_secs(300));
+    let out = testhost::run(&s).unwrap();
+    assert!(out.passed, "{}\nlog: {}", out.reason, out.log.display());
+    assert!(out.console.contains("busy-ok"));
+}

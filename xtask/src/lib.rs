@@ -6,6 +6,7 @@
 //! - [`tree`]: kernel trees as git repositories (vanilla commit + series).
 //! - [`patch`]: quilt series files and GNU-patch-compatible application.
 //! - [`series`]: applying a series onto a tree, one commit per patch.
+//! - [`rebase`]: moving the series to a new release; [`refresh`]: patch files from commits.
 //! - [`kconfig`]: merging config fragments; [`build`]: the kernel build.
 //! - [`sysdeps`]: installing the system packages a task needs.
 //! - [`bench`]: the benchmarks behind `docs/BENCHMARKS.md`.
@@ -21,6 +22,8 @@ pub mod kconfig;
 pub mod manifest;
 pub mod patch;
 pub mod paths;
+pub mod rebase;
+pub mod refresh;
 pub mod run;
 pub mod series;
 pub mod sysdeps;

@@ -128,6 +128,26 @@ enum Cmd {
         #[command(subcommand)]
         which: xtask::testhost::cli::TestHostCmd,
     },
+    /// Move the patch series from its base ([series] base in kernels.toml)
+    /// onto another pinned release: a 3-way merge per patch in a work tree of
+    /// the new release, a report per patch (clean, merged, conflict, already
+    /// upstream, now empty), recorded conflict resolutions replayed, and the
+    /// series rewritten for the new release. See docs/porting.md.
+    Rebase(RebaseArgs),
+    /// Regenerate the patch files from the commits of a worked-on kernel tree
+    /// (after its `vanilla` tag; each commit's `Patch:` trailer names its
+    /// file, commits without one become new patches), like `quilt refresh`.
+    Refresh {
+        /// The kernel tree [default: the cached tree of the series base]
+        #[arg(long)]
+        tree: Option<PathBuf>,
+        /// The series directory [default: linux-patches/]
+        #[arg(long)]
+        series: Option<PathBuf>,
+        /// Write the patches here instead of into the series directory
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Run the benchmarks and write the results to docs/BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -269,6 +289,120 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::TestHost { which } => xtask::testhost::cli::main(which)?,
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
+        Cmd::Rebase(args) => rebase(&manifest, args)?,
+        Cmd::Refresh {
+            tree,
+            series,
+            output,
+        } => {
+            let series = series.unwrap_or_else(|| paths::repo_root().join("linux-patches"));
+            let tree = match tree {
+                Some(t) => t,
+                None => paths::kernel_tree(&manifest.series.base)?,
+            };
+            let tree = xtask::tree::KernelTree::open(&tree)?;
+            let report = xtask::refresh::refresh(
+                &tree,
+                &xtask::refresh::RefreshOptions {
+                    series_dir: series.clone(),
+                    out_dir: output.clone(),
+                },
+            )?;
+            println!(
+                "{} refreshed from {}:",
+                output.unwrap_or(series).display(),
+                tree.path.display()
+            );
+            print!("{}", report.render());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["onto", "cont", "skip", "abort"])))]
+struct RebaseArgs {
+    /// The pinned release to move the series onto
+    #[arg(long)]
+    onto: Option<String>,
+    /// Go on after resolving a conflict (records the resolution)
+    #[arg(long = "continue")]
+    cont: bool,
+    /// Drop the conflicted patch and go on
+    #[arg(long)]
+    skip: bool,
+    /// Forget the rebase; the repository is left unchanged
+    #[arg(long)]
+    abort: bool,
+    /// The series to move [default: linux-patches/]
+    #[arg(long)]
+    series: Option<PathBuf>,
+    /// Write the rebased series here (and leave the series and kernels.toml
+    /// alone) instead of rewriting the series in place
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// The work tree [default: <cache>/rebase/<version>]
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
+    let root = paths::cache_dir()?.join("rebase");
+    let run = if let Some(v2) = &args.onto {
+        manifest.pin(v2)?;
+        let v1 = manifest.series.base.clone();
+        let series = args
+            .series
+            .clone()
+            .unwrap_or_else(|| paths::repo_root().join("linux-patches"));
+        let in_place = args.output.is_none();
+        let out_dir = args.output.clone().unwrap_or_else(|| series.clone());
+        let fetch = FetchOptions {
+            tarball: None,
+            sources: vec![],
+        };
+        let v1_tree = xtask::fetch::fetch_kernel(manifest, &v1, &fetch)?;
+        let v2_tree = xtask::fetch::fetch_kernel(manifest, v2, &fetch)?;
+        xtask::rebase::start(&xtask::rebase::RebaseOptions {
+            series_dir: series,
+            out_dir,
+            v1_tree: v1_tree.path,
+            v2_tree: v2_tree.path,
+            work_dir: args.work_dir.clone().unwrap_or_else(|| root.join(v2)),
+            manifest: in_place.then(|| manifest.path.clone()),
+        })?
+    } else {
+        let work = match args.work_dir.clone() {
+            Some(w) => w,
+            None => {
+                let found = xtask::rebase::find_in_progress(&root);
+                match found.as_slice() {
+                    [one] => one.clone(),
+                    [] => anyhow::bail!("no rebase is in progress (under {})", root.display()),
+                    _ => anyhow::bail!(
+                        "several rebases are in progress; choose one with --work-dir: {}",
+                        found
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            }
+        };
+        if args.abort {
+            xtask::rebase::abort(&work)?;
+            println!("rebase aborted; {} is back at vanilla", work.display());
+            return Ok(());
+        } else if args.skip {
+            xtask::rebase::skip(&work)?
+        } else {
+            xtask::rebase::continue_rebase(&work)?
+        }
+    };
+    print!("{}", run.render());
+    if !run.finished() {
+        anyhow::bail!("the rebase stopped at a conflict");
     }
     Ok(())
 }

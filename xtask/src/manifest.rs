@@ -114,6 +114,45 @@ impl Manifest {
     }
 }
 
+/// Set `[series] base` in the manifest at `path` to `version`, changing only
+/// that line (comments and layout are kept). Returns false when it already was.
+pub fn set_series_base(path: &Path, version: &str) -> Result<bool> {
+    check_version_syntax(version)?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the kernel manifest {}", path.display()))?;
+    let mut in_series = false;
+    let mut done = false;
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_series = t == "[series]";
+        } else if in_series && !done && t.starts_with("base") {
+            if let Some((key, _)) = line.split_once('=') {
+                if key.trim() == "base" {
+                    let nl = if line.ends_with('\n') { "\n" } else { "" };
+                    let new = format!("{key}= \"{version}\"{nl}");
+                    changed = new != line;
+                    out.push_str(&new);
+                    done = true;
+                    continue;
+                }
+            }
+        }
+        out.push_str(line);
+    }
+    if !done {
+        anyhow::bail!("{}: no `base = ...` line in [series]", path.display());
+    }
+    if changed {
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, &out).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(changed)
+}
+
 fn check_version_syntax(version: &str) -> Result<()> {
     let ok = !version.is_empty()
         && version.split('.').count() >= 2
@@ -140,6 +179,26 @@ mod tests {
         }
         let err = m.pin("5.99.1").expect_err("unknown version");
         assert!(err.to_string().contains("6.1.176"), "{err}");
+    }
+
+    #[test]
+    fn series_base_is_rewritten_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kernels.toml");
+        let text = std::fs::read_to_string(crate::paths::repo_root().join("kernels.toml"))
+            .expect("manifest");
+        std::fs::write(&path, &text).expect("write");
+        assert!(set_series_base(&path, "6.12.100").expect("set"));
+        let new = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(
+            new,
+            text.replace("base = \"6.1.176\"", "base = \"6.12.100\"")
+        );
+        assert_eq!(
+            Manifest::load(&path).expect("parses").series.base,
+            "6.12.100"
+        );
+        assert!(!set_series_base(&path, "6.12.100").expect("set again"));
     }
 
     #[test]

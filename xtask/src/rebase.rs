@@ -1,0 +1,1394 @@
+//! `cargo xtask rebase`: move the patch series from its base release V1 to a
+//! new release V2, one patch at a time, with a real 3-way merge per file.
+//!
+//! The work happens in a work tree of V2 (a scratch clone of the cached V2
+//! tree) whose object database also reaches the V1 tree's objects (an
+//! `objects/info/alternates` line). The series is first applied to V1 in
+//! memory, which gives each patch its *base* (V1 before it) and *ours* (V1
+//! after it); *theirs* is V2 with the earlier patches already moved. Only the
+//! files a patch touches are merged (libgit2's xdiff merge, diff3 style).
+//!
+//! A conflict stops the run: the conflicted files are left in the work tree
+//! with `<<<<<<< ours` / `||||||| base` / `=======` / `>>>>>>> theirs`
+//! markers and the state is saved in `.git/colinux-rebase/state.toml`;
+//! [`continue_rebase`], [`skip`] and [`abort`] go on from there. Each manual
+//! resolution is recorded, per conflict hunk, in
+//! `<series>/resolutions/<V2>/<patch>.resolution` and replayed when the same
+//! conflict text appears again. On success the series is rewritten for V2
+//! ([`crate::refresh::write_series`]) and, when asked, `kernels.toml`'s
+//! `[series] base` is set to V2.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use git2::{build::TreeUpdateBuilder, FileMode, IndexEntry, IndexTime, Oid, Repository};
+use serde::{Deserialize, Serialize};
+
+use crate::patch;
+use crate::refresh::{self, WriteReport};
+use crate::tree::KernelTree;
+
+/// How to start a rebase.
+#[derive(Debug, Clone)]
+pub struct RebaseOptions {
+    /// The series to move (holds `series`), based on the V1 tree's release.
+    pub series_dir: PathBuf,
+    /// Where the rebased series is written (may be `series_dir`: in place).
+    pub out_dir: PathBuf,
+    /// The cached V1 tree (the series' base).
+    pub v1_tree: PathBuf,
+    /// The cached V2 tree (the target).
+    pub v2_tree: PathBuf,
+    /// The work tree to make (a scratch clone of V2).
+    pub work_dir: PathBuf,
+    /// `kernels.toml` whose `[series] base` is set to V2 on success.
+    pub manifest: Option<PathBuf>,
+}
+
+/// What happened to one patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The patch applies to V2 as it is (every hunk at its line, no fuzz).
+    Clean,
+    /// A 3-way merge moved it without conflicts.
+    Merged { files: Vec<String> },
+    /// Conflicts resolved by replaying a recorded resolution.
+    Replayed {
+        files: Vec<String>,
+        resolution: String,
+    },
+    /// Conflicts resolved by hand (`--continue`); the resolution is recorded.
+    Resolved { files: Vec<String> },
+    /// Stopped here: (file, conflict hunks).
+    Conflict { files: Vec<(String, usize)> },
+    /// Dropped: V2 already has what the patch produces.
+    AlreadyUpstream { evidence: String },
+    /// Dropped: the merge leaves V2 unchanged.
+    Empty { evidence: String },
+    /// Dropped by `--skip`.
+    Skipped,
+}
+
+impl Outcome {
+    fn dropped(&self) -> bool {
+        matches!(
+            self,
+            Outcome::AlreadyUpstream { .. } | Outcome::Empty { .. } | Outcome::Skipped
+        )
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Outcome::Clean => "clean".into(),
+            Outcome::Merged { files } => format!("merged (3-way: {})", files.join(", ")),
+            Outcome::Replayed { files, resolution } => format!(
+                "merged, conflicts resolved by the recorded resolution {resolution} ({})",
+                files.join(", ")
+            ),
+            Outcome::Resolved { files } => {
+                format!(
+                    "resolved by hand, resolution recorded ({})",
+                    files.join(", ")
+                )
+            }
+            Outcome::Conflict { files } => {
+                let n: usize = files.iter().map(|(_, h)| h).sum();
+                let list: Vec<_> = files
+                    .iter()
+                    .map(|(f, h)| format!("{f} ({h} hunk{})", if *h == 1 { "" } else { "s" }))
+                    .collect();
+                format!("CONFLICT: {n} hunks in {}", list.join(", "))
+            }
+            Outcome::AlreadyUpstream { evidence } => {
+                format!("already upstream, dropped: {evidence}")
+            }
+            Outcome::Empty { evidence } => format!("now empty, dropped: {evidence}"),
+            Outcome::Skipped => "skipped (--skip), dropped".into(),
+        }
+    }
+}
+
+/// One patch of the series during the rebase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PatchState {
+    name: String,
+    /// V1 before the patch.
+    base: String,
+    /// V1 after the patch.
+    ours: String,
+    strip: u32,
+    reverse: bool,
+    outcome: Option<Outcome>,
+    /// The commit made on V2.
+    commit: Option<String>,
+    /// The resolution file's text, when the patch had conflicts.
+    resolution: Option<String>,
+}
+
+/// A file left with conflict markers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ConflictFile {
+    path: String,
+    /// The merge result with markers, as first written.
+    text: String,
+}
+
+/// The saved state of a stopped rebase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    v1: String,
+    v2: String,
+    series_dir: PathBuf,
+    out_dir: PathBuf,
+    manifest: Option<PathBuf>,
+    /// V2 with the patches moved so far.
+    head: String,
+    /// Index of the next patch to do (the conflicted one when stopped).
+    next: usize,
+    patches: Vec<PatchState>,
+    /// Files of patch `next` the patch touches.
+    touched: Vec<String>,
+    conflicts: Vec<ConflictFile>,
+}
+
+/// The result of a `rebase` command.
+#[derive(Debug, Clone)]
+pub struct RebaseRun {
+    pub v1: String,
+    pub v2: String,
+    pub work_dir: PathBuf,
+    /// Each patch attempted so far with what happened to it.
+    pub patches: Vec<(String, Outcome)>,
+    /// Set when the run stopped at a conflict.
+    pub stopped: Option<String>,
+    /// Set when the run finished: how the series files were written.
+    pub written: Option<WriteReport>,
+    pub out_dir: PathBuf,
+    /// Resolution files written.
+    pub resolutions: Vec<PathBuf>,
+    /// The work tree's commit (V2 plus the moved patches).
+    pub head: Oid,
+    pub manifest_updated: bool,
+}
+
+impl RebaseRun {
+    /// True when the run finished (no conflict left).
+    pub fn finished(&self) -> bool {
+        self.stopped.is_none()
+    }
+
+    pub fn outcome(&self, name: &str) -> Option<&Outcome> {
+        self.patches.iter().find(|(n, _)| n == name).map(|(_, o)| o)
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!("rebase of the series from {} onto {}:\n", self.v1, self.v2);
+        let n = self.patches.len();
+        for (i, (name, o)) in self.patches.iter().enumerate() {
+            s.push_str(&format!("[{:>3}/{n}] {name}  {}\n", i + 1, o.describe()));
+        }
+        if let Some(msg) = &self.stopped {
+            s.push_str(msg);
+        }
+        if let Some(w) = &self.written {
+            s.push_str(&format!(
+                "series for {} written to {}:\n{}",
+                self.v2,
+                self.out_dir.display(),
+                w.render()
+            ));
+            for r in &self.resolutions {
+                s.push_str(&format!("  resolution recorded: {}\n", r.display()));
+            }
+            if self.manifest_updated {
+                s.push_str(&format!("kernels.toml: [series] base = \"{}\"\n", self.v2));
+            }
+            s.push_str(&format!(
+                "the rebased tree is {} (commit {})\n",
+                self.work_dir.display(),
+                self.head
+            ));
+        }
+        s
+    }
+}
+
+fn state_dir(work_dir: &Path) -> PathBuf {
+    work_dir.join(".git").join("colinux-rebase")
+}
+
+fn state_file(work_dir: &Path) -> PathBuf {
+    state_dir(work_dir).join("state.toml")
+}
+
+/// True when a rebase is stopped in `work_dir`.
+pub fn in_progress(work_dir: &Path) -> bool {
+    state_file(work_dir).exists()
+}
+
+fn save_state(work_dir: &Path, state: &State) -> Result<()> {
+    let text = toml::to_string(state).context("cannot serialise the rebase state")?;
+    refresh::write_atomic(&state_file(work_dir), text.as_bytes())
+}
+
+fn load_state(work_dir: &Path) -> Result<State> {
+    let path = state_file(work_dir);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no rebase in progress in {} (no {})",
+            work_dir.display(),
+            path.display()
+        )
+    })?;
+    toml::from_str(&text).with_context(|| format!("{}: not a rebase state", path.display()))
+}
+
+/// Author and message of a patch file (from its mail headers when it has them).
+fn patch_commit_info(name: &str, text: &[u8]) -> (String, String, String) {
+    let text = String::from_utf8_lossy(text);
+    let h = refresh::parse_headers(&text);
+    let (who, email) = h.author.clone().unwrap_or_else(|| {
+        (
+            "colinux xtask".to_string(),
+            "xtask@colinux.invalid".to_string(),
+        )
+    });
+    let has_headers = h.subject.is_some();
+    let mut lines = text.lines();
+    if has_headers {
+        for l in lines.by_ref() {
+            if l.is_empty() {
+                break;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    for l in lines {
+        if l == "---"
+            || l.starts_with("diff --git ")
+            || l.starts_with("--- ")
+            || l.starts_with("Index: ")
+        {
+            break;
+        }
+        body.push(l);
+    }
+    while body.last().is_some_and(|l| l.trim().is_empty()) {
+        body.pop();
+    }
+    while body.first().is_some_and(|l| l.trim().is_empty()) {
+        body.remove(0);
+    }
+    let mut msg = h.subject.unwrap_or_else(|| name.to_string());
+    msg.push('\n');
+    if !body.is_empty() {
+        msg.push('\n');
+        msg.push_str(&body.join("\n"));
+        msg.push('\n');
+    }
+    msg.push_str(&format!("\nPatch: {name}\n"));
+    (who, email, msg)
+}
+
+struct LoadedPatch {
+    entry: patch::SeriesEntry,
+    bytes: Vec<u8>,
+    parsed: patch::Patch,
+}
+
+fn load_series(series_dir: &Path) -> Result<Vec<LoadedPatch>> {
+    let series_file = series_dir.join("series");
+    let text = std::fs::read_to_string(&series_file)
+        .with_context(|| format!("cannot read the series file {}", series_file.display()))?;
+    let entries = patch::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = series_dir.join(&entry.name);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "{}:{}: cannot read patch {}",
+                series_file.display(),
+                entry.line,
+                path.display()
+            )
+        })?;
+        let parsed = patch::parse_patch(&bytes, &path.display().to_string())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(LoadedPatch {
+            entry,
+            bytes,
+            parsed,
+        });
+    }
+    Ok(out)
+}
+
+/// A git tree seen through the patch engine's [`patch::Tree`].
+struct GitView<'r> {
+    repo: &'r Repository,
+    tree: git2::Tree<'r>,
+}
+
+impl patch::Tree for GitView<'_> {
+    fn read(&self, path: &str) -> Option<(Vec<u8>, u32)> {
+        let entry = self.tree.get_path(Path::new(path)).ok()?;
+        let mode = u32::try_from(entry.filemode()).ok()?;
+        let blob = self.repo.find_blob(entry.id()).ok()?;
+        Some((blob.content().to_vec(), mode))
+    }
+}
+
+fn file_mode(mode: u32) -> FileMode {
+    match mode {
+        0o100755 => FileMode::BlobExecutable,
+        0o120000 => FileMode::Link,
+        _ => FileMode::Blob,
+    }
+}
+
+/// Apply `p` to `tree` in memory; the new tree's id and whether every hunk
+/// landed exactly where the patch said.
+fn apply_in_memory(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    p: &LoadedPatch,
+    max_fuzz: usize,
+) -> Result<std::result::Result<(Oid, bool), String>> {
+    let view = GitView {
+        repo,
+        tree: tree.clone(),
+    };
+    match patch::apply(&view, &p.parsed, p.entry.strip, p.entry.reverse, max_fuzz) {
+        Ok(applied) => {
+            let mut upd = TreeUpdateBuilder::new();
+            for ch in &applied.changes {
+                match ch {
+                    patch::Change::Write {
+                        path,
+                        content,
+                        mode,
+                    } => {
+                        let oid = repo.blob(content)?;
+                        upd.upsert(path.as_str(), oid, file_mode(*mode));
+                    }
+                    patch::Change::Delete { path } => {
+                        upd.remove(path.as_str());
+                    }
+                }
+            }
+            let exact = applied.hunks.iter().all(|h| h.offset == 0 && h.fuzz == 0);
+            Ok(Ok((upd.create_updated(repo, tree)?, exact)))
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// Paths that differ between two trees (old and new names of renames).
+fn touched_paths(repo: &Repository, a: &git2::Tree<'_>, b: &git2::Tree<'_>) -> Result<Vec<String>> {
+    let diff = repo.diff_tree_to_tree(Some(a), Some(b), None)?;
+    let mut out = BTreeSet::new();
+    for d in diff.deltas() {
+        for f in [d.old_file(), d.new_file()] {
+            if let Some(p) = f.path() {
+                out.insert(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+type Entry = Option<(Oid, u32)>;
+
+fn entry_of(tree: &git2::Tree<'_>, path: &str) -> Entry {
+    tree.get_path(Path::new(path))
+        .ok()
+        .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+        .map(|e| (e.id(), u32::try_from(e.filemode()).unwrap_or(0o100644)))
+}
+
+enum FileResult {
+    /// The file's merged state (None: absent).
+    Take(Entry),
+    Conflict {
+        text: String,
+        mode: u32,
+        hunks: usize,
+    },
+}
+
+fn index_entry(path: &str, id: Oid, mode: u32) -> IndexEntry {
+    IndexEntry {
+        ctime: IndexTime::new(0, 0),
+        mtime: IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode,
+        uid: 0,
+        gid: 0,
+        file_size: 0,
+        id,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    }
+}
+
+/// Count the conflict hunks (`<<<<<<< ` lines) in a merge result.
+pub fn conflict_hunks(text: &str) -> usize {
+    text.lines().filter(|l| l.starts_with("<<<<<<< ")).count()
+}
+
+fn has_markers(text: &str) -> bool {
+    text.lines().any(|l| {
+        l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> ") || l.starts_with("||||||| ")
+    })
+}
+
+fn merge_file(
+    repo: &Repository,
+    path: &str,
+    base: Entry,
+    ours: Entry,
+    theirs: Entry,
+) -> Result<FileResult> {
+    if ours == theirs || theirs == base {
+        return Ok(FileResult::Take(ours));
+    }
+    if ours == base {
+        return Ok(FileResult::Take(theirs));
+    }
+    let empty = repo.blob(b"")?;
+    let mode_of = |e: Entry| e.map(|(_, m)| m).unwrap_or(0o100644);
+    let id_of = |e: Entry| e.map(|(id, _)| id).unwrap_or(empty);
+    let mode = if mode_of(ours) != mode_of(base) {
+        mode_of(ours)
+    } else {
+        mode_of(theirs)
+    };
+    let mut opts = git2::MergeFileOptions::new();
+    opts.ancestor_label("base")
+        .our_label("ours")
+        .their_label("theirs")
+        .style_diff3(true);
+    let result = repo.merge_file_from_index(
+        &index_entry(path, id_of(base), mode_of(base)),
+        &index_entry(path, id_of(ours), mode_of(ours)),
+        &index_entry(path, id_of(theirs), mode_of(theirs)),
+        Some(&mut opts),
+    )?;
+    let content = result.content().to_vec();
+    if result.is_automergeable() {
+        if ours.is_none() && content.is_empty() {
+            return Ok(FileResult::Take(None));
+        }
+        let id = repo.blob(&content)?;
+        return Ok(FileResult::Take(Some((id, mode))));
+    }
+    let text = String::from_utf8(content)
+        .with_context(|| format!("{path}: a conflict in a file that is not UTF-8 text"))?;
+    let mut hunks = conflict_hunks(&text);
+    if hunks == 0 {
+        // libgit2 reports a conflict it could not mark (e.g. binary).
+        hunks = 1;
+    }
+    Ok(FileResult::Conflict { text, mode, hunks })
+}
+
+// ---------------------------------------------------------------------------
+// Resolutions
+
+/// A conflicted file split into common text and conflict hunks.
+enum Segment {
+    Common(String),
+    Hunk(String),
+}
+
+fn segments(text: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_hunk = false;
+    for line in text.split_inclusive('\n') {
+        if !in_hunk && line.starts_with("<<<<<<< ") {
+            out.push(Segment::Common(std::mem::take(&mut cur)));
+            in_hunk = true;
+            cur.push_str(line);
+        } else if in_hunk && line.starts_with(">>>>>>> ") {
+            cur.push_str(line);
+            out.push(Segment::Hunk(std::mem::take(&mut cur)));
+            in_hunk = false;
+        } else {
+            cur.push_str(line);
+        }
+    }
+    out.push(if in_hunk {
+        Segment::Hunk(cur)
+    } else {
+        Segment::Common(cur)
+    });
+    out
+}
+
+/// One recorded resolution: a conflict hunk (or a whole conflicted file) and
+/// the text that replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub path: String,
+    pub whole_file: bool,
+    pub conflict: String,
+    pub resolution: String,
+}
+
+/// Find what the user wrote in place of each conflict hunk: the common text
+/// between hunks must be found unchanged, in order. `None` when it was edited.
+fn extract_resolutions(path: &str, conflicted: &str, resolved: &str) -> Vec<Recorded> {
+    let segs = segments(conflicted);
+    let whole = || {
+        vec![Recorded {
+            path: path.to_string(),
+            whole_file: true,
+            conflict: conflicted.to_string(),
+            resolution: resolved.to_string(),
+        }]
+    };
+    let mut pos = 0;
+    let mut out = Vec::new();
+    let mut pending: Option<&str> = None;
+    let last = segs.len().saturating_sub(1);
+    for (i, seg) in segs.iter().enumerate() {
+        match seg {
+            Segment::Hunk(h) => pending = Some(h),
+            Segment::Common(c) => {
+                let start = match pending.take() {
+                    None => {
+                        if !resolved[pos..].starts_with(c.as_str()) {
+                            return whole();
+                        }
+                        pos += c.len();
+                        continue;
+                    }
+                    Some(h) => (h, pos),
+                };
+                let (h, from) = start;
+                let found = if i == last {
+                    resolved
+                        .len()
+                        .checked_sub(c.len())
+                        .filter(|&at| at >= from && resolved[at..] == **c)
+                } else if c.is_empty() {
+                    Some(from)
+                } else {
+                    resolved[from..].find(c.as_str()).map(|k| from + k)
+                };
+                let Some(at) = found else { return whole() };
+                out.push(Recorded {
+                    path: path.to_string(),
+                    whole_file: false,
+                    conflict: h.to_string(),
+                    resolution: resolved[from..at].to_string(),
+                });
+                pos = at + c.len();
+            }
+        }
+    }
+    if pending.is_some() || pos != resolved.len() {
+        return whole();
+    }
+    out
+}
+
+/// Replace the conflict hunks of `text` that have a recorded resolution.
+/// Returns the new text and how many hunks are left unresolved.
+fn replay(path: &str, text: &str, recorded: &[Recorded]) -> (String, usize) {
+    if let Some(r) = recorded
+        .iter()
+        .find(|r| r.whole_file && r.path == path && r.conflict == text)
+    {
+        return (r.resolution.clone(), 0);
+    }
+    let mut out = String::new();
+    let mut left = 0;
+    for seg in segments(text) {
+        match seg {
+            Segment::Common(c) => out.push_str(&c),
+            Segment::Hunk(h) => match recorded
+                .iter()
+                .find(|r| !r.whole_file && r.path == path && r.conflict == h)
+            {
+                Some(r) => out.push_str(&r.resolution),
+                None => {
+                    left += 1;
+                    out.push_str(&h);
+                }
+            },
+        }
+    }
+    (out, left)
+}
+
+fn encode_block(text: &str, out: &mut String) {
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, true),
+            None => (line, false),
+        };
+        if body.is_empty() {
+            out.push_str("|\n");
+        } else {
+            out.push_str("| ");
+            out.push_str(body);
+            out.push('\n');
+        }
+        if !nl {
+            out.push_str("\\ No newline at end of file\n");
+        }
+    }
+}
+
+/// The text of a resolution file.
+pub fn render_resolution(patch: &str, v1: &str, v2: &str, recorded: &[Recorded]) -> String {
+    let mut s = format!(
+        "# colinux rebase resolution: {patch}, moved from Linux {v1} onto {v2}.\n\
+         # Recorded by `cargo xtask rebase --continue`; `cargo xtask rebase` replays it\n\
+         # when a conflict hunk with exactly this text appears again. Each block: the\n\
+         # conflict as the merge wrote it (ours = the patched {v1} file, base = {v1},\n\
+         # theirs = {v2} with the earlier patches), then the text that replaces it.\n\
+         # Text lines start with \"| \" (\"|\" alone: an empty line).\n"
+    );
+    for r in recorded {
+        s.push('\n');
+        s.push_str(&format!(
+            "file {}{}\n",
+            r.path,
+            if r.whole_file { " (whole file)" } else { "" }
+        ));
+        s.push_str("conflict\n");
+        encode_block(&r.conflict, &mut s);
+        s.push_str("resolution\n");
+        encode_block(&r.resolution, &mut s);
+        s.push_str("end\n");
+    }
+    s
+}
+
+/// Parse a resolution file.
+pub fn parse_resolution(text: &str, origin: &Path) -> Result<Vec<Recorded>> {
+    let mut out = Vec::new();
+    let mut cur: Option<Recorded> = None;
+    let mut which = 0; // 1: conflict, 2: resolution
+    for (i, line) in text.lines().enumerate() {
+        let err = |m: &str| anyhow::anyhow!("{}:{}: {m}", origin.display(), i + 1);
+        if let Some(rest) = line.strip_prefix("file ") {
+            if cur.is_some() {
+                return Err(err("`file` inside a block (missing `end`)"));
+            }
+            let (path, whole) = match rest.strip_suffix(" (whole file)") {
+                Some(p) => (p, true),
+                None => (rest, false),
+            };
+            cur = Some(Recorded {
+                path: path.to_string(),
+                whole_file: whole,
+                conflict: String::new(),
+                resolution: String::new(),
+            });
+            which = 0;
+            continue;
+        }
+        let Some(r) = cur.as_mut() else {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            return Err(err("text outside a `file` block"));
+        };
+        let target = match which {
+            1 => Some(&mut r.conflict),
+            2 => Some(&mut r.resolution),
+            _ => None,
+        };
+        match (line, target) {
+            ("conflict", _) => which = 1,
+            ("resolution", _) => which = 2,
+            ("end", _) => {
+                out.extend(cur.take());
+            }
+            ("\\ No newline at end of file", Some(t)) => {
+                if t.ends_with('\n') {
+                    t.pop();
+                }
+            }
+            (l, Some(t)) if l.starts_with('|') => {
+                let body = &l[1..];
+                t.push_str(body.strip_prefix(' ').unwrap_or(body));
+                t.push('\n');
+            }
+            _ => return Err(err("unexpected line")),
+        }
+    }
+    if cur.is_some() {
+        anyhow::bail!("{}: the last block has no `end`", origin.display());
+    }
+    Ok(out)
+}
+
+/// The place of a patch's resolution file under a series directory.
+pub fn resolution_path(series_dir: &Path, v2: &str, patch: &str) -> PathBuf {
+    series_dir
+        .join("resolutions")
+        .join(v2)
+        .join(format!("{patch}.resolution"))
+}
+
+// ---------------------------------------------------------------------------
+// The run
+
+/// Start moving the series in `opts.series_dir` from the V1 tree's release
+/// onto the V2 tree's release.
+pub fn start(opts: &RebaseOptions) -> Result<RebaseRun> {
+    let v1 = KernelTree::open(&opts.v1_tree)?;
+    let v2 = KernelTree::open(&opts.v2_tree)?;
+    if v1.version == v2.version {
+        anyhow::bail!("the series is already based on {}", v1.version);
+    }
+    if in_progress(&opts.work_dir) {
+        anyhow::bail!(
+            "a rebase is already in progress in {}: finish it with `cargo xtask rebase --continue`, \
+             drop its current patch with `--skip`, or forget it with `--abort`",
+            opts.work_dir.display()
+        );
+    }
+    let loaded = load_series(&opts.series_dir)?;
+
+    // The work tree: reuse a clean earlier one, else a fresh scratch clone.
+    let existing = if opts.work_dir.exists() {
+        match KernelTree::open(&opts.work_dir) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                let empty = std::fs::read_dir(&opts.work_dir)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+                if !empty {
+                    anyhow::bail!(
+                        "{} exists and is not a kernel tree; delete it or choose another work directory",
+                        opts.work_dir.display()
+                    );
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(t) = &existing {
+        let dirty = t.dirty_paths()?;
+        if !dirty.is_empty() {
+            anyhow::bail!(
+                "the rebase work tree {} has local changes ({}{}); \
+                 commit or discard them (or delete the directory) first",
+                opts.work_dir.display(),
+                dirty.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                if dirty.len() > 5 { ", …" } else { "" }
+            );
+        }
+    }
+    let reuse =
+        existing.filter(|t| t.version == v2.version && t.vanilla().ok() == v2.vanilla().ok());
+    let work = match reuse {
+        Some(t) => {
+            tracing::info!("reusing the work tree {}", t.path.display());
+            t.reset_to_vanilla()?;
+            t
+        }
+        None => {
+            tracing::info!(
+                "making the work tree {} (a scratch clone of linux {})",
+                opts.work_dir.display(),
+                v2.version
+            );
+            if let Some(parent) = opts.work_dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            v2.scratch_clone(&opts.work_dir)?
+        }
+    };
+    // Make V1's objects reachable from the work repository.
+    let v1_objects = v1.repo()?.path().join("objects");
+    let alternates = opts.work_dir.join(".git/objects/info/alternates");
+    let current = std::fs::read_to_string(&alternates).unwrap_or_default();
+    let line = v1_objects.display().to_string();
+    if !current.lines().any(|l| l == line) {
+        let mut text = current.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
+        text.push('\n');
+        std::fs::create_dir_all(alternates.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&alternates, text)
+            .with_context(|| format!("cannot write {}", alternates.display()))?;
+    }
+    let repo = work.repo()?;
+
+    // The series on V1, in memory: base and ours of every patch.
+    tracing::info!("applying the series to linux {} in memory", v1.version);
+    let mut parent = repo.find_commit(v1.vanilla()?).with_context(|| {
+        format!(
+            "the V1 tree's objects ({}) are not reachable",
+            v1_objects.display()
+        )
+    })?;
+    let mut patches = Vec::new();
+    for p in &loaded {
+        let tree = parent.tree()?;
+        let new_tree = match apply_in_memory(&repo, &tree, p, 2)? {
+            Ok((t, _)) => t,
+            Err(e) => anyhow::bail!(
+                "the series does not apply to its base linux {} (kernels.toml [series] base): \
+                 {} failed:\n{e}\nFix the series on {} first (`cargo xtask apply` shows the report).",
+                v1.version,
+                p.entry.name,
+                v1.version
+            ),
+        };
+        let (who, email, msg) = patch_commit_info(&p.entry.name, &p.bytes);
+        let sig = git2::Signature::new(&who, &email, &git2::Time::new(0, 0))
+            .or_else(|_| crate::tree::xtask_signature())?;
+        let committer = crate::tree::xtask_signature()?;
+        let oid = repo.commit(
+            None,
+            &sig,
+            &committer,
+            &msg,
+            &repo.find_tree(new_tree)?,
+            &[&parent],
+        )?;
+        patches.push(PatchState {
+            name: p.entry.name.clone(),
+            base: parent.id().to_string(),
+            ours: oid.to_string(),
+            strip: p.entry.strip,
+            reverse: p.entry.reverse,
+            outcome: None,
+            commit: None,
+            resolution: None,
+        });
+        parent = repo.find_commit(oid)?;
+    }
+    let state = State {
+        v1: v1.version.clone(),
+        v2: v2.version.clone(),
+        series_dir: opts.series_dir.clone(),
+        out_dir: opts.out_dir.clone(),
+        manifest: opts.manifest.clone(),
+        head: v2.vanilla()?.to_string(),
+        next: 0,
+        patches,
+        touched: Vec::new(),
+        conflicts: Vec::new(),
+    };
+    run_loop(&work, state, &loaded)
+}
+
+fn oid(s: &str) -> Result<Oid> {
+    Oid::from_str(s).with_context(|| format!("bad object id {s:?} in the rebase state"))
+}
+
+/// Recorded resolutions for `patch` (the output directory's, then the series').
+fn recorded_for(state: &State, patch: &str) -> Result<Option<(PathBuf, Vec<Recorded>)>> {
+    for dir in [&state.out_dir, &state.series_dir] {
+        let p = resolution_path(dir, &state.v2, patch);
+        if p.exists() {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            return Ok(Some((p.clone(), parse_resolution(&text, &p)?)));
+        }
+    }
+    Ok(None)
+}
+
+fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Result<RebaseRun> {
+    let repo = work.repo()?;
+    while state.next < state.patches.len() {
+        let i = state.next;
+        let name = state.patches[i].name.clone();
+        tracing::info!("[{}/{}] {name}", i + 1, state.patches.len());
+        let base_tree = repo.find_commit(oid(&state.patches[i].base)?)?.tree()?;
+        let ours_commit = repo.find_commit(oid(&state.patches[i].ours)?)?;
+        let ours_tree = ours_commit.tree()?;
+        let head = repo.find_commit(oid(&state.head)?)?;
+        let theirs_tree = head.tree()?;
+        let touched = touched_paths(&repo, &base_tree, &ours_tree)?;
+
+        if touched.is_empty() {
+            state.patches[i].outcome = Some(Outcome::Empty {
+                evidence: "the patch changes no file".into(),
+            });
+            state.next += 1;
+            continue;
+        }
+        if touched
+            .iter()
+            .all(|p| entry_of(&theirs_tree, p) == entry_of(&ours_tree, p))
+        {
+            state.patches[i].outcome = Some(Outcome::AlreadyUpstream {
+                evidence: format!(
+                    "linux {} already has the patched content of {}",
+                    state.v2,
+                    touched.join(", ")
+                ),
+            });
+            state.next += 1;
+            continue;
+        }
+        let exact = match loaded.iter().find(|p| p.entry.name == name) {
+            Some(p) => matches!(apply_in_memory(&repo, &theirs_tree, p, 0)?, Ok((_, true))),
+            None => false,
+        };
+
+        let mut upd = TreeUpdateBuilder::new();
+        let mut conflicts = Vec::new();
+        let mut merged_files = Vec::new();
+        let mut results = Vec::new();
+        for path in &touched {
+            let (b, o, t) = (
+                entry_of(&base_tree, path),
+                entry_of(&ours_tree, path),
+                entry_of(&theirs_tree, path),
+            );
+            if t != b && o != t {
+                merged_files.push(path.clone());
+            }
+            let r = merge_file(&repo, path, b, o, t)?;
+            if let FileResult::Conflict { text, .. } = &r {
+                conflicts.push(ConflictFile {
+                    path: path.clone(),
+                    text: text.clone(),
+                });
+            }
+            results.push((path.clone(), r));
+        }
+
+        // Replay recorded resolutions.
+        let mut replayed_from = None;
+        let mut left = Vec::new();
+        if !conflicts.is_empty() {
+            let recorded = recorded_for(&state, &name)?;
+            for (path, r) in results.iter_mut() {
+                let FileResult::Conflict { text, mode, hunks } = r else {
+                    continue;
+                };
+                let Some((file, rec)) = &recorded else {
+                    left.push((path.clone(), *hunks));
+                    continue;
+                };
+                let (new_text, unresolved) = replay(path, text, rec);
+                if unresolved == 0 {
+                    let id = repo.blob(new_text.as_bytes())?;
+                    *r = FileResult::Take(Some((id, *mode)));
+                    replayed_from = Some(file.clone());
+                } else {
+                    tracing::warn!(
+                        "{}: the recorded resolution does not match {unresolved} of the {hunks} \
+                         conflict hunks in {path} (the conflict text differs); resolve by hand",
+                        file.display()
+                    );
+                    *hunks = unresolved;
+                    *text = new_text;
+                    left.push((path.clone(), unresolved));
+                }
+            }
+        }
+
+        if !left.is_empty() {
+            // Stop: write the patch's files (merged and conflicted) into the work tree.
+            work.checkout(head.id())?;
+            for (path, r) in &results {
+                let dest = work.path.join(path);
+                match r {
+                    FileResult::Take(Some((id, mode))) => {
+                        write_work_file(&dest, repo.find_blob(*id)?.content(), *mode)?
+                    }
+                    FileResult::Take(None) => {
+                        if dest.exists() {
+                            std::fs::remove_file(&dest)
+                                .with_context(|| format!("cannot remove {}", dest.display()))?;
+                        }
+                    }
+                    FileResult::Conflict { text, mode, .. } => {
+                        write_work_file(&dest, text.as_bytes(), *mode)?
+                    }
+                }
+            }
+            state.patches[i].outcome = Some(Outcome::Conflict {
+                files: left.clone(),
+            });
+            state.touched = touched;
+            state.conflicts = conflicts;
+            save_state(&work.path, &state)?;
+            let mut run = report(&state, work, None, Vec::new(), false)?;
+            run.stopped = Some(stop_message(
+                &state,
+                &work.path,
+                &left,
+                replayed_from.is_some(),
+            ));
+            return Ok(run);
+        }
+
+        for (path, r) in &results {
+            match r {
+                FileResult::Take(Some((id, mode))) => {
+                    upd.upsert(path.as_str(), *id, file_mode(*mode));
+                }
+                FileResult::Take(None) => {
+                    upd.remove(path.as_str());
+                }
+                FileResult::Conflict { .. } => {}
+            }
+        }
+        let new_tree = upd.create_updated(&repo, &theirs_tree)?;
+        if new_tree == theirs_tree.id() {
+            state.patches[i].outcome = Some(Outcome::Empty {
+                evidence: format!(
+                    "merging it into linux {} changes nothing in {}",
+                    state.v2,
+                    touched.join(", ")
+                ),
+            });
+            state.next += 1;
+            continue;
+        }
+        let commit = repo.commit(
+            None,
+            &ours_commit.author(),
+            &ours_commit.committer(),
+            &String::from_utf8_lossy(ours_commit.message_bytes()),
+            &repo.find_tree(new_tree)?,
+            &[&head],
+        )?;
+        let outcome = if let Some(file) = replayed_from {
+            let rec = std::fs::read_to_string(&file).unwrap_or_default();
+            state.patches[i].resolution = Some(rec);
+            Outcome::Replayed {
+                files: conflicts.iter().map(|c| c.path.clone()).collect(),
+                resolution: file.display().to_string(),
+            }
+        } else if exact {
+            Outcome::Clean
+        } else {
+            Outcome::Merged {
+                files: if merged_files.is_empty() {
+                    touched.clone()
+                } else {
+                    merged_files
+                },
+            }
+        };
+        state.patches[i].outcome = Some(outcome);
+        state.patches[i].commit = Some(commit.to_string());
+        state.head = commit.to_string();
+        state.next += 1;
+    }
+    finish(work, state)
+}
+
+fn write_work_file(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(dest, content).with_context(|| format!("cannot write {}", dest.display()))?;
+    let perm = if mode == 0o100755 { 0o755 } else { 0o644 };
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(perm))?;
+    Ok(())
+}
+
+fn stop_message(state: &State, work_dir: &Path, left: &[(String, usize)], partial: bool) -> String {
+    let p = &state.patches[state.next];
+    let mut s = format!(
+        "\nStopped at {} ({}/{}): conflicts in {} file{}:\n",
+        p.name,
+        state.next + 1,
+        state.patches.len(),
+        left.len(),
+        if left.len() == 1 { "" } else { "s" }
+    );
+    for (f, h) in left {
+        s.push_str(&format!(
+            "  {}  ({h} hunk{})\n",
+            work_dir.join(f).display(),
+            if *h == 1 { "" } else { "s" }
+        ));
+    }
+    if partial {
+        s.push_str("  (a recorded resolution resolved some hunks; the others differ from it)\n");
+    }
+    s.push_str(&format!(
+        "The markers: <<<<<<< ours = the patched {v1} file, ||||||| base = {v1}, \
+         >>>>>>> theirs = {v2} with the earlier patches.\n\
+         Edit the files to what the patch should make of {v2} (no markers left), then:\n  \
+         cargo xtask rebase --continue   record the resolution, commit, go on\n  \
+         cargo xtask rebase --skip       drop this patch from the series\n  \
+         cargo xtask rebase --abort      forget the rebase (nothing in the repository changes)\n",
+        v1 = state.v1,
+        v2 = state.v2
+    ));
+    s
+}
+
+fn report(
+    state: &State,
+    work: &KernelTree,
+    written: Option<WriteReport>,
+    resolutions: Vec<PathBuf>,
+    manifest_updated: bool,
+) -> Result<RebaseRun> {
+    Ok(RebaseRun {
+        v1: state.v1.clone(),
+        v2: state.v2.clone(),
+        work_dir: work.path.clone(),
+        patches: state
+            .patches
+            .iter()
+            .filter_map(|p| p.outcome.clone().map(|o| (p.name.clone(), o)))
+            .collect(),
+        stopped: None,
+        written,
+        out_dir: state.out_dir.clone(),
+        resolutions,
+        head: oid(&state.head)?,
+        manifest_updated,
+    })
+}
+
+fn finish(work: &KernelTree, state: State) -> Result<RebaseRun> {
+    let repo = work.repo()?;
+    let head = oid(&state.head)?;
+    work.checkout(head)?;
+    let commits: Vec<(String, Oid)> = state
+        .patches
+        .iter()
+        .filter(|p| !p.outcome.as_ref().is_some_and(Outcome::dropped))
+        .filter_map(|p| p.commit.as_deref().map(|c| (p.name.clone(), c)))
+        .map(|(n, c)| oid(c).map(|o| (n, o)))
+        .collect::<Result<_>>()?;
+    let written = refresh::write_series(
+        &repo,
+        &commits,
+        &state.series_dir,
+        &state.out_dir,
+        Some(&state.v2),
+    )?;
+    let mut resolutions = Vec::new();
+    for p in &state.patches {
+        if let Some(text) = &p.resolution {
+            let path = resolution_path(&state.out_dir, &state.v2, &p.name);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                refresh::write_atomic(&path, text.as_bytes())?;
+            }
+            resolutions.push(path);
+        }
+    }
+    let mut manifest_updated = false;
+    if let Some(m) = &state.manifest {
+        manifest_updated = crate::manifest::set_series_base(m, &state.v2)?;
+    }
+    let dir = state_dir(&work.path);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    report(&state, work, Some(written), resolutions, manifest_updated)
+}
+
+/// Read a work tree file back as a tree entry (None: deleted).
+fn read_work_entry(repo: &Repository, work_dir: &Path, path: &str) -> Result<Entry> {
+    use std::os::unix::fs::PermissionsExt;
+    let full = work_dir.join(path);
+    let Ok(meta) = std::fs::symlink_metadata(&full) else {
+        return Ok(None);
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&full)?;
+        let id = repo.blob(target.to_string_lossy().as_bytes())?;
+        return Ok(Some((id, 0o120000)));
+    }
+    let bytes = std::fs::read(&full).with_context(|| format!("cannot read {}", full.display()))?;
+    let mode = if meta.permissions().mode() & 0o111 != 0 {
+        0o100755
+    } else {
+        0o100644
+    };
+    Ok(Some((repo.blob(&bytes)?, mode)))
+}
+
+/// `--continue`: the user has resolved the conflicted files; record the
+/// resolution, commit the patch and go on.
+pub fn continue_rebase(work_dir: &Path) -> Result<RebaseRun> {
+    let mut state = load_state(work_dir)?;
+    let work = KernelTree::open(work_dir)?;
+    let repo = work.repo()?;
+    let mut still = Vec::new();
+    for c in &state.conflicts {
+        if let Ok(text) = std::fs::read_to_string(work_dir.join(&c.path)) {
+            if has_markers(&text) {
+                still.push(work_dir.join(&c.path).display().to_string());
+            }
+        }
+    }
+    if !still.is_empty() {
+        anyhow::bail!(
+            "conflict markers are still in:\n  {}\nresolve them, then run `cargo xtask rebase --continue` again",
+            still.join("\n  ")
+        );
+    }
+    let i = state.next;
+    let name = state.patches[i].name.clone();
+    let head = repo.find_commit(oid(&state.head)?)?;
+    let ours_commit = repo.find_commit(oid(&state.patches[i].ours)?)?;
+    let mut paths: BTreeSet<String> = state.touched.iter().cloned().collect();
+    paths.extend(
+        work.dirty_paths()?
+            .into_iter()
+            .filter(|p| !p.ends_with('/')),
+    );
+    let mut upd = TreeUpdateBuilder::new();
+    for p in &paths {
+        match read_work_entry(&repo, work_dir, p)? {
+            Some((id, mode)) => {
+                upd.upsert(p.as_str(), id, file_mode(mode));
+            }
+            None => {
+                upd.remove(p.as_str());
+            }
+        }
+    }
+    // Record the resolution.
+    let mut recorded = Vec::new();
+    for c in &state.conflicts {
+        let resolved = std::fs::read_to_string(work_dir.join(&c.path)).unwrap_or_default();
+        recorded.extend(extract_resolutions(&c.path, &c.text, &resolved));
+    }
+    state.patches[i].resolution = Some(render_resolution(&name, &state.v1, &state.v2, &recorded));
+    let files: Vec<String> = state.conflicts.iter().map(|c| c.path.clone()).collect();
+    let new_tree = upd.create_updated(&repo, &head.tree()?)?;
+    if new_tree == head.tree_id() {
+        state.patches[i].outcome = Some(Outcome::Empty {
+            evidence: "resolved to no change".into(),
+        });
+    } else {
+        let commit = repo.commit(
+            None,
+            &ours_commit.author(),
+            &ours_commit.committer(),
+            &String::from_utf8_lossy(ours_commit.message_bytes()),
+            &repo.find_tree(new_tree)?,
+            &[&head],
+        )?;
+        // Untracked new files become tracked: check out the commit.
+        work.checkout(commit)?;
+        state.head = commit.to_string();
+        state.patches[i].commit = Some(commit.to_string());
+        state.patches[i].outcome = Some(Outcome::Resolved { files });
+    }
+    state.next += 1;
+    state.touched.clear();
+    state.conflicts.clear();
+    let loaded = load_series(&state.series_dir)?;
+    run_loop(&work, state, &loaded)
+}
+
+/// Put the work tree back at the state's head, removing files the stopped
+/// patch created.
+fn reset_work(work: &KernelTree, state: &State) -> Result<()> {
+    let repo = work.repo()?;
+    let head = repo.find_commit(oid(&state.head)?)?;
+    let tree = head.tree()?;
+    for p in &state.touched {
+        if entry_of(&tree, p).is_none() {
+            let f = work.path.join(p);
+            if f.exists() {
+                std::fs::remove_file(&f)
+                    .with_context(|| format!("cannot remove {}", f.display()))?;
+            }
+        }
+    }
+    work.checkout(head.id())
+}
+
+/// `--skip`: drop the conflicted patch and go on.
+pub fn skip(work_dir: &Path) -> Result<RebaseRun> {
+    let mut state = load_state(work_dir)?;
+    let work = KernelTree::open(work_dir)?;
+    reset_work(&work, &state)?;
+    let i = state.next;
+    state.patches[i].outcome = Some(Outcome::Skipped);
+    state.next += 1;
+    state.touched.clear();
+    state.conflicts.clear();
+    let loaded = load_series(&state.series_dir)?;
+    run_loop(&work, state, &loaded)
+}
+
+/// `--abort`: forget the rebase. The series, the resolutions and
+/// `kernels.toml` are untouched (they are only written when a rebase
+/// finishes); the work tree goes back to vanilla V2.
+pub fn abort(work_dir: &Path) -> Result<()> {
+    let state = load_state(work_dir)?;
+    let work = KernelTree::open(work_dir)?;
+    reset_work(&work, &state)?;
+    work.reset_to_vanilla()?;
+    let dir = state_dir(work_dir);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    Ok(())
+}
+
+/// Work directories under `root` (`<cache>/rebase`) with a stopped rebase.
+pub fn find_in_progress(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            if in_progress(&e.path()) {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_round_trip_and_replay() {
+        let conflicted = "a\n<<<<<<< ours\nx\n||||||| base\ny\n=======\nz\n>>>>>>> theirs\nb\n<<<<<<< ours\n1\n||||||| base\n2\n=======\n3\n>>>>>>> theirs\nend";
+        let resolved = "a\nxz\nb\n13\nend";
+        let rec = extract_resolutions("f", conflicted, resolved);
+        assert_eq!(rec.len(), 2);
+        assert!(!rec[0].whole_file);
+        assert_eq!(rec[0].resolution, "xz\n");
+        assert_eq!(rec[1].resolution, "13\n");
+        let text = render_resolution("p.patch", "1.0", "2.0", &rec);
+        let parsed = parse_resolution(&text, Path::new("r")).unwrap();
+        assert_eq!(parsed, rec);
+        assert_eq!(replay("f", conflicted, &parsed), (resolved.to_string(), 0));
+        // A conflict elsewhere in a changed file still matches by hunk.
+        let moved = format!("new line\n{conflicted}");
+        assert_eq!(
+            replay("f", &moved, &parsed),
+            (format!("new line\n{resolved}"), 0)
+        );
+        // Editing the common text records the whole file.
+        let rec = extract_resolutions("f", conflicted, "A\nxz\nb\n13\nend");
+        assert!(rec.len() == 1 && rec[0].whole_file);
+        let parsed =
+            parse_resolution(&render_resolution("p", "1", "2", &rec), Path::new("r")).unwrap();
+        assert_eq!(parsed, rec);
+    }
+}
