@@ -165,6 +165,13 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum BenchCmd {
+    /// Time a passage round trip (host -> 32-bit guest -> host) in TSC
+    /// cycles in the QEMU test host, against a getppid() system call.
+    Passage {
+        /// Round trips (and getppid calls) per run
+        #[arg(long, default_value_t = 100_000)]
+        rounds: u64,
+    },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
     Apply {
@@ -174,6 +181,18 @@ enum BenchCmd {
         /// Repetitions of each tool
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// Move Debian's real kernel series (its main series, ~165 patches) from
+    /// one release to another with the rebase engine (not stopping at
+    /// conflicts) and with `git rebase` (skipping each conflict), and compare
+    /// outcomes per patch, resulting trees and times.
+    Rebase {
+        /// The release whose Debian series is moved
+        #[arg(long, default_value = "6.1.176")]
+        from: String,
+        /// The release to move it onto
+        #[arg(long, default_value = "6.12.100")]
+        onto: String,
     },
 }
 
@@ -227,7 +246,8 @@ fn run(cli: Cli) -> Result<()> {
             };
             let tree = xtask::tree::KernelTree::open(&tree_path)?;
             let accepted = manifest.accepted_hashes(&tree.version).unwrap_or_default();
-            xtask::series::check_base(&tree, &manifest.series.base, &accepted, force)?;
+            let base = xtask::series::series_base(&manifest, &series);
+            xtask::series::check_base(&tree, &base, &accepted, force)?;
             let report = xtask::series::apply_series(
                 &tree,
                 &xtask::series::ApplyOptions {
@@ -261,7 +281,8 @@ fn run(cli: Cli) -> Result<()> {
             jobs,
         } => {
             let version = fetch.version(&manifest);
-            let opts = kernel_build_options(&fetch, version.clone(), base_config, force, jobs);
+            let opts =
+                kernel_build_options(&manifest, &fetch, version.clone(), base_config, force, jobs)?;
             let out = xtask::build::build_kernel(&manifest, &opts)?;
             println!(
                 "guest kernel linux {version}{}:\n  {}\n  {}\n  {}",
@@ -277,10 +298,23 @@ fn run(cli: Cli) -> Result<()> {
             let text = xtask::bench::bench_apply(&manifest, &version, runs)?;
             println!("{text}");
         }
+        Cmd::Bench {
+            which: BenchCmd::Rebase { from, onto },
+        } => {
+            let text = xtask::bench::bench_rebase(&manifest, &from, &onto)?;
+            println!("{text}");
+        }
+        Cmd::Bench {
+            which: BenchCmd::Passage { rounds },
+        } => {
+            let text = xtask::bench::bench_passage(rounds)?;
+            println!("{text}");
+        }
         Cmd::Codegen { check } => xtask::codegen::codegen(check)?,
         Cmd::Run { fetch, mem, shell } => {
             let version = fetch.version(&manifest);
-            let build = kernel_build_options(&fetch, version, "tinyconfig".into(), false, None);
+            let build =
+                kernel_build_options(&manifest, &fetch, version, "tinyconfig".into(), false, None)?;
             xtask::run::run(&manifest, &xtask::run::RunOptions { build, mem, shell })?;
         }
         Cmd::BuildDriver { kernel_build_dir } => {
@@ -408,16 +442,24 @@ fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
 }
 
 fn kernel_build_options(
+    manifest: &Manifest,
     fetch: &FetchArgs,
     version: String,
     base_config: String,
     force: bool,
     jobs: Option<usize>,
-) -> xtask::build::BuildOptions {
-    xtask::build::BuildOptions {
+) -> Result<xtask::build::BuildOptions> {
+    // linux-patches/ for the series base, linux-patches-<V>/ for another line;
+    // --force applies linux-patches/ to a version that has no series of its own.
+    let series_dir = match xtask::series::series_for(manifest, &paths::repo_root(), &version) {
+        Ok(dir) => dir,
+        Err(_) if force => paths::repo_root().join("linux-patches"),
+        Err(e) => return Err(e),
+    };
+    Ok(xtask::build::BuildOptions {
         version,
         fetch: fetch.options(),
-        series_dir: paths::repo_root().join("linux-patches"),
+        series_dir,
         configs_dir: paths::repo_root().join("kernel-configs"),
         base_config,
         force,
@@ -427,7 +469,7 @@ fn kernel_build_options(
                 .unwrap_or(1)
         }),
         build_dir: None,
-    }
+    })
 }
 
 /// Everything CI runs (see .ci/run and the README).

@@ -7,6 +7,8 @@
 //! - `fuzz N SEED`: N random ioctls (numbers, sizes, pointers, contents);
 //!   only "no crash" is checked here, the test then checks the kernel log.
 //! - `unprivileged`: drop to uid/gid 65534 and try to open the device.
+//! - `getppid N`: the cost of N `getppid()` system calls, in TSC cycles
+//!   (the yardstick `cargo xtask bench passage` compares the passage with).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -391,6 +393,20 @@ fn unprivileged() -> usize {
     }
 }
 
+fn getppid_cost(n: u64) -> usize {
+    let n = n.max(1);
+    // SAFETY: rdtsc has no preconditions on x86_64.
+    let start = unsafe { core::arch::x86_64::_rdtsc() };
+    for _ in 0..n {
+        // SAFETY: getppid has no preconditions and cannot fail.
+        unsafe { libc::getppid() };
+    }
+    // SAFETY: as above.
+    let cycles = unsafe { core::arch::x86_64::_rdtsc() } - start;
+    println!("getppid: {n} calls, {} TSC cycles each", cycles / n);
+    0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let failed = match args.get(1).map(String::as_str) {
@@ -404,8 +420,15 @@ fn main() {
             fuzz(n, seed)
         }
         Some("unprivileged") => unprivileged(),
+        Some("getppid") => getppid_cost(
+            args.get(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000),
+        ),
         _ => {
-            eprintln!("usage: colinux-probe malformed | fuzz [N [SEED]] | unprivileged");
+            eprintln!(
+                "usage: colinux-probe malformed | fuzz [N [SEED]] | unprivileged | getppid [N]"
+            );
             2
         }
     };
