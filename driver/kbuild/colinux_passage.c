@@ -40,6 +40,9 @@ extern const u8 colinux_passage_template_end[];
 extern const u8 colinux_passage_guest_entry[];
 extern const u8 colinux_passage_selftest[];
 extern const u8 colinux_passage_selftest_busy[];
+extern const u8 colinux_passage_selftest_ud2[];
+extern const u8 colinux_passage_selftest_pf[];
+extern const u8 colinux_passage_selftest_gp[];
 extern const u8 colinux_passage_guest_irq[];
 extern const u8 colinux_passage_guest_fault[];
 extern const u8 colinux_passage_int_table[];
@@ -417,5 +420,43 @@ int colinux_passage_busy_run(unsigned long seconds)
 		seconds, V(u32, P_SELFTEST_COUNT), forwarded, timer,
 		jiffies - start_jiffies);
 	passage_free(p);
+	return ret;
+}
+
+/*
+ * Guests that break (an invalid opcode, a page fault, a bad selector)
+ * must come back as reported faults with the host unharmed.
+ */
+int colinux_passage_fault_run(void)
+{
+	static const struct {
+		const u8 *entry;
+		u32 vector;
+		const char *what;
+	} cases[] = {
+		{ colinux_passage_selftest_ud2, 6, "invalid opcode" },
+		{ colinux_passage_selftest_pf, 14, "page fault" },
+		{ colinux_passage_selftest_gp, 13, "general protection" },
+	};
+	int i, ret = 0;
+
+	if (native_read_cr4() & X86_CR4_VMXE)
+		return -EBUSY;
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct colinux_passage *p = passage_create();
+		u32 reason;
+
+		if (!p)
+			return -ENOMEM;
+		passage_selftest_guest(p, cases[i].entry, 0);
+		reason = passage_switch(p);
+		pr_info("passage fault test: %s: exit reason %u, vector %u, eip %#x, cr2 %#x\n",
+			cases[i].what, reason, V(u32, P_EXIT_VECTOR),
+			V(u32, P_EXIT_EIP), V(u32, P_EXIT_CR2));
+		if (reason != PASSAGE_EXIT_FAULT ||
+		    V(u32, P_EXIT_VECTOR) != cases[i].vector)
+			ret = -EIO;
+		passage_free(p);
+	}
 	return ret;
 }

@@ -84,6 +84,8 @@
 /* Why the guest last came back (set on the guest side before the switch). */
 #define P_EXIT_REASON		0xa1c	/* u32, PASSAGE_EXIT_* */
 #define P_EXIT_VECTOR		0xa20	/* u32, the vector for IRQ and FAULT */
+#define P_EXIT_CR2		0xa24	/* u32, CR2 at a FAULT */
+#define P_EXIT_EIP		0xa28	/* u32, EIP at a FAULT without error code */
 #define PASSAGE_EXIT_CALL	1	/* the guest called the passage */
 #define PASSAGE_EXIT_IRQ	2	/* an interrupt to forward to the host */
 #define PASSAGE_EXIT_FAULT	3	/* an exception the guest has no handler for */

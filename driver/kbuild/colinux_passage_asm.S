@@ -192,6 +192,9 @@ colinux_passage_int_table:
 	.globl	colinux_passage_guest_entry
 	.globl	colinux_passage_selftest
 	.globl	colinux_passage_selftest_busy
+	.globl	colinux_passage_selftest_ud2
+	.globl	colinux_passage_selftest_pf
+	.globl	colinux_passage_selftest_gp
 	.globl	colinux_passage_guest_irq
 	.globl	colinux_passage_guest_fault
 colinux_passage_template:
@@ -357,6 +360,10 @@ colinux_passage_guest_irq:
 /* An exception with no guest handler: report it; the guest is not resumed. */
 colinux_passage_guest_fault:
 	push	%eax
+	mov	%cr2, %eax
+	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_CR2
+	mov	8(%esp), %eax
+	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_EIP
 	mov	4(%esp), %eax
 	and	$0xff, %eax
 	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_VECTOR
@@ -394,5 +401,14 @@ colinux_passage_selftest_busy:
 	sti
 2:	incl	P_SELFTEST_COUNT(%ebx)
 	jmp	2b
+
+/* ---- self-test guests that break: each must come back as a fault ---- */
+colinux_passage_selftest_ud2:
+	ud2
+colinux_passage_selftest_pf:
+	movl	$0x1234, 0x10
+colinux_passage_selftest_gp:
+	mov	$0x7f8, %eax
+	mov	%eax, %ds
 	.code64
 colinux_passage_template_end:

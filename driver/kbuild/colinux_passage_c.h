@@ -7,5 +7,7 @@
 int colinux_passage_selftest_run(unsigned long rounds);
 /* Run a guest that computes with interrupts on for @seconds. */
 int colinux_passage_busy_run(unsigned long seconds);
+/* Run guests that fault; each must come back as a reported fault. */
+int colinux_passage_fault_run(void);
 
 #endif /* COLINUX_PASSAGE_C_H */

@@ -34,6 +34,11 @@ module_param(passage_busy, ulong, 0444);
 MODULE_PARM_DESC(passage_busy,
 		 "at load, run a built-in busy 32-bit guest for this many seconds");
 
+static bool passage_faults;
+module_param(passage_faults, bool, 0444);
+MODULE_PARM_DESC(passage_faults,
+		 "at load, run built-in 32-bit guests that fault and check each is reported");
+
 static unsigned long passage_selftest;
 module_param(passage_selftest, ulong, 0444);
 MODULE_PARM_DESC(passage_selftest,
@@ -260,6 +265,11 @@ static int __init colinux_init(void)
 
 	if (passage_selftest) {
 		ret = colinux_passage_selftest_run(passage_selftest);
+		if (ret)
+			return ret;
+	}
+	if (passage_faults) {
+		ret = colinux_passage_fault_run();
 		if (ret)
 			return ret;
 	}

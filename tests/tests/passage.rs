@@ -83,3 +83,29 @@ echo busy-ok
     assert!(out.passed, "{}\nlog: {}", out.reason, out.log.display());
     assert!(out.console.contains("busy-ok"));
 }
+
+#[test]
+#[ignore = "boots the test host with the driver; run by `cargo xtask test`"]
+fn faulting_guests_are_reported_and_the_host_survives() {
+    let module = xtask::driver_build::build_driver(None).unwrap();
+    let script = r#"set -e
+for cpu in 0 1; do
+    taskset -c $cpu insmod /root/colinux.ko passage_faults=1
+    rmmod colinux
+done
+dmesg | grep 'passage fault test'
+[ "$(dmesg | grep -c 'invalid opcode: exit reason 3, vector 6,')" = 2 ]
+[ "$(dmesg | grep -c 'page fault: exit reason 3, vector 14, eip 0x2, cr2 0x10')" = 2 ]
+[ "$(dmesg | grep -c 'general protection: exit reason 3, vector 13,')" = 2 ]
+# The passage still works afterwards.
+insmod /root/colinux.ko passage_selftest=1000
+rmmod colinux
+echo faults-ok
+"#;
+    let s = Scenario::new("passage-faults", script)
+        .file(module, "/root/colinux.ko", 0o644)
+        .timeout(Duration::from_secs(180));
+    let out = testhost::run(&s).unwrap();
+    assert!(out.passed, "{}\nlog: {}", out.reason, out.log.display());
+    assert!(out.console.contains("faults-ok"));
+}
