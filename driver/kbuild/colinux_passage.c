@@ -25,6 +25,8 @@
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <asm/debugreg.h>
+#include <asm/fpu/api.h>
+#include <asm/fpu/xcr.h>
 #include <asm/desc.h>
 #include <asm/irq_vectors.h>
 #include <asm/msr.h>
@@ -41,6 +43,7 @@ extern const u8 colinux_passage_guest_entry[];
 extern const u8 colinux_passage_selftest[];
 extern const u8 colinux_passage_selftest_busy[];
 extern const u8 colinux_passage_selftest_ud2[];
+extern const u8 colinux_passage_selftest_clobber[];
 extern const u8 colinux_passage_selftest_pf[];
 extern const u8 colinux_passage_selftest_gp[];
 extern const u8 colinux_passage_guest_irq[];
@@ -300,28 +303,69 @@ static void passage_selftest_guest(struct colinux_passage *p, const u8 *entry,
 
 typedef void (*passage_int_fn)(void);
 
-/*
- * One round trip into the passage's guest and back, on this CPU. An
- * interrupt the guest world took is raised again through the host's IDT
- * before interrupts are enabled, so the host handles it as its own.
- * Returns the PASSAGE_EXIT_* reason.
- */
-static u32 passage_switch(struct colinux_passage *p)
-{
-	u32 reason;
-	struct desc_ptr *rw = (struct desc_ptr *)(p->kva + H_GDTR_RW);
-	unsigned long flags, dr7;
+/* Host CPU state the 32-bit world may change and the switch does not own. */
+struct passage_host_state {
+	u64 sysenter_cs, sysenter_esp, sysenter_eip, pat, xcr0;
+	u32 pkru;
+	unsigned long dr7;
+};
 
+static void passage_save_state(struct passage_host_state *h)
+{
+	rdmsrl(MSR_IA32_SYSENTER_CS, h->sysenter_cs);
+	rdmsrl(MSR_IA32_SYSENTER_ESP, h->sysenter_esp);
+	rdmsrl(MSR_IA32_SYSENTER_EIP, h->sysenter_eip);
+	rdmsrl(MSR_IA32_CR_PAT, h->pat);
+	h->xcr0 = boot_cpu_has(X86_FEATURE_OSXSAVE) ? xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
+	h->pkru = boot_cpu_has(X86_FEATURE_OSPKE) ? rdpkru() : 0;
+	get_debugreg(h->dr7, 7);
+	if (h->dr7)
+		set_debugreg(0, 7);
+}
+
+static void passage_restore_state(const struct passage_host_state *h)
+{
+	wrmsrl(MSR_IA32_SYSENTER_CS, h->sysenter_cs);
+	wrmsrl(MSR_IA32_SYSENTER_ESP, h->sysenter_esp);
+	wrmsrl(MSR_IA32_SYSENTER_EIP, h->sysenter_eip);
+	wrmsrl(MSR_IA32_CR_PAT, h->pat);
+	if (boot_cpu_has(X86_FEATURE_OSXSAVE))
+		xsetbv(XCR_XFEATURE_ENABLED_MASK, h->xcr0);
+	if (boot_cpu_has(X86_FEATURE_OSPKE))
+		wrpkru(h->pkru);
+	if (h->dr7)
+		set_debugreg(h->dr7, 7);
+}
+
+/*
+ * One round trip into the passage's guest and back, on this CPU. The
+ * guest may use the FPU/SSE registers (kernel_fpu_begin() has saved the
+ * task's) and change MSRs the switch itself does not restore; those are
+ * saved and restored here. An interrupt the guest world took is raised
+ * again through the host's IDT before interrupts are enabled, so the host
+ * handles it as its own. Returns the PASSAGE_EXIT_* reason; @seen, if not
+ * NULL, gets SYSENTER_CS and XCR0 as the guest left them.
+ */
+static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
+{
+	struct desc_ptr *rw = (struct desc_ptr *)(p->kva + H_GDTR_RW);
+	struct passage_host_state h;
+	unsigned long flags;
+	u32 reason;
+
+	kernel_fpu_begin();
 	local_irq_save(flags);
 	rw->size = GDT_SIZE - 1;
 	rw->address = (unsigned long)get_cpu_gdt_rw(smp_processor_id());
-	get_debugreg(dr7, 7);
-	if (dr7)
-		set_debugreg(0, 7);
+	passage_save_state(&h);
 	V(u32, P_EXIT_REASON) = 0;
 	colinux_passage_enter(p->kva);
-	if (dr7)
-		set_debugreg(dr7, 7);
+	if (seen) {
+		rdmsrl(MSR_IA32_SYSENTER_CS, seen[0]);
+		seen[1] = boot_cpu_has(X86_FEATURE_OSXSAVE) ?
+			  xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
+	}
+	passage_restore_state(&h);
 	reason = V(u32, P_EXIT_REASON);
 	if (reason == PASSAGE_EXIT_IRQ) {
 		passage_int_fn fn = (passage_int_fn)(colinux_passage_int_table +
@@ -329,7 +373,13 @@ static u32 passage_switch(struct colinux_passage *p)
 		fn();
 	}
 	local_irq_restore(flags);
+	kernel_fpu_end();
 	return reason;
+}
+
+static u32 passage_switch(struct colinux_passage *p)
+{
+	return passage_switch_seen(p, NULL);
 }
 
 int colinux_passage_selftest_run(unsigned long rounds)
@@ -458,5 +508,40 @@ int colinux_passage_fault_run(void)
 			ret = -EIO;
 		passage_free(p);
 	}
+	return ret;
+}
+
+/*
+ * A guest that changes SYSENTER MSRs, PAT, FPU/SSE control and XCR0:
+ * the host must see the guest's values right after the switch and its
+ * own after the restore.
+ */
+int colinux_passage_clobber_run(void)
+{
+	struct colinux_passage *p;
+	u64 before_cs, before_xcr0, after_cs, after_xcr0, seen[2];
+	u32 reason;
+	int ret = 0;
+
+	if (native_read_cr4() & X86_CR4_VMXE)
+		return -EBUSY;
+	if (!boot_cpu_has(X86_FEATURE_XSAVE))
+		return -EOPNOTSUPP;
+	p = passage_create();
+	if (!p)
+		return -ENOMEM;
+	passage_selftest_guest(p, colinux_passage_selftest_clobber, 0);
+	rdmsrl(MSR_IA32_SYSENTER_CS, before_cs);
+	before_xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
+	reason = passage_switch_seen(p, seen);
+	rdmsrl(MSR_IA32_SYSENTER_CS, after_cs);
+	after_xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
+	pr_info("passage state test: exit %u; SYSENTER_CS host %#llx, guest %#llx, restored %#llx; XCR0 host %#llx, guest %#llx, restored %#llx\n",
+		reason, before_cs, seen[0], after_cs, before_xcr0, seen[1],
+		after_xcr0);
+	if (reason != PASSAGE_EXIT_CALL || seen[0] != 0x73 || seen[1] != 3 ||
+	    after_cs != before_cs || after_xcr0 != before_xcr0)
+		ret = -EIO;
+	passage_free(p);
 	return ret;
 }

@@ -193,6 +193,7 @@ colinux_passage_int_table:
 	.globl	colinux_passage_selftest
 	.globl	colinux_passage_selftest_busy
 	.globl	colinux_passage_selftest_ud2
+	.globl	colinux_passage_selftest_clobber
 	.globl	colinux_passage_selftest_pf
 	.globl	colinux_passage_selftest_gp
 	.globl	colinux_passage_guest_irq
@@ -401,6 +402,48 @@ colinux_passage_selftest_busy:
 	sti
 2:	incl	P_SELFTEST_COUNT(%ebx)
 	jmp	2b
+
+/*
+ * ---- a self-test guest that changes host-visible CPU state ----
+ * SYSENTER MSRs, PAT, the x87 control word, MXCSR and XCR0, then calls
+ * back; the host must find its own values again.
+ */
+colinux_passage_selftest_clobber:
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx
+	xor	%edx, %edx
+	mov	$0x174, %ecx		/* SYSENTER_CS */
+	mov	$0x73, %eax
+	wrmsr
+	mov	$0x175, %ecx		/* SYSENTER_ESP */
+	mov	$0xc0ffee00, %eax
+	wrmsr
+	mov	$0x176, %ecx		/* SYSENTER_EIP */
+	mov	$0xc0de0000, %eax
+	wrmsr
+	mov	$0x277, %ecx		/* PAT: all write-back */
+	mov	$0x06060606, %eax
+	mov	%eax, %edx
+	wrmsr
+	mov	%cr4, %eax
+	or	$(0x200 | 0x400 | 0x40000), %eax	/* OSFXSR, OSXMMEXCPT, OSXSAVE */
+	mov	%eax, %cr4
+	fninit
+	movw	$0x0c7f, P_SELFTEST_COUNT(%ebx)
+	fldcw	P_SELFTEST_COUNT(%ebx)
+	movl	$0x3f80, P_SELFTEST_COUNT(%ebx)
+	ldmxcsr	P_SELFTEST_COUNT(%ebx)
+	xor	%ecx, %ecx
+	xor	%edx, %edx
+	mov	$3, %eax		/* XCR0 = x87 | SSE */
+	xsetbv
+	movl	$PASSAGE_EXIT_CALL, P_EXIT_REASON(%ebx)
+	pushfl
+	cli
+	push	%cs
+	call	colinux_passage_guest_entry
+	ud2
 
 /* ---- self-test guests that break: each must come back as a fault ---- */
 colinux_passage_selftest_ud2:

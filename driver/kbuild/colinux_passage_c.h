@@ -9,5 +9,7 @@ int colinux_passage_selftest_run(unsigned long rounds);
 int colinux_passage_busy_run(unsigned long seconds);
 /* Run guests that fault; each must come back as a reported fault. */
 int colinux_passage_fault_run(void);
+/* Run a guest that changes MSRs/FPU/XCR0; the host's must come back. */
+int colinux_passage_clobber_run(void);
 
 #endif /* COLINUX_PASSAGE_C_H */

@@ -270,6 +270,8 @@ static int __init colinux_init(void)
 	}
 	if (passage_faults) {
 		ret = colinux_passage_fault_run();
+		if (!ret)
+			ret = colinux_passage_clobber_run();
 		if (ret)
 			return ret;
 	}

@@ -86,7 +86,7 @@ echo busy-ok
 
 #[test]
 #[ignore = "boots the test host with the driver; run by `cargo xtask test`"]
-fn faulting_guests_are_reported_and_the_host_survives() {
+fn faulting_and_state_changing_guests_leave_the_host_intact() {
     let module = xtask::driver_build::build_driver(None).unwrap();
     let script = r#"set -e
 for cpu in 0 1; do
@@ -97,6 +97,10 @@ dmesg | grep 'passage fault test'
 [ "$(dmesg | grep -c 'invalid opcode: exit reason 3, vector 6,')" = 2 ]
 [ "$(dmesg | grep -c 'page fault: exit reason 3, vector 14, eip 0x2, cr2 0x10')" = 2 ]
 [ "$(dmesg | grep -c 'general protection: exit reason 3, vector 13,')" = 2 ]
+# A guest that changed SYSENTER MSRs, PAT, FPU control and XCR0: the host
+# saw the guest's values right after the switch and its own after restore.
+dmesg | grep 'passage state test'
+[ "$(dmesg | grep -c 'passage state test: exit 1; SYSENTER_CS host .*, guest 0x73, .*XCR0 host .*, guest 0x3, ')" = 2 ]
 # The passage still works afterwards.
 insmod /root/colinux.ko passage_selftest=1000
 rmmod colinux
