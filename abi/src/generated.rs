@@ -6,6 +6,10 @@
 
 pub const COOPERATIVE_ABI_MAGIC: u32 = 1481396035;
 pub const COOPERATIVE_ABI_VERSION: u32 = 1;
+pub const COOPERATIVE_PASSAGE_GUEST_VA: u32 = 4290772992;
+pub const COOPERATIVE_PASSAGE_IDT_GUEST_VA: u32 = 4290777088;
+pub const COOPERATIVE_SHARED_STATE_GUEST_VA: u32 = 4290781184;
+pub const COOPERATIVE_KERNEL_VA_OFFSET: u32 = 3221225472;
 pub const COOPERATIVE_PAGE_SHIFT: u32 = 12;
 pub const COOPERATIVE_PAGE_SIZE: u32 = 4096;
 pub const COOPERATIVE_OP_NONE: u32 = 0;
@@ -74,10 +78,17 @@ pub const COOPERATIVE_IOCTL_NR_CREATE: u32 = 1;
 pub const COOPERATIVE_IOCTL_NR_LOAD: u32 = 2;
 pub const COOPERATIVE_IOCTL_NR_INFO: u32 = 3;
 pub const COOPERATIVE_IOCTL_NR_DESTROY: u32 = 4;
+pub const COOPERATIVE_IOCTL_NR_RUN: u32 = 5;
 pub const COOPERATIVE_MAX_MEMORY_SIZE: u32 = 3221225472;
 pub const COOPERATIVE_MIN_MEMORY_SIZE: u32 = 8388608;
+pub const COOPERATIVE_RUN_TEXT_SIZE: u32 = 256;
+pub const COOPERATIVE_RUN_EXIT_OPERATION: u32 = 1;
+pub const COOPERATIVE_RUN_EXIT_FAULT: u32 = 2;
+pub const COOPERATIVE_RUN_EXIT_INTERRUPTED: u32 = 3;
 pub const COOPERATIVE_GUEST_STATE_NONE: u32 = 0;
 pub const COOPERATIVE_GUEST_STATE_CREATED: u32 = 1;
+pub const COOPERATIVE_GUEST_STATE_RUNNING: u32 = 2;
+pub const COOPERATIVE_GUEST_STATE_DEAD: u32 = 3;
 pub const COOPERATIVE_MESSAGE_SIZE: u32 = 24;
 pub const COOPERATIVE_BOOT_PARAMS_SIZE: u32 = 336;
 pub const COOPERATIVE_VCPU_STATE_SIZE: u32 = 128;
@@ -85,6 +96,7 @@ pub const COOPERATIVE_SHARED_STATE_SIZE: u32 = 528;
 pub const COOPERATIVE_IOCTL_CREATE_SIZE: u32 = 32;
 pub const COOPERATIVE_IOCTL_LOAD_SIZE: u32 = 56;
 pub const COOPERATIVE_IOCTL_INFO_SIZE: u32 = 96;
+pub const COOPERATIVE_IOCTL_RUN_SIZE: u32 = 408;
 pub const COOPERATIVE_ABI_LAYOUT_CHECKED: u32 = 1;
 pub type __u8 = ::core::ffi::c_uchar;
 pub type __u32 = ::core::ffi::c_uint;
@@ -213,7 +225,8 @@ pub struct cooperative_shared_state {
     pub vcpu_size: __u32,
     pub vcpu_offset: __u32,
     pub flags: __u32,
-    pub reserved: [__u64; 4usize],
+    pub passage_entry: __u64,
+    pub reserved: [__u64; 3usize],
     pub boot: cooperative_boot_params,
     pub vcpu: [cooperative_vcpu_state; 1usize],
 }
@@ -239,8 +252,10 @@ const _: () = {
         [::core::mem::offset_of!(cooperative_shared_state, vcpu_offset) - 24usize];
     ["Offset of field: cooperative_shared_state::flags"]
         [::core::mem::offset_of!(cooperative_shared_state, flags) - 28usize];
+    ["Offset of field: cooperative_shared_state::passage_entry"]
+        [::core::mem::offset_of!(cooperative_shared_state, passage_entry) - 32usize];
     ["Offset of field: cooperative_shared_state::reserved"]
-        [::core::mem::offset_of!(cooperative_shared_state, reserved) - 32usize];
+        [::core::mem::offset_of!(cooperative_shared_state, reserved) - 40usize];
     ["Offset of field: cooperative_shared_state::boot"]
         [::core::mem::offset_of!(cooperative_shared_state, boot) - 64usize];
     ["Offset of field: cooperative_shared_state::vcpu"]
@@ -355,3 +370,68 @@ const _: () = {
     ["Offset of field: cooperative_ioctl_info::reserved"]
         [::core::mem::offset_of!(cooperative_ioctl_info, reserved) - 64usize];
 };
+#[repr(C)]
+#[repr(align(8))]
+#[derive(Debug, Copy, Clone, PartialEq, Eq)]
+pub struct cooperative_ioctl_run {
+    pub abi_version: __u32,
+    pub flags: __u32,
+    pub entry: __u64,
+    pub stack: __u64,
+    pub status: __u32,
+    pub exit_reason: __u32,
+    pub operation: __u32,
+    pub vector: __u32,
+    pub params: [__u64; 8usize],
+    pub idle_round_trips: __u64,
+    pub interrupts: __u64,
+    pub fault_address: __u64,
+    pub fault_eip: __u64,
+    pub text: [__u8; 256usize],
+    pub reserved: [__u64; 2usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of cooperative_ioctl_run"][::core::mem::size_of::<cooperative_ioctl_run>() - 408usize];
+    ["Alignment of cooperative_ioctl_run"]
+        [::core::mem::align_of::<cooperative_ioctl_run>() - 8usize];
+    ["Offset of field: cooperative_ioctl_run::abi_version"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, abi_version) - 0usize];
+    ["Offset of field: cooperative_ioctl_run::flags"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, flags) - 4usize];
+    ["Offset of field: cooperative_ioctl_run::entry"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, entry) - 8usize];
+    ["Offset of field: cooperative_ioctl_run::stack"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, stack) - 16usize];
+    ["Offset of field: cooperative_ioctl_run::status"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, status) - 24usize];
+    ["Offset of field: cooperative_ioctl_run::exit_reason"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, exit_reason) - 28usize];
+    ["Offset of field: cooperative_ioctl_run::operation"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, operation) - 32usize];
+    ["Offset of field: cooperative_ioctl_run::vector"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, vector) - 36usize];
+    ["Offset of field: cooperative_ioctl_run::params"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, params) - 40usize];
+    ["Offset of field: cooperative_ioctl_run::idle_round_trips"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, idle_round_trips) - 104usize];
+    ["Offset of field: cooperative_ioctl_run::interrupts"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, interrupts) - 112usize];
+    ["Offset of field: cooperative_ioctl_run::fault_address"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, fault_address) - 120usize];
+    ["Offset of field: cooperative_ioctl_run::fault_eip"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, fault_eip) - 128usize];
+    ["Offset of field: cooperative_ioctl_run::text"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, text) - 136usize];
+    ["Offset of field: cooperative_ioctl_run::reserved"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, reserved) - 392usize];
+};
+impl Default for cooperative_ioctl_run {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}

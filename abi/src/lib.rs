@@ -65,6 +65,13 @@ pub mod ioctl {
         COOPERATIVE_IOCTL_NR_INFO,
         core::mem::size_of::<cooperative_ioctl_info>(),
     );
+    /// `COOPERATIVE_IOCTL_RUN`.
+    pub const RUN: u32 = ioc(
+        READ | WRITE,
+        COOPERATIVE_IOCTL_TYPE,
+        COOPERATIVE_IOCTL_NR_RUN,
+        core::mem::size_of::<cooperative_ioctl_run>(),
+    );
     /// `COOPERATIVE_IOCTL_DESTROY`.
     pub const DESTROY: u32 = ioc(
         NONE,
@@ -85,6 +92,7 @@ const _: () = {
     assert!(size_of::<cooperative_ioctl_create>() == COOPERATIVE_IOCTL_CREATE_SIZE as usize);
     assert!(size_of::<cooperative_ioctl_load>() == COOPERATIVE_IOCTL_LOAD_SIZE as usize);
     assert!(size_of::<cooperative_ioctl_info>() == COOPERATIVE_IOCTL_INFO_SIZE as usize);
+    assert!(size_of::<cooperative_ioctl_run>() == COOPERATIVE_IOCTL_RUN_SIZE as usize);
 };
 
 #[cfg(test)]

@@ -24,10 +24,12 @@ int main(void)
 	S(cooperative_ioctl_create);
 	S(cooperative_ioctl_load);
 	S(cooperative_ioctl_info);
+	S(cooperative_ioctl_run);
 	printf("ioctl CREATE %u\n", (unsigned)COOPERATIVE_IOCTL_CREATE);
 	printf("ioctl LOAD %u\n", (unsigned)COOPERATIVE_IOCTL_LOAD);
 	printf("ioctl INFO %u\n", (unsigned)COOPERATIVE_IOCTL_INFO);
 	printf("ioctl DESTROY %u\n", (unsigned)COOPERATIVE_IOCTL_DESTROY);
+	printf("ioctl RUN %u\n", (unsigned)COOPERATIVE_IOCTL_RUN);
 	return 0;
 }
 "#;
@@ -88,10 +90,12 @@ fn rust_values() -> BTreeMap<String, u64> {
     s!(cooperative_ioctl_create);
     s!(cooperative_ioctl_load);
     s!(cooperative_ioctl_info);
+    s!(cooperative_ioctl_run);
     m.insert("ioctl CREATE".into(), abi::ioctl::CREATE.into());
     m.insert("ioctl LOAD".into(), abi::ioctl::LOAD.into());
     m.insert("ioctl INFO".into(), abi::ioctl::INFO.into());
     m.insert("ioctl DESTROY".into(), abi::ioctl::DESTROY.into());
+    m.insert("ioctl RUN".into(), abi::ioctl::RUN.into());
     m
 }
 
