@@ -78,6 +78,12 @@ impl Driver {
         Ok(arg)
     }
 
+    /// Run the guest until it needs the daemon (RUN ioctl).
+    pub fn run(&self, arg: &mut abi::cooperative_ioctl_run) -> Result<()> {
+        arg.abi_version = abi::COOPERATIVE_ABI_VERSION;
+        ioctl(&self.file, abi::ioctl::RUN, arg, "RUN")
+    }
+
     /// Destroy the guest and return its memory to the host.
     pub fn destroy(&self) -> Result<()> {
         ioctl::<u8>(

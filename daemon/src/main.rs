@@ -37,6 +37,13 @@ struct Cli {
     /// that kill the daemon while it holds a guest)
     #[arg(long, default_value_t = 0)]
     hold: u64,
+    /// Run the guest after loading it, until it terminates (today: test
+    /// payloads; a Linux guest runs with issue 5)
+    #[arg(long)]
+    run: bool,
+    /// The symbol to start the guest at, with --run
+    #[arg(long, default_value = "startup_32")]
+    entry: String,
     /// Validate the kernel image and exit, without the driver
     #[arg(long)]
     check_only: bool,
@@ -124,6 +131,15 @@ fn run(mut cli: Cli) -> Result<()> {
         info.loads,
         info.loaded_bytes
     );
+    if cli.run {
+        let code = run_guest(&drv, &image, &cli.entry, memory)?;
+        drv.destroy()?;
+        println!("guest {} destroyed", info.guest_id);
+        if code != 0 {
+            std::process::exit(code);
+        }
+        return Ok(());
+    }
     if cli.hold > 0 {
         println!("holding the guest for {} s", cli.hold);
         std::thread::sleep(std::time::Duration::from_secs(cli.hold));
@@ -131,4 +147,74 @@ fn run(mut cli: Cli) -> Result<()> {
     drv.destroy()?;
     println!("guest {} destroyed", info.guest_id);
     Ok(())
+}
+
+/// Run the guest until it terminates or faults; returns the exit code.
+fn run_guest(
+    drv: &driver::Driver,
+    image: &elf::GuestImage,
+    entry: &str,
+    memory: u64,
+) -> Result<i32> {
+    use colinux_abi as abi;
+    let start = *image
+        .symbols
+        .get(entry)
+        .with_context(|| format!("the guest has no symbol {entry:?} to start at"))?;
+    let mut arg = abi::cooperative_ioctl_run {
+        entry: start.into(),
+        // The top of guest RAM, as the initial page tables map it.
+        stack: abi::COOPERATIVE_KERNEL_VA_OFFSET as u64 + memory.min(0x3fc0_0000) - 16,
+        ..Default::default()
+    };
+    let (mut idle, mut irqs) = (0u64, 0u64);
+    let started = std::time::Instant::now();
+    loop {
+        drv.run(&mut arg)?;
+        arg.entry = 0;
+        arg.stack = 0;
+        idle += arg.idle_round_trips;
+        irqs += arg.interrupts;
+        let text = {
+            let end = arg
+                .text
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(arg.text.len());
+            String::from_utf8_lossy(&arg.text[..end]).into_owned()
+        };
+        match arg.exit_reason {
+            abi::COOPERATIVE_RUN_EXIT_INTERRUPTED => continue,
+            abi::COOPERATIVE_RUN_EXIT_FAULT => {
+                println!(
+                    "guest fault: vector {}, eip/error {:#x}, cr2 {:#x}; {idle} idle round trips, {irqs} host interrupts forwarded",
+                    arg.vector, arg.fault_eip, arg.fault_address
+                );
+                return Ok(3);
+            }
+            abi::COOPERATIVE_RUN_EXIT_OPERATION => match arg.operation {
+                abi::COOPERATIVE_OP_DEBUG_LINE => {
+                    println!("guest: {text}");
+                    arg.status = abi::COOPERATIVE_STATUS_OK;
+                }
+                abi::COOPERATIVE_OP_TERMINATE => {
+                    let reason = arg.params[0];
+                    println!(
+                        "guest terminated: reason {reason} ({text}) after {:.1} s; {idle} idle round trips served by the host, {irqs} host interrupts forwarded",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(if reason == abi::COOPERATIVE_TERM_END as u64 {
+                        0
+                    } else {
+                        4
+                    });
+                }
+                op => {
+                    tracing::warn!("guest operation {op} is not supported yet");
+                    arg.status = abi::COOPERATIVE_STATUS_UNSUPPORTED;
+                }
+            },
+            other => bail!("RUN returned an unknown exit reason {other}"),
+        }
+    }
 }

@@ -33,6 +33,9 @@ int colinux_core_load(struct colinux_guest **guest,
 /* Fill @arg (state NONE when there is no guest). */
 int colinux_core_info(struct colinux_guest *const *guest,
 		      struct cooperative_ioctl_info *arg);
+/* The host frame of each guest page: *@frames (valid until destroy), *@count. */
+int colinux_core_frames(struct colinux_guest *const *guest, const u64 **frames,
+			u64 *count);
 /* Free the guest and all its memory; *@guest becomes NULL. -EINVAL if none. */
 int colinux_core_destroy(struct colinux_guest **guest);
 

@@ -16,6 +16,10 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/gfp.h>
+#include <linux/highmem.h>
+#include <linux/string.h>
+#include <linux/err.h>
+#include <asm/tsc.h>
 #include <linux/jiffies.h>
 #include <linux/sched/signal.h>
 #include <linux/io.h>
@@ -34,6 +38,7 @@
 #include <asm/special_insns.h>
 #include <asm/tlbflush.h>
 
+#include <linux/cooperative.h>
 #include "colinux_passage.h"
 #include "colinux_passage_c.h"
 
@@ -544,4 +549,279 @@ int colinux_passage_clobber_run(void)
 		ret = -EIO;
 	passage_free(p);
 	return ret;
+}
+
+/*
+ * Running a real guest: the RUN ioctl.
+ *
+ * A guest that runs gets the passage pages (passage code, the passage's
+ * IDT, the shared state) at the fixed addresses of the ABI and initial
+ * page tables (PAE) that map its RAM at COOPERATIVE_KERNEL_VA_OFFSET.
+ * Guest RAM is host pages anywhere (the core's frame table); the page
+ * tables hold those real host frames. Only the PDPT, which CR3 holds in
+ * 32-bit mode, must lie below 4 GiB.
+ */
+#define RUN_VA_OFFSET		COOPERATIVE_KERNEL_VA_OFFSET
+/* RAM mapped by the initial tables ends below the passage pages. */
+#define RUN_VA_LIMIT		COOPERATIVE_PASSAGE_GUEST_VA
+
+static_assert(PASSAGE_GUEST_VA == COOPERATIVE_PASSAGE_GUEST_VA);
+static_assert(PASSAGE_IDT_GVA == COOPERATIVE_PASSAGE_IDT_GUEST_VA);
+
+struct colinux_run {
+	struct colinux_passage *p;
+	struct page *shared_page;
+	struct cooperative_shared_state *shared;
+	struct page **tables;		/* the guest's page-table pages */
+	int nr_tables, max_tables;
+	u64 *pdpt;
+	u64 pdpt_phys;
+	const u64 *frames;		/* guest pfn -> host frame (the core's) */
+	u64 nr_frames;
+	bool started, dead;
+};
+
+static u64 *run_new_table(struct colinux_run *r, u64 *phys, gfp_t extra)
+{
+	struct page *page;
+
+	if (r->nr_tables >= r->max_tables)
+		return NULL;
+	page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | extra);
+	if (!page)
+		return NULL;
+	r->tables[r->nr_tables++] = page;
+	*phys = page_to_phys(page);
+	return page_address(page);
+}
+
+static u64 *run_walk(struct colinux_run *r, u64 *table, int index, u64 flags)
+{
+	u64 phys;
+	u64 *next;
+
+	if (table[index] & PT_PRESENT)
+		return phys_to_virt(table[index] & PT_ADDR_MASK);
+	next = run_new_table(r, &phys, 0);
+	if (!next)
+		return NULL;
+	table[index] = phys | flags;
+	return next;
+}
+
+static int run_map(struct colinux_run *r, u32 va, u64 phys)
+{
+	u64 *pd, *pt;
+
+	pd = run_walk(r, r->pdpt, (va >> 30) & 3, PT_PRESENT);
+	if (!pd)
+		return -ENOMEM;
+	pt = run_walk(r, pd, (va >> 21) & 511, PT_PRESENT | PT_RW);
+	if (!pt)
+		return -ENOMEM;
+	pt[(va >> 12) & 511] = phys | PT_PRESENT | PT_RW;
+	return 0;
+}
+
+void colinux_run_free(struct colinux_run *r)
+{
+	int i;
+
+	if (!r)
+		return;
+	for (i = 0; i < r->nr_tables; i++)
+		__free_page(r->tables[i]);
+	kvfree(r->tables);
+	if (r->shared_page)
+		__free_page(r->shared_page);
+	if (r->p)
+		passage_free(r->p);
+	kfree(r);
+}
+
+/* Guest RAM mapped by the initial tables, in bytes. */
+static u64 run_mapped_size(const struct colinux_run *r)
+{
+	return min_t(u64, r->nr_frames << PAGE_SHIFT,
+		     (u64)RUN_VA_LIMIT - RUN_VA_OFFSET);
+}
+
+struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames)
+{
+	struct colinux_run *r = kzalloc(sizeof(*r), GFP_KERNEL);
+	struct cooperative_shared_state *s;
+	u64 pfn, mapped;
+	int ret = -ENOMEM;
+
+	if (!r)
+		return ERR_PTR(-ENOMEM);
+	r->frames = frames;
+	r->nr_frames = nr_frames;
+	mapped = run_mapped_size(r) >> PAGE_SHIFT;
+	r->max_tables = 4 + DIV_ROUND_UP(mapped, 512);
+	r->tables = kvcalloc(r->max_tables, sizeof(*r->tables), GFP_KERNEL);
+	if (!r->tables)
+		goto fail;
+	r->p = passage_create();
+	if (!r->p)
+		goto fail;
+	r->shared_page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	if (!r->shared_page)
+		goto fail;
+	r->shared = page_address(r->shared_page);
+	/* CR3 holds the PDPT: it must lie below 4 GiB. */
+	r->pdpt = run_new_table(r, &r->pdpt_phys, GFP_DMA32);
+	if (!r->pdpt)
+		goto fail;
+	for (pfn = 0; pfn < mapped; pfn++) {
+		ret = run_map(r, RUN_VA_OFFSET + (pfn << PAGE_SHIFT),
+			      frames[pfn] << PAGE_SHIFT);
+		if (ret)
+			goto fail;
+		if (!(pfn & 4095))
+			cond_resched();
+	}
+	ret = run_map(r, COOPERATIVE_PASSAGE_GUEST_VA, r->p->phys);
+	if (!ret)
+		ret = run_map(r, COOPERATIVE_PASSAGE_IDT_GUEST_VA,
+			      page_to_phys(r->p->idt_page));
+	if (!ret)
+		ret = run_map(r, COOPERATIVE_SHARED_STATE_GUEST_VA,
+			      page_to_phys(r->shared_page));
+	if (ret)
+		goto fail;
+
+	s = r->shared;
+	s->magic = COOPERATIVE_ABI_MAGIC;
+	s->abi_version = COOPERATIVE_ABI_VERSION;
+	s->size = sizeof(*s);
+	s->nr_vcpus = 1;
+	s->vcpu_size = sizeof(s->vcpu[0]);
+	s->vcpu_offset = offsetof(struct cooperative_shared_state, vcpu);
+	s->passage_entry = PASSAGE_GUEST_VA +
+		(colinux_passage_guest_entry - colinux_passage_template);
+	s->boot.magic = COOPERATIVE_ABI_MAGIC;
+	s->boot.abi_version = COOPERATIVE_ABI_VERSION;
+	s->boot.memory_size = nr_frames << PAGE_SHIFT;
+	s->boot.cpu_khz = tsc_khz;
+	return r;
+fail:
+	colinux_run_free(r);
+	return ERR_PTR(ret);
+}
+
+/* Copy @len bytes between guest-physical @pa and @buf. */
+static int run_copy(struct colinux_run *r, u64 pa, void *buf, u64 len,
+		    bool to_guest)
+{
+	u8 *b = buf;
+
+	if (pa + len < pa || pa + len > (r->nr_frames << PAGE_SHIFT))
+		return -EINVAL;
+	while (len) {
+		u64 off = pa & ~PAGE_MASK;
+		u64 n = min_t(u64, len, PAGE_SIZE - off);
+		u8 *page = kmap_local_page(pfn_to_page(r->frames[pa >> PAGE_SHIFT]));
+
+		if (to_guest)
+			memcpy(page + off, b, n);
+		else
+			memcpy(b, page + off, n);
+		kunmap_local(page);
+		pa += n;
+		b += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static void run_text(struct colinux_run *r, u64 pa, u64 len, u8 *out)
+{
+	len = min_t(u64, len, COOPERATIVE_RUN_TEXT_SIZE - 1);
+	memset(out, 0, COOPERATIVE_RUN_TEXT_SIZE);
+	if (run_copy(r, pa, out, len, false))
+		strscpy(out, "(text outside guest RAM)", COOPERATIVE_RUN_TEXT_SIZE);
+}
+
+/* The guest's first state: as if it had called the passage from @entry. */
+static int run_start(struct colinux_run *r, u64 entry, u64 stack)
+{
+	u64 limit = RUN_VA_OFFSET + run_mapped_size(r);
+	u32 frame[11] = { 0 };
+	u32 esp;
+
+	if (entry < RUN_VA_OFFSET || entry >= limit ||
+	    stack < RUN_VA_OFFSET + sizeof(frame) || stack > limit ||
+	    (stack & 3))
+		return -EINVAL;
+	esp = stack - sizeof(frame);
+	frame[7] = COOPERATIVE_SHARED_STATE_GUEST_VA;	/* EAX */
+	frame[8] = entry;
+	frame[9] = PASSAGE_CS32;
+	frame[10] = X86_EFLAGS_FIXED;
+	if (run_copy(r, esp - RUN_VA_OFFSET, frame, sizeof(frame), true))
+		return -EINVAL;
+	passage_selftest_guest(r->p, colinux_passage_selftest, 0);
+	*(u32 *)(r->p->kva + G_ESP) = esp;
+	*(u32 *)(r->p->kva + G_CR3) = r->pdpt_phys;
+	return 0;
+}
+
+int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
+{
+	struct cooperative_vcpu_state *v = &r->shared->vcpu[0];
+	struct colinux_passage *p = r->p;
+	int ret;
+
+	if (r->dead)
+		return -ESRCH;
+	if (!r->started) {
+		if (native_read_cr4() & X86_CR4_VMXE)
+			return -EBUSY;
+		ret = run_start(r, arg->entry, arg->stack);
+		if (ret)
+			return ret;
+		r->started = true;
+	} else if (arg->entry || arg->stack) {
+		return -EINVAL;
+	} else {
+		v->status = arg->status;
+	}
+	arg->idle_round_trips = 0;
+	arg->interrupts = 0;
+	for (;;) {
+		u32 reason = passage_switch(p);
+
+		if (reason == PASSAGE_EXIT_IRQ) {
+			arg->interrupts++;
+		} else if (reason == PASSAGE_EXIT_FAULT) {
+			r->dead = true;
+			arg->exit_reason = COOPERATIVE_RUN_EXIT_FAULT;
+			arg->vector = V(u32, P_EXIT_VECTOR);
+			arg->fault_eip = V(u32, P_EXIT_EIP);
+			arg->fault_address = V(u32, P_EXIT_CR2);
+			return 0;
+		} else if (v->operation == COOPERATIVE_OP_IDLE) {
+			arg->idle_round_trips++;
+			v->status = COOPERATIVE_STATUS_OK;
+		} else {
+			arg->exit_reason = COOPERATIVE_RUN_EXIT_OPERATION;
+			arg->operation = v->operation;
+			memcpy(arg->params, v->params, sizeof(arg->params));
+			if (v->operation == COOPERATIVE_OP_DEBUG_LINE)
+				run_text(r, v->params[0], v->params[1], arg->text);
+			if (v->operation == COOPERATIVE_OP_TERMINATE) {
+				r->dead = true;
+				if (v->params[1])
+					run_text(r, v->params[1], v->params[2],
+						 arg->text);
+			}
+			return 0;
+		}
+		if (signal_pending(current)) {
+			arg->exit_reason = COOPERATIVE_RUN_EXIT_INTERRUPTED;
+			return 0;
+		}
+		cond_resched();
+	}
 }

@@ -12,4 +12,12 @@ int colinux_passage_fault_run(void);
 /* Run a guest that changes MSRs/FPU/XCR0; the host's must come back. */
 int colinux_passage_clobber_run(void);
 
+struct colinux_run;
+struct cooperative_ioctl_run;
+/* A runnable guest over the guest RAM @frames (host frame of each page). */
+struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames);
+void colinux_run_free(struct colinux_run *r);
+/* Run the guest until it needs the daemon (see COOPERATIVE_IOCTL_RUN). */
+int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg);
+
 #endif /* COLINUX_PASSAGE_C_H */

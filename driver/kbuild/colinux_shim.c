@@ -13,6 +13,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/capability.h>
+#include <linux/err.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
@@ -55,6 +56,7 @@ static_assert(PAGE_SIZE == COOPERATIVE_PAGE_SIZE);
 struct colinux_file {
 	struct mutex lock;		/* serialises the ioctls of this file */
 	struct colinux_guest *guest;	/* owned by the core; NULL if none */
+	struct colinux_run *run;	/* its passage and page tables, once run */
 };
 
 int colinux_shim_alloc_page(u64 *frame)
@@ -177,10 +179,34 @@ static int colinux_release(struct inode *inode, struct file *file)
 	struct colinux_file *cf = file->private_data;
 
 	/* The last reference is gone: nobody else can hold the mutex. */
+	colinux_run_free(cf->run);
 	colinux_core_destroy(&cf->guest);
 	mutex_destroy(&cf->lock);
 	kfree(cf);
 	return 0;
+}
+
+/* RUN: check the argument, set the guest up to run once, run it. */
+static long colinux_shim_run(struct colinux_file *cf,
+			     struct cooperative_ioctl_run *arg)
+{
+	const u64 *frames;
+	u64 count;
+
+	if (arg->abi_version != COOPERATIVE_ABI_VERSION)
+		return -EPROTO;
+	if (arg->flags || arg->reserved[0] || arg->reserved[1])
+		return -EINVAL;
+	if (colinux_core_frames(&cf->guest, &frames, &count))
+		return -EINVAL;
+	if (!cf->run) {
+		struct colinux_run *run = colinux_run_create(frames, count);
+
+		if (IS_ERR(run))
+			return PTR_ERR(run);
+		cf->run = run;
+	}
+	return colinux_run(cf->run, arg);
 }
 
 static long colinux_ioctl(struct file *file, unsigned int cmd,
@@ -192,6 +218,7 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 		struct cooperative_ioctl_create create;
 		struct cooperative_ioctl_load load;
 		struct cooperative_ioctl_info info;
+		struct cooperative_ioctl_run run;
 	} arg;
 	long ret;
 
@@ -199,6 +226,7 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 	case COOPERATIVE_IOCTL_CREATE:
 	case COOPERATIVE_IOCTL_LOAD:
 	case COOPERATIVE_IOCTL_INFO:
+	case COOPERATIVE_IOCTL_RUN:
 		/* The size is the one the number encodes, <= sizeof(arg). */
 		if (copy_from_user(&arg, argp, _IOC_SIZE(cmd)))
 			return -EFAULT;
@@ -230,7 +258,12 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 	case COOPERATIVE_IOCTL_INFO:
 		ret = colinux_core_info(&cf->guest, &arg.info);
 		break;
+	case COOPERATIVE_IOCTL_RUN:
+		ret = colinux_shim_run(cf, &arg.run);
+		break;
 	default:
+		colinux_run_free(cf->run);
+		cf->run = NULL;
 		ret = colinux_core_destroy(&cf->guest);
 		break;
 	}
@@ -238,6 +271,9 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 
 	if (!ret && cmd == COOPERATIVE_IOCTL_INFO &&
 	    copy_to_user(argp, &arg.info, sizeof(arg.info)))
+		ret = -EFAULT;
+	if (!ret && cmd == COOPERATIVE_IOCTL_RUN &&
+	    copy_to_user(argp, &arg.run, sizeof(arg.run)))
 		ret = -EFAULT;
 	return ret;
 }

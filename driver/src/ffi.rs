@@ -154,3 +154,32 @@ pub unsafe extern "C" fn colinux_core_destroy(slot: *mut Slot) -> c_int {
     let slot = unsafe { &mut *slot };
     to_c(guest::destroy(&mut Kernel, slot))
 }
+
+/// The host frame of every guest-physical page of the file's guest:
+/// `*frames` gets the table (valid until DESTROY), `*count` its length.
+/// 0, or -EINVAL when there is no guest. The passage builds the guest's
+/// page tables from it.
+///
+/// # Safety
+/// `slot` as for [`colinux_core_create`]; `frames` and `count` writable.
+#[no_mangle]
+pub unsafe extern "C" fn colinux_core_frames(
+    slot: *const Slot,
+    frames: *mut *const u64,
+    count: *mut u64,
+) -> c_int {
+    // SAFETY: the caller's contract above.
+    let slot = unsafe { &*slot };
+    match slot.guest() {
+        Some(g) => {
+            let table = g.frames();
+            // SAFETY: the caller's contract above.
+            unsafe {
+                *frames = table.as_ptr();
+                *count = table.len() as u64;
+            }
+            0
+        }
+        None => crate::host::Errno::EINVAL.to_c(),
+    }
+}

@@ -44,6 +44,7 @@ pub const CORE_EXPORTS: &[&str] = &[
     "colinux_core_load",
     "colinux_core_info",
     "colinux_core_destroy",
+    "colinux_core_frames",
 ];
 
 /// The functions the shim provides to the core (`colinux_core.h`); the core
