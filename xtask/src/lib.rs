@@ -22,6 +22,7 @@ pub mod kconfig;
 pub mod manifest;
 pub mod patch;
 pub mod paths;
+pub mod payload;
 pub mod rebase;
 pub mod refresh;
 pub mod run;

@@ -1,0 +1,152 @@
+//! The first real guest: a 32-bit test payload (tests/payload/) loaded by
+//! the daemon into guest RAM and run with the RUN ioctl through the
+//! passage, in Debian's stock kernel in the QEMU test host.
+//!
+//! - 100 000 IDLE round trips guest -> host -> guest, counted by both;
+//! - exceptions the guest takes and fixes itself (a page fault, a divide
+//!   error) without the host;
+//! - a 30 s busy guest with interrupts on while a host process counts its
+//!   own progress and the host timer keeps ticking; its checksum reported;
+//! - the daemon killed in the middle: memory back, module unloadable.
+//!
+//! Each on both vCPUs. The rig fails any run whose host log shows a BUG,
+//! WARNING, Oops, lockup or RCU stall.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use xtask::testhost::{self, Scenario};
+
+fn scenario(name: &str, script: &str) -> Scenario {
+    static PARTS: OnceLock<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> =
+        OnceLock::new();
+    let (module, daemon, payload) = PARTS.get_or_init(|| {
+        (
+            xtask::driver_build::build_driver(None).unwrap(),
+            xtask::userland::build_static("colinux-daemon", "colinux-daemon").unwrap(),
+            xtask::payload::build_payload().unwrap(),
+        )
+    });
+    Scenario::new(
+        name,
+        format!("set -e\ninsmod /root/colinux.ko\n{script}\nrmmod colinux\n"),
+    )
+    .file(module.clone(), "/root/colinux.ko", 0o644)
+    .file(daemon.clone(), "/root/colinux-daemon", 0o755)
+    .file(payload.clone(), "/root/payload.elf", 0o644)
+    .timeout(Duration::from_secs(300))
+}
+
+fn run(s: Scenario) -> testhost::Outcome {
+    let out = testhost::run(&s).unwrap();
+    assert!(
+        out.passed,
+        "scenario {} failed: {}\nlog: {}",
+        s.name,
+        out.reason,
+        out.log.display()
+    );
+    out
+}
+
+#[test]
+#[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
+fn round_trips_counted_on_both_sides_on_each_cpu() {
+    let out = run(scenario(
+        "payload-roundtrips",
+        r#"
+for cpu in 0 1; do
+    taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 64 --run --entry payload_roundtrips > /tmp/out 2>&1 || { cat /tmp/out; exit 1; }
+    cat /tmp/out
+    grep -q '^guest: payload: roundtrips 100000$' /tmp/out
+    grep -q 'reason 0 (roundtrips done).* 100000 idle round trips served by the host' /tmp/out
+done
+echo roundtrips-ok
+"#,
+    ));
+    assert!(out.console.contains("roundtrips-ok"));
+}
+
+#[test]
+#[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
+fn guest_handles_its_own_exceptions_on_each_cpu() {
+    let out = run(scenario(
+        "payload-exceptions",
+        r#"
+for cpu in 0 1; do
+    taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 64 --run --entry payload_exceptions > /tmp/out 2>&1 || { cat /tmp/out; exit 1; }
+    cat /tmp/out
+    grep -q '^guest: payload: exceptions ok pf=1 de=1 read=42 quotient=25$' /tmp/out
+    grep -q 'guest terminated: reason 0' /tmp/out
+done
+echo exceptions-ok
+"#,
+    ));
+    assert!(out.console.contains("exceptions-ok"));
+}
+
+#[test]
+#[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
+fn busy_guest_30_seconds_on_each_cpu_with_the_host_responsive() {
+    let out = run(scenario(
+        "payload-busy",
+        r#"
+( i=0; while true; do i=$((i + 1)); echo $i > /tmp/progress; done ) &
+COUNTER=$!
+until [ -s /tmp/progress ]; do sleep 0.1; done
+timer_count() { awk '/^ *LOC:/ {print $2 + $3}' /proc/interrupts; }
+for cpu in 0 1; do
+    before=$(cat /tmp/progress); while [ -z "$before" ]; do before=$(cat /tmp/progress); done
+    ticks_before=$(timer_count)
+    start=$(date +%s)
+    taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 64 --run --entry payload_busy > /tmp/out 2>&1 || { cat /tmp/out; exit 1; }
+    end=$(date +%s)
+    ticks_after=$(timer_count)
+    after=$(cat /tmp/progress); while [ -z "$after" ]; do after=$(cat /tmp/progress); done
+    cat /tmp/out
+    echo "cpu $cpu: $((end - start)) s; host counter $before -> $after; timer interrupts $ticks_before -> $ticks_after"
+    grep -q '^guest: payload: busy 30 s checksum 0x' /tmp/out
+    [ $((end - start)) -ge 29 ] || { echo "the guest did not run 30 s"; exit 1; }
+    [ $((after - before)) -gt 1000 ] || { echo "the host process stalled"; exit 1; }
+    [ $((ticks_after - ticks_before)) -ge 7000 ] || { echo "timer interrupts did not keep coming"; exit 1; }
+done
+kill $COUNTER
+echo busy-ok
+"#,
+    ));
+    assert!(out.console.contains("busy-ok"));
+}
+
+#[test]
+#[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
+fn daemon_killed_mid_run_leaves_nothing_behind() {
+    let out = run(scenario(
+        "payload-killed",
+        r#"
+free_kb() {
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    mem=$(awk '/^MemFree:/ {print $2}' /proc/meminfo)
+    pcp=$(awk '$1 == "count:" {s += $2} END {print s * 4}' /proc/zoneinfo)
+    echo $((mem + pcp))
+}
+before=$(free_kb)
+for cpu in 0 1; do
+    taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 128 --run --entry payload_busy > /tmp/out 2>&1 &
+    D=$!
+    sleep 3
+    kill -0 $D
+    kill -9 $D
+    wait $D || true
+done
+after=$(free_kb)
+diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
+echo "MemFree kB: before=$before after=$after (difference $diff)"
+[ $diff -le $((4 * 1024)) ] || { echo "memory was not returned"; exit 1; }
+echo killed-ok
+"#,
+    ));
+    assert!(out.console.contains("killed-ok"));
+}
