@@ -311,8 +311,9 @@ typedef void (*passage_int_fn)(void);
 /* Host CPU state the 32-bit world may change and the switch does not own. */
 struct passage_host_state {
 	u64 sysenter_cs, sysenter_esp, sysenter_eip, pat, xcr0;
+	u64 star, lstar, cstar, sfmask;
 	u32 pkru;
-	unsigned long dr7;
+	unsigned long dr7, dr[4], dr6;
 };
 
 static void passage_save_state(struct passage_host_state *h)
@@ -321,11 +322,22 @@ static void passage_save_state(struct passage_host_state *h)
 	rdmsrl(MSR_IA32_SYSENTER_ESP, h->sysenter_esp);
 	rdmsrl(MSR_IA32_SYSENTER_EIP, h->sysenter_eip);
 	rdmsrl(MSR_IA32_CR_PAT, h->pat);
+	rdmsrl(MSR_STAR, h->star);
+	rdmsrl(MSR_LSTAR, h->lstar);
+	rdmsrl(MSR_CSTAR, h->cstar);
+	rdmsrl(MSR_SYSCALL_MASK, h->sfmask);
 	h->xcr0 = boot_cpu_has(X86_FEATURE_OSXSAVE) ? xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
 	h->pkru = boot_cpu_has(X86_FEATURE_OSPKE) ? rdpkru() : 0;
 	get_debugreg(h->dr7, 7);
-	if (h->dr7)
+	if (h->dr7) {
+		/* Host breakpoints are live: keep their addresses too. */
+		get_debugreg(h->dr[0], 0);
+		get_debugreg(h->dr[1], 1);
+		get_debugreg(h->dr[2], 2);
+		get_debugreg(h->dr[3], 3);
+		get_debugreg(h->dr6, 6);
 		set_debugreg(0, 7);
+	}
 }
 
 static void passage_restore_state(const struct passage_host_state *h)
@@ -334,12 +346,22 @@ static void passage_restore_state(const struct passage_host_state *h)
 	wrmsrl(MSR_IA32_SYSENTER_ESP, h->sysenter_esp);
 	wrmsrl(MSR_IA32_SYSENTER_EIP, h->sysenter_eip);
 	wrmsrl(MSR_IA32_CR_PAT, h->pat);
+	wrmsrl(MSR_STAR, h->star);
+	wrmsrl(MSR_LSTAR, h->lstar);
+	wrmsrl(MSR_CSTAR, h->cstar);
+	wrmsrl(MSR_SYSCALL_MASK, h->sfmask);
 	if (boot_cpu_has(X86_FEATURE_OSXSAVE))
 		xsetbv(XCR_XFEATURE_ENABLED_MASK, h->xcr0);
 	if (boot_cpu_has(X86_FEATURE_OSPKE))
 		wrpkru(h->pkru);
-	if (h->dr7)
+	if (h->dr7) {
+		set_debugreg(h->dr[0], 0);
+		set_debugreg(h->dr[1], 1);
+		set_debugreg(h->dr[2], 2);
+		set_debugreg(h->dr[3], 3);
+		set_debugreg(h->dr6, 6);
 		set_debugreg(h->dr7, 7);
+	}
 }
 
 /*

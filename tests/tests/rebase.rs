@@ -583,3 +583,37 @@ fn real_series_moves_to_6_12() {
         std::fs::read(series.join(name)).unwrap()
     );
 }
+
+/// The non-interactive mode (used by `bench rebase`): the conflicted patch is
+/// reported and left out, the later patches are still moved, and it refuses
+/// to write over the series or kernels.toml.
+#[test]
+fn keep_going_records_the_conflict_and_goes_on() {
+    let w = world();
+    let manifest_before = std::fs::read(&w.manifest).unwrap();
+    assert!(rebase::start_keep_going(&w.opts("work", "out")).is_err());
+    let mut opts = w.opts("work", "out");
+    opts.manifest = None;
+    let run = rebase::start_keep_going(&opts).unwrap();
+    let text = run.render();
+    assert!(run.finished(), "{text}");
+    assert_eq!(
+        run.outcome(P3),
+        Some(&Outcome::Conflict {
+            files: vec![("c.c".into(), 1)]
+        }),
+        "{text}"
+    );
+    assert_eq!(run.patches.len(), 6, "{text}");
+    let out = names(&w.root.join("out"));
+    assert!(!out.iter().any(|n| n == P3), "{out:?}");
+    assert!(
+        out.iter().any(|n| n == "0001-a-change-line-5.patch"),
+        "{out:?}"
+    );
+    // Nothing of the conflict is left in the work tree.
+    let c = std::fs::read_to_string(w.root.join("work/c.c")).unwrap();
+    assert!(!c.contains("<<<<<<<"), "{c}");
+    assert!(!rebase::in_progress(&w.root.join("work")));
+    assert_eq!(std::fs::read(&w.manifest).unwrap(), manifest_before);
+}

@@ -16,13 +16,15 @@ use sha2::{Digest, Sha256};
 
 use crate::fetch::{fetch_kernel, FetchOptions};
 use crate::manifest::Manifest;
-use crate::series::{apply_series, check_base, ApplyOptions};
+use crate::series::{apply_series, check_base, series_base, ApplyOptions};
 
 /// What `build-kernel` does.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub version: String,
     pub fetch: FetchOptions,
+    /// The series to apply ([`crate::series::series_for`] picks the one for a
+    /// version); its base ([`series_base`]) must be `version` unless `force`.
     pub series_dir: PathBuf,
     pub configs_dir: PathBuf,
     /// The base configuration target (`tinyconfig`, `defconfig`, …).
@@ -51,7 +53,8 @@ pub fn build_kernel(manifest: &Manifest, opts: &BuildOptions) -> Result<BuildOut
     )?;
     let tree = fetch_kernel(manifest, &opts.version, &opts.fetch)?;
     let accepted = manifest.accepted_hashes(&opts.version)?;
-    check_base(&tree, &manifest.series.base, &accepted, opts.force)?;
+    let base = series_base(manifest, &opts.series_dir);
+    check_base(&tree, &base, &accepted, opts.force)?;
     let report = apply_series(
         &tree,
         &ApplyOptions {

@@ -151,6 +151,10 @@ struct State {
     /// Files of patch `next` the patch touches.
     touched: Vec<String>,
     conflicts: Vec<ConflictFile>,
+    /// Non-interactive ([`start_keep_going`]): a conflicted patch is recorded
+    /// as a conflict and left out, and the run goes on with the next one.
+    #[serde(default)]
+    keep_going: bool,
 }
 
 /// The result of a `rebase` command.
@@ -746,6 +750,26 @@ pub fn resolution_path(series_dir: &Path, v2: &str, patch: &str) -> PathBuf {
 /// Start moving the series in `opts.series_dir` from the V1 tree's release
 /// onto the V2 tree's release.
 pub fn start(opts: &RebaseOptions) -> Result<RebaseRun> {
+    start_with(opts, false)
+}
+
+/// [`start`] without stopping: each conflicted patch is reported as
+/// [`Outcome::Conflict`], left out of the rebased series and of the work
+/// tree's history (nothing is written to the work tree for it), and the run
+/// goes on with the next patch. For surveys and benchmarks of a whole series;
+/// it writes only to an output directory other than the series (and never
+/// to kernels.toml), so a conflicted patch is never lost from the series.
+pub fn start_keep_going(opts: &RebaseOptions) -> Result<RebaseRun> {
+    if opts.out_dir == opts.series_dir || opts.manifest.is_some() {
+        anyhow::bail!(
+            "a keep-going rebase leaves conflicted patches out: it must write to another \
+             output directory than the series, and not to kernels.toml"
+        );
+    }
+    start_with(opts, true)
+}
+
+fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
     let v1 = KernelTree::open(&opts.v1_tree)?;
     let v2 = KernelTree::open(&opts.v2_tree)?;
     if v1.version == v2.version {
@@ -887,6 +911,7 @@ pub fn start(opts: &RebaseOptions) -> Result<RebaseRun> {
         patches,
         touched: Vec::new(),
         conflicts: Vec::new(),
+        keep_going,
     };
     run_loop(&work, state, &loaded)
 }
@@ -1001,6 +1026,11 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
             }
         }
 
+        if !left.is_empty() && state.keep_going {
+            state.patches[i].outcome = Some(Outcome::Conflict { files: left });
+            state.next += 1;
+            continue;
+        }
         if !left.is_empty() {
             // Stop: write the patch's files (merged and conflicted) into the work tree.
             work.checkout(head.id())?;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use git2::{build::TreeUpdateBuilder, FileMode, Oid, Repository, Signature, Time};
 
+use crate::manifest::Manifest;
 use crate::patch;
 use crate::tree::KernelTree;
 
@@ -195,6 +196,41 @@ fn commit_info(name: &str, text: &[u8]) -> (String, String, String) {
         who = email.clone();
     }
     (who, email, msg)
+}
+
+/// The series directory that builds linux `version`, under the repository
+/// root `root`: `linux-patches/` when `version` is kernels.toml's
+/// `[series] base`, else `linux-patches-<version>/` when it exists (made by
+/// `cargo xtask rebase --onto <version> --output linux-patches-<version>`).
+/// Any other version is refused with the command that makes its series.
+pub fn series_for(manifest: &Manifest, root: &Path, version: &str) -> Result<PathBuf> {
+    if version == manifest.series.base {
+        return Ok(root.join("linux-patches"));
+    }
+    manifest.pin(version)?;
+    let dir = root.join(format!("linux-patches-{version}"));
+    if dir.join("series").is_file() {
+        return Ok(dir);
+    }
+    anyhow::bail!(
+        "there is no patch series for linux {version}: linux-patches/ is based on {} \
+         (kernels.toml [series] base) and {} does not exist. Make it with \
+         `cargo xtask rebase --onto {version} --output linux-patches-{version}`",
+        manifest.series.base,
+        dir.display()
+    )
+}
+
+/// The release the series in `series_dir` is based on: V for a
+/// `linux-patches-<V>/` directory of a pinned V (see [`series_for`]), else
+/// kernels.toml's `[series] base`.
+pub fn series_base(manifest: &Manifest, series_dir: &Path) -> String {
+    series_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("linux-patches-"))
+        .filter(|v| manifest.kernel.contains_key(*v))
+        .map_or_else(|| manifest.series.base.clone(), str::to_string)
 }
 
 /// Check that `tree` is a tree this series may be applied to.

@@ -1,0 +1,140 @@
+//! Both LTS lines stay buildable: `linux-patches/` for the series base
+//! (6.1.176) and `linux-patches-6.12.100/` for 6.12.100, picked by
+//! `xtask::series::series_for`. The 6.12 series must be exactly what
+//! `cargo xtask rebase --onto 6.12.100` makes of `linux-patches/` today (so it
+//! never goes stale silently), and it must build a kernel with
+//! `CONFIG_COOPERATIVE=y`.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use xtask::fetch::FetchOptions;
+use xtask::manifest::Manifest;
+use xtask::series::{series_base, series_for};
+
+const V2: &str = "6.12.100";
+
+fn no_fetch_options() -> FetchOptions {
+    FetchOptions {
+        tarball: None,
+        sources: vec![],
+    }
+}
+
+/// Every file under `dir` (relative path, bytes), sorted.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_path_buf();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn the_series_for_a_version_is_looked_up_by_convention() {
+    let m = Manifest::load_default().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    assert_eq!(
+        series_for(&m, root, &m.series.base).unwrap(),
+        root.join("linux-patches")
+    );
+    // No linux-patches-<V>/: refused, with the command that makes it.
+    let e = format!("{:#}", series_for(&m, root, V2).unwrap_err());
+    assert!(
+        e.contains("cargo xtask rebase --onto 6.12.100 --output linux-patches-6.12.100"),
+        "{e}"
+    );
+    let dir = root.join("linux-patches-6.12.100");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("series"), "").unwrap();
+    assert_eq!(series_for(&m, root, V2).unwrap(), dir);
+    assert_eq!(series_base(&m, &dir), V2);
+    assert_eq!(series_base(&m, &root.join("linux-patches")), m.series.base);
+    // Unpinned versions are refused as such.
+    let e = format!("{:#}", series_for(&m, root, "5.99.1").unwrap_err());
+    assert!(e.contains("unknown kernel version"), "{e}");
+    // The repository's own 6.12 line.
+    assert_eq!(
+        series_for(&m, &xtask::paths::repo_root(), V2).unwrap(),
+        xtask::paths::repo_root().join("linux-patches-6.12.100")
+    );
+}
+
+#[test]
+#[ignore = "needs the linux trees; run by `cargo xtask test`"]
+fn the_6_12_series_is_what_rebase_makes_of_linux_patches() {
+    let m = Manifest::load_default().unwrap();
+    let v1 = xtask::fetch::fetch_kernel(&m, &m.series.base, &no_fetch_options()).unwrap();
+    let v2 = xtask::fetch::fetch_kernel(&m, V2, &no_fetch_options()).unwrap();
+    let tmp = tempfile::tempdir_in(xtask::paths::cache_dir().unwrap()).unwrap();
+    let root = xtask::paths::repo_root();
+    let out = tmp.path().join("out");
+    let run = xtask::rebase::start(&xtask::rebase::RebaseOptions {
+        series_dir: root.join("linux-patches"),
+        out_dir: out.clone(),
+        v1_tree: v1.path.clone(),
+        v2_tree: v2.path.clone(),
+        work_dir: tmp.path().join("work"),
+        manifest: None,
+    })
+    .unwrap();
+    assert!(run.finished(), "{}", run.render());
+    let committed = files(&root.join("linux-patches-6.12.100"));
+    let fresh = files(&out);
+    let names = |v: &[(PathBuf, Vec<u8>)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&committed),
+        names(&fresh),
+        "linux-patches-6.12.100/ is stale: run `cargo xtask rebase --onto 6.12.100 --output linux-patches-6.12.100`"
+    );
+    for ((name, want), (_, got)) in committed.iter().zip(&fresh) {
+        assert!(
+            want == got,
+            "linux-patches-6.12.100/{} is stale: run `cargo xtask rebase --onto 6.12.100 --output linux-patches-6.12.100`",
+            name.display()
+        );
+    }
+}
+
+#[test]
+#[ignore = "builds linux 6.12.100; run by `cargo xtask test`"]
+fn linux_6_12_builds_from_its_series() {
+    let m = Manifest::load_default().unwrap();
+    let root = xtask::paths::repo_root();
+    let out = xtask::build::build_kernel(
+        &m,
+        &xtask::build::BuildOptions {
+            version: V2.into(),
+            fetch: no_fetch_options(),
+            series_dir: series_for(&m, &root, V2).unwrap(),
+            configs_dir: root.join("kernel-configs"),
+            base_config: "tinyconfig".into(),
+            force: false,
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            build_dir: None,
+        },
+    )
+    .unwrap();
+    assert!(out.vmlinux.exists());
+    let config = std::fs::read_to_string(&out.config).unwrap();
+    assert!(
+        config.lines().any(|l| l == "CONFIG_COOPERATIVE=y"),
+        "{} lacks CONFIG_COOPERATIVE=y",
+        out.config.display()
+    );
+}
