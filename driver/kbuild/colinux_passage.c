@@ -33,6 +33,7 @@
 #include <asm/fpu/xcr.h>
 #include <asm/desc.h>
 #include <asm/irq_vectors.h>
+#include <asm/trapnr.h>
 #include <asm/msr.h>
 #include <asm/processor.h>
 #include <asm/special_insns.h>
@@ -195,8 +196,9 @@ static u64 passage_gate(u32 offset)
 }
 
 /*
- * The guest-side IDT: external vectors (32-255) and NMI are forwarded to
- * the host; exceptions end the self-test guest. Each stub is "push $v;
+ * The guest-side IDT: external vectors (32-255), NMI and machine checks
+ * belong to the host and are forwarded to it; other exceptions end the
+ * guest as a reported fault. Each stub is "push $v;
  * jmp common" (vectors above 127 are sign-extended by push; the common
  * entry masks them).
  */
@@ -212,7 +214,8 @@ static void passage_fill_idt(struct colinux_passage *p)
 	for (v = 0; v < 256; v++) {
 		u32 off = PASSAGE_IDT_STUBS + v * PASSAGE_IDT_STUB_SIZE;
 		u32 stub = PASSAGE_IDT_GVA + off;
-		u32 target = (v >= 32 || v == 2) ? irq : fault;
+		bool host = v >= 32 || v == X86_TRAP_NMI || v == X86_TRAP_MC;
+		u32 target = host ? irq : fault;
 		s32 rel = target - (stub + PASSAGE_IDT_STUB_SIZE);
 		u8 *code = p->idt_kva + off;
 
