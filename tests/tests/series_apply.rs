@@ -237,3 +237,35 @@ fn a_directory_that_is_not_a_kernel_tree_is_refused() {
     let e = KernelTree::open(tmp.path()).unwrap_err();
     assert!(format!("{e:#}").contains("not a kernel tree"), "{e:#}");
 }
+
+#[test]
+fn concurrent_applies_to_one_tree_wait_for_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A cache of its own, so the lock files do not meet other tests'.
+    let tree_dir = tmp.path().join("t");
+    let tree = tiny_tree(&tree_dir);
+    let s = series(
+        &tmp.path().join("s"),
+        &[
+            ("0001-a.patch", CHANGE_A5),
+            ("dir/0002-new.patch", ADD_FILE),
+        ],
+        None,
+    );
+    let heads: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                let dir = tree_dir.clone();
+                scope.spawn(move || {
+                    let t = KernelTree::open(&dir).unwrap();
+                    apply_series(&t, &opts(s)).unwrap().head
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(heads.windows(2).all(|w| w[0] == w[1]), "{heads:?}");
+    assert_eq!(tree.head().unwrap(), heads[0]);
+    assert!(tree.dirty_paths().unwrap().is_empty());
+}

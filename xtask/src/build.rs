@@ -74,6 +74,7 @@ pub fn build_kernel(manifest: &Manifest, opts: &BuildOptions) -> Result<BuildOut
     };
     std::fs::create_dir_all(&build)
         .with_context(|| format!("cannot create {}", build.display()))?;
+    let _lock = crate::paths::lock_path("build", &build)?;
 
     configure(&tree.path, &build, &head, opts)?;
 

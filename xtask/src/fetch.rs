@@ -69,6 +69,7 @@ pub fn default_sources() -> Result<Vec<SourceKind>> {
 /// Fetch `version` (if not yet in the cache) and return its tree.
 pub fn fetch_kernel(manifest: &Manifest, version: &str, opts: &FetchOptions) -> Result<KernelTree> {
     manifest.pin(version)?;
+    let _lock = crate::paths::lock(&format!("fetch-{version}"))?;
     let dest = crate::paths::kernel_tree(version)?;
     if let Some(tree) = KernelTree::open_existing(&dest)? {
         tracing::info!(

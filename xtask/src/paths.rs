@@ -61,3 +61,52 @@ fn sub(base: PathBuf, name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }
+
+/// An exclusive lock on one thing in the cache (a kernel tree, a build
+/// directory, a download), held until dropped. Two `cargo xtask` runs (or
+/// two tests) sharing the cache wait for each other instead of writing the
+/// same files at once. Locks are never nested.
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: std::fs::File,
+}
+
+/// Take the lock called `name` (waiting, with a message, if it is held).
+pub fn lock(name: &str) -> Result<CacheLock> {
+    let dir = sub(cache_dir()?, "locks")?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tracing::info!(
+                "waiting for another cargo xtask that uses {name} ({})",
+                path.display()
+            );
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    Ok(CacheLock { _file: file })
+}
+
+/// [`lock`] for a directory: the lock's name is `kind` plus the directory's
+/// name and a short hash of its full path.
+pub fn lock_path(kind: &str, dir: &Path) -> Result<CacheLock> {
+    use sha2::Digest;
+    let full = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let hash = hex::encode(sha2::Sha256::digest(full.to_string_lossy().as_bytes()));
+    let name = full
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    lock(&format!("{kind}-{name}-{}", &hash[..12]))
+}

@@ -300,6 +300,7 @@ pub fn apply_series(tree: &KernelTree, opts: &ApplyOptions) -> Result<ApplyRepor
         parsed.push((e.clone(), bytes, p));
     }
 
+    let _lock = crate::paths::lock_path("tree", &tree.path)?;
     let repo = tree.repo()?;
     let base = tree.vanilla()?;
     let mut parent = repo.find_commit(base)?;
