@@ -241,7 +241,7 @@ fn a_directory_that_is_not_a_kernel_tree_is_refused() {
 #[test]
 fn concurrent_applies_to_one_tree_wait_for_each_other() {
     let tmp = tempfile::tempdir().unwrap();
-    // A cache of its own, so the lock files do not meet other tests'.
+    // The lock is named after the tree's full path: no other test shares it.
     let tree_dir = tmp.path().join("t");
     let tree = tiny_tree(&tree_dir);
     let s = series(
