@@ -2,9 +2,9 @@
 //! (Debian's stock kernel in QEMU), load the driver, and hand the guest
 //! kernel to the daemon, showing the host's console.
 //!
-//! Today the daemon creates the guest, loads the kernel into its RAM and
-//! destroys it: the guest cannot run before the passage (issue 4) and the
-//! cooperative boot (issue 5). This command grows with them.
+//! Today the daemon creates a guest, loads the Linux guest kernel into its
+//! RAM and destroys it (Linux cannot boot cooperatively before issue 5),
+//! then runs the 32-bit test payload through the passage for real.
 
 use std::time::Duration;
 
@@ -35,7 +35,8 @@ echo "== colinux: the daemon creates a {mem} MiB guest and loads the guest kerne
 /root/colinux-daemon --kernel /root/vmlinux --mem {mem}
 echo "== colinux: what the driver logged"
 dmesg | grep colinux: | tail -n 5
-echo "== colinux: the guest cannot run yet (the passage is issue 4, the cooperative boot issue 5)"
+echo "== colinux: Linux cannot boot cooperatively yet (issue 5); running the 32-bit test payload through the passage"
+/root/colinux-daemon --kernel /root/payload.elf --mem 64 --run
 rmmod colinux
 "#
     )
@@ -47,10 +48,12 @@ pub fn run(manifest: &Manifest, opts: &RunOptions) -> Result<()> {
     let guest = build_kernel(manifest, &opts.build)?;
     let module = crate::driver_build::build_driver(None)?;
     let daemon = crate::userland::build_static("colinux-daemon", "colinux-daemon")?;
+    let payload = crate::payload::build_payload()?;
     let s = Scenario::new("run", script(opts.mem))
         .file(module, "/root/colinux.ko", 0o644)
         .file(daemon, "/root/colinux-daemon", 0o755)
         .file(guest.vmlinux.clone(), "/root/vmlinux", 0o644)
+        .file(payload, "/root/payload.elf", 0o644)
         .timeout(Duration::from_secs(180));
     if opts.shell {
         return testhost::shell(&s);
