@@ -50,10 +50,15 @@ extern const u8 colinux_passage_selftest[];
 extern const u8 colinux_passage_selftest_busy[];
 extern const u8 colinux_passage_selftest_ud2[];
 extern const u8 colinux_passage_selftest_clobber[];
+extern const u8 colinux_passage_selftest_nmi[];
 extern const u8 colinux_passage_selftest_pf[];
 extern const u8 colinux_passage_selftest_gp[];
 extern const u8 colinux_passage_guest_irq[];
 extern const u8 colinux_passage_guest_fault[];
+extern const u8 colinux_passage_nmi32[];
+extern const u8 colinux_passage_mce32[];
+extern const u8 colinux_passage_nmi64[];
+extern const u8 colinux_passage_mce64[];
 extern const u8 colinux_passage_int_table[];
 long colinux_passage_enter(void *passage);
 
@@ -188,11 +193,50 @@ static u64 passage_tss_desc(u32 base, u32 limit)
 	       ((u64)(base >> 24) << 56);
 }
 
-/* A 32-bit interrupt gate to @offset in the passage's 32-bit segment. */
-static u64 passage_gate(u32 offset)
+/* A 32-bit interrupt gate to @offset in code segment @sel. */
+static u64 passage_gate32(u32 offset, u16 sel)
 {
-	return (offset & 0xffff) | ((u64)PASSAGE_CS32 << 16) |
+	return (offset & 0xffff) | ((u64)sel << 16) |
 	       (0x8e00ULL << 32) | ((u64)(offset >> 16) << 48);
+}
+
+/* A 64-bit interrupt gate (no IST) to @offset in the switch GDT. */
+static void passage_gate64(u64 *gate, u64 offset)
+{
+	gate[0] = (offset & 0xffff) | ((u64)PASSAGE_CS64 << 16) |
+		  (0x8e00ULL << 32) | (((offset >> 16) & 0xffff) << 48);
+	gate[1] = offset >> 32;
+}
+
+#define TMPL_OFF(sym)	((u32)((sym) - colinux_passage_template))
+
+/*
+ * The switch-time IDT (see colinux_passage.h): NMI and #MC, in both gate
+ * formats at the identity address, in the 32-bit format at the guest one.
+ */
+static void passage_fill_switch_idt(struct colinux_passage *p)
+{
+	u64 *id = (u64 *)(p->kva + PASSAGE_SIDT_ID);
+	u64 *gva = (u64 *)(p->kva + PASSAGE_SIDT_GVA);
+
+	id[X86_TRAP_NMI] = passage_gate32(p->phys + TMPL_OFF(colinux_passage_nmi32),
+					  PASSAGE_CS32);
+	id[X86_TRAP_MC] = passage_gate32(p->phys + TMPL_OFF(colinux_passage_mce32),
+					 PASSAGE_CS32);
+	passage_gate64(id + 2 * X86_TRAP_NMI,
+		       p->phys + TMPL_OFF(colinux_passage_nmi64));
+	passage_gate64(id + 2 * X86_TRAP_MC,
+		       p->phys + TMPL_OFF(colinux_passage_mce64));
+	gva[X86_TRAP_NMI] = passage_gate32(PASSAGE_GUEST_VA +
+					   TMPL_OFF(colinux_passage_nmi32),
+					   PASSAGE_CS32);
+	gva[X86_TRAP_MC] = passage_gate32(PASSAGE_GUEST_VA +
+					  TMPL_OFF(colinux_passage_mce32),
+					  PASSAGE_CS32);
+	V(u16, PASSAGE_SIDTR_ID) = PASSAGE_SIDT_ID_LIMIT;
+	V(u64, PASSAGE_SIDTR_ID + 2) = p->phys + PASSAGE_SIDT_ID;
+	V(u16, PASSAGE_SIDTR_GVA) = PASSAGE_SIDT_GVA_LIMIT;
+	V(u32, PASSAGE_SIDTR_GVA + 2) = PASSAGE_GUEST_VA + PASSAGE_SIDT_GVA;
 }
 
 /*
@@ -223,7 +267,7 @@ static void passage_fill_idt(struct colinux_passage *p)
 		code[1] = v;
 		code[2] = 0xe9;			/* jmp rel32 */
 		memcpy(code + 3, &rel, 4);
-		idt[v] = passage_gate(stub);
+		idt[v] = passage_gate32(stub, PASSAGE_GUEST_CS);
 	}
 }
 
@@ -258,8 +302,15 @@ static struct colinux_passage *passage_create(void)
 	gdt[PASSAGE_CS64 / 8] = 0x00af9a000000ffffULL;
 	gdt[PASSAGE_CS32 / 8] = 0x00cf9a000000ffffULL;
 	gdt[PASSAGE_DS32 / 8] = 0x00cf92000000ffffULL;
+	gdt = (u64 *)(p->kva + PASSAGE_GGDT);
+	/* Selector 0x08 as the ABI asks of every guest GDT (see the header). */
+	gdt[COOPERATIVE_PASSAGE_CODE_SELECTOR / 8] = 0x00cf9a000000ffffULL;
+	gdt[PASSAGE_GUEST_CS / 8] = 0x00cf9a000000ffffULL;
+	gdt[PASSAGE_GUEST_DS / 8] = 0x00cf92000000ffffULL;
 	gdt[PASSAGE_TSS32 / 8] = passage_tss_desc(PASSAGE_GUEST_VA +
 						  P_SELFTEST_TSS, 0x67);
+	V(u16, PASSAGE_GGDTR) = PASSAGE_GGDT_SIZE - 1;
+	V(u32, PASSAGE_GGDTR + 2) = PASSAGE_GUEST_VA + PASSAGE_GGDT;
 	V(u16, PASSAGE_GDTR_ID) = PASSAGE_GDT_SIZE - 1;
 	V(u64, PASSAGE_GDTR_ID + 2) = p->phys + PASSAGE_GDT;
 	V(u16, PASSAGE_GDTR_GVA) = PASSAGE_GDT_SIZE - 1;
@@ -269,6 +320,7 @@ static struct colinux_passage *passage_create(void)
 	V(u32, P_PHYS) = p->phys;
 	V(u32, P_GVA) = PASSAGE_GUEST_VA;
 	passage_fill_idt(p);
+	passage_fill_switch_idt(p);
 	return p;
 fail:
 	passage_free(p);
@@ -288,24 +340,24 @@ static void passage_selftest_guest(struct colinux_passage *p, const u8 *entry,
 
 	memset(stack, 0, 8 * 4);	/* pushal image */
 	stack[8] = PASSAGE_GUEST_VA + (entry - colinux_passage_template);
-	stack[9] = PASSAGE_CS32;
+	stack[9] = PASSAGE_GUEST_CS;
 	stack[10] = X86_EFLAGS_FIXED | eflags;
 	V(u32, G_ESP) = PASSAGE_GUEST_VA + frame;
 	V(u32, G_CR0) = X86_CR0_PE | X86_CR0_ET | X86_CR0_NE | X86_CR0_WP |
 			X86_CR0_PG;
 	V(u32, G_CR3) = p->guest_pdpt_phys;
 	V(u32, G_CR4) = X86_CR4_PAE;
-	V(u16, G_GDTR) = PASSAGE_GDT_SIZE - 1;
-	V(u32, G_GDTR + 2) = PASSAGE_GUEST_VA + PASSAGE_GDT;
+	V(u16, G_GDTR) = PASSAGE_GGDT_SIZE - 1;
+	V(u32, G_GDTR + 2) = PASSAGE_GUEST_VA + PASSAGE_GGDT;
 	V(u16, G_IDTR) = 256 * 8 - 1;
 	V(u32, G_IDTR + 2) = PASSAGE_IDT_GVA;
 	V(u16, G_TR) = PASSAGE_TSS32;
 	V(u16, G_LDT) = 0;
-	V(u16, G_SS) = PASSAGE_DS32;
-	V(u16, G_DS) = PASSAGE_DS32;
-	V(u16, G_ES) = PASSAGE_DS32;
-	V(u16, G_FS) = PASSAGE_DS32;
-	V(u16, G_GS) = PASSAGE_DS32;
+	V(u16, G_SS) = PASSAGE_GUEST_DS;
+	V(u16, G_DS) = PASSAGE_GUEST_DS;
+	V(u16, G_ES) = PASSAGE_GUEST_DS;
+	V(u16, G_FS) = PASSAGE_GUEST_DS;
+	V(u16, G_GS) = PASSAGE_GUEST_DS;
 	V(u32, P_SELFTEST_COUNT) = 0;
 }
 
@@ -374,7 +426,8 @@ static void passage_restore_state(const struct passage_host_state *h)
  * saved and restored here. An interrupt the guest world took is raised
  * again through the host's IDT before interrupts are enabled, so the host
  * handles it as its own. Returns the PASSAGE_EXIT_* reason; @seen, if not
- * NULL, gets SYSENTER_CS and XCR0 as the guest left them.
+ * NULL, gets SYSENTER_CS and XCR0 as the guest left them and whether an
+ * NMI was recorded during the switch.
  */
 static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 {
@@ -394,9 +447,19 @@ static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 		rdmsrl(MSR_IA32_SYSENTER_CS, seen[0]);
 		seen[1] = boot_cpu_has(X86_FEATURE_OSXSAVE) ?
 			  xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
+		seen[2] = V(u32, P_NMI_PENDING);
 	}
 	passage_restore_state(&h);
 	reason = V(u32, P_EXIT_REASON);
+	/* Events the switch itself recorded go to the host's handlers. */
+	if (V(u32, P_NMI_PENDING)) {
+		V(u32, P_NMI_PENDING) = 0;
+		((passage_int_fn)(colinux_passage_int_table + 8 * X86_TRAP_NMI))();
+	}
+	if (V(u32, P_MCE_PENDING)) {
+		V(u32, P_MCE_PENDING) = 0;
+		((passage_int_fn)(colinux_passage_int_table + 8 * X86_TRAP_MC))();
+	}
 	if (reason == PASSAGE_EXIT_IRQ) {
 		passage_int_fn fn = (passage_int_fn)(colinux_passage_int_table +
 						     8 * (V(u32, P_EXIT_VECTOR) & 0xff));
@@ -549,7 +612,7 @@ int colinux_passage_fault_run(void)
 int colinux_passage_clobber_run(void)
 {
 	struct colinux_passage *p;
-	u64 before_cs, before_xcr0, after_cs, after_xcr0, seen[2];
+	u64 before_cs, before_xcr0, after_cs, after_xcr0, seen[3];
 	u32 reason;
 	int ret = 0;
 
@@ -591,6 +654,7 @@ int colinux_passage_clobber_run(void)
 #define RUN_VA_LIMIT		COOPERATIVE_PASSAGE_GUEST_VA
 
 static_assert(PASSAGE_GUEST_VA == COOPERATIVE_PASSAGE_GUEST_VA);
+static_assert(PASSAGE_CS32 == COOPERATIVE_PASSAGE_CODE_SELECTOR);
 static_assert(PASSAGE_IDT_GVA == COOPERATIVE_PASSAGE_IDT_GUEST_VA);
 
 struct colinux_run {
@@ -782,7 +846,7 @@ static int run_start(struct colinux_run *r, u64 entry, u64 stack)
 	esp = stack - sizeof(frame);
 	frame[7] = COOPERATIVE_SHARED_STATE_GUEST_VA;	/* EAX */
 	frame[8] = entry;
-	frame[9] = PASSAGE_CS32;
+	frame[9] = PASSAGE_GUEST_CS;
 	frame[10] = X86_EFLAGS_FIXED;
 	if (run_copy(r, esp - RUN_VA_OFFSET, frame, sizeof(frame), true))
 		return -EINVAL;
@@ -849,4 +913,30 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 		}
 		cond_resched();
 	}
+}
+
+/*
+ * An NMI taken while the switch-time IDT is loaded is recorded and then
+ * replayed to the host's NMI handler after the switch.
+ */
+int colinux_passage_nmi_run(void)
+{
+	struct colinux_passage *p;
+	u64 seen[3] = { 0 };
+	u32 reason;
+	int ret = 0;
+
+	if (native_read_cr4() & X86_CR4_VMXE)
+		return -EBUSY;
+	p = passage_create();
+	if (!p)
+		return -ENOMEM;
+	passage_selftest_guest(p, colinux_passage_selftest_nmi, 0);
+	reason = passage_switch_seen(p, seen);
+	pr_info("passage NMI test: exit %u, NMI recorded during the switch: %llu, replayed to the host\n",
+		reason, seen[2]);
+	if (reason != PASSAGE_EXIT_CALL || seen[2] != 1)
+		ret = -EIO;
+	passage_free(p);
+	return ret;
 }

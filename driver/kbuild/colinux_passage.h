@@ -20,15 +20,16 @@
 #define PASSAGE_CODE_MAX	0x900
 
 /*
- * The switch-time GDT: null, 64-bit code, 32-bit code, 32-bit data, and a
- * 32-bit TSS (the self-test guest's task register).
+ * The switch-time GDT: null, 32-bit code, 64-bit code, data. Its 64-bit
+ * code and data selectors are the host kernel's (__KERNEL_CS 0x10,
+ * __KERNEL_DS 0x18), so that while it is loaded in IA-32e mode an NMI
+ * can still be delivered through 64-bit gates naming them.
  */
 #define PASSAGE_GDT		0x900
-#define PASSAGE_CS64		0x08
-#define PASSAGE_CS32		0x10
+#define PASSAGE_CS32		0x08
+#define PASSAGE_CS64		0x10
 #define PASSAGE_DS32		0x18
-#define PASSAGE_TSS32		0x20
-#define PASSAGE_GDT_SIZE	40
+#define PASSAGE_GDT_SIZE	32
 /* Pseudo-descriptors for that GDT: at its identity and guest addresses. */
 #define PASSAGE_GDTR_ID		0x928	/* u16 limit, u64 base */
 #define PASSAGE_GDTR_GVA	0x938	/* u16 limit, u32 base */
@@ -101,10 +102,43 @@
 
 /* The self-test guest's TSS (104 bytes). */
 #define P_SELFTEST_TSS		0xa40
-/* The self-test guest's stack grows down from here. */
-#define P_SELFTEST_STACK_TOP	0xe00
 
-/* The switch-time stack grows down from here. */
+/*
+ * The initial GDT of a guest started by the host (until it loads its own):
+ * null, 32-bit code (the ABI's COOPERATIVE_PASSAGE_CODE_SELECTOR), 32-bit
+ * code, data, the TSS above.
+ */
+#define PASSAGE_GGDT		0xab0
+#define PASSAGE_GUEST_CS	0x10
+#define PASSAGE_GUEST_DS	0x18
+#define PASSAGE_TSS32		0x20
+#define PASSAGE_GGDT_SIZE	40
+
+/*
+ * The switch-time IDT, valid in every mode the switch passes through: for
+ * NMI (2) and machine check (18) it holds both a 32-bit gate (at 8 * v, as
+ * legacy protected mode reads it) and a 64-bit gate (at 16 * v, as IA-32e
+ * mode reads it), to handlers that only record the event; the host
+ * replays it through its own IDT after the switch. One copy at the
+ * identity address (both formats), one for the guest address (32-bit).
+ * The 32-bit gates use selector 0x08, a flat 32-bit code segment in the
+ * switch GDT and, by the ABI, in every guest GDT, so they stay valid
+ * whichever of the two GDTs is loaded when an NMI arrives.
+ */
+#define PASSAGE_SIDT_ID		0xb00	/* 304 bytes */
+#define PASSAGE_SIDT_GVA	0xc30	/* 152 bytes */
+#define PASSAGE_SIDT_ID_LIMIT	303
+#define PASSAGE_SIDT_GVA_LIMIT	151
+#define PASSAGE_SIDTR_ID	0xae0	/* u16 limit, u64 base */
+#define PASSAGE_SIDTR_GVA	0xaf0	/* u16 limit, u32 base */
+#define PASSAGE_GGDTR		0xad8	/* u16 limit, u32 base */
+/* Events recorded during a switch, replayed by the host (u32 flags). */
+#define P_NMI_PENDING		0xa2c
+#define P_MCE_PENDING		0xa30
+/* The self-test guest's stack grows down from here. */
+#define P_SELFTEST_STACK_TOP	0xf00
+
+/* The switch-time stack grows down from here (to 0xf00). */
 #define PASSAGE_STACK_TOP	0x1000
 
 #endif /* COLINUX_PASSAGE_H */

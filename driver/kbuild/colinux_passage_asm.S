@@ -112,7 +112,6 @@ SYM_FUNC_START(colinux_passage_enter)
 .Lhost_return:
 	/* Kernel text again, host transition CR3; %rdi = the passage page. */
 	ENDBR64
-	mov	H_RSP(%rdi), %rsp	/* the host stack, mapped in both */
 	mov	H_CR3(%rdi), %rax
 	mov	%rax, %rdx
 	and	$~0xfff, %rdx
@@ -120,17 +119,7 @@ SYM_FUNC_START(colinux_passage_enter)
 	mov	H_CR4(%rdi), %rdx
 	mov	%rdx, %cr4
 	mov	%rax, %cr3
-	/* ltr needs the TSS descriptor not busy, in a writable GDT. */
-	lgdt	H_GDTR_RW(%rdi)
-	movzwl	H_TR(%rdi), %eax
-	and	$~7, %eax
-	mov	H_GDTR_RW+2(%rdi), %rdx
-	andb	$~0x02, 5(%rdx,%rax)
-	ltr	H_TR(%rdi)
-	lgdt	H_GDTR(%rdi)
-	lldt	H_LDT(%rdi)
-	lidt	H_IDTR(%rdi)
-	/* CS still holds the passage GDT's 64-bit selector: reload it. */
+	/* CS holds the switch GDT's 64-bit selector: reload the host's. */
 	movzwl	H_CS(%rdi), %eax
 	push	%rax
 	lea	.Lhost_cs(%rip), %rax
@@ -194,10 +183,15 @@ colinux_passage_int_table:
 	.globl	colinux_passage_selftest_busy
 	.globl	colinux_passage_selftest_ud2
 	.globl	colinux_passage_selftest_clobber
+	.globl	colinux_passage_selftest_nmi
 	.globl	colinux_passage_selftest_pf
 	.globl	colinux_passage_selftest_gp
 	.globl	colinux_passage_guest_irq
 	.globl	colinux_passage_guest_fault
+	.globl	colinux_passage_nmi32
+	.globl	colinux_passage_mce32
+	.globl	colinux_passage_nmi64
+	.globl	colinux_passage_mce64
 colinux_passage_template:
 
 /* ---- way out, 64-bit at the identity address: into compat mode ---- */
@@ -205,6 +199,7 @@ colinux_passage_template:
 .Lid64_out:
 	ENDBR64
 	lgdt	PASSAGE_GDTR_ID(%rbx)
+	lidt	PASSAGE_SIDTR_ID(%rbx)	/* NMI/#MC recorded from here on */
 	lea	OFF(.Lc32_out)(%rbx), %rax
 	pushq	$PASSAGE_CS32
 	push	%rax
@@ -241,13 +236,14 @@ colinux_passage_template:
 /* ---- way out, 32-bit at the guest address: become the guest ---- */
 .Lg32_in:
 	ENDBR64
+	lidt	PASSAGE_SIDTR_GVA(%ebx)	/* the identity leaves with CR3 below */
+	lea	PASSAGE_STACK_TOP(%ebx), %esp
 	lgdt	PASSAGE_GDTR_GVA(%ebx)
 	mov	G_CR3(%ebx), %eax
 	mov	%eax, %cr3
 	mov	G_CR4(%ebx), %eax
 	mov	%eax, %cr4
 	lgdt	G_GDTR(%ebx)
-	lidt	G_IDTR(%ebx)
 	lldt	G_LDT(%ebx)
 	movzwl	G_TR(%ebx), %eax
 	test	%eax, %eax
@@ -261,6 +257,9 @@ colinux_passage_template:
 	mov	G_GS(%ebx), %gs
 	mov	G_SS(%ebx), %ss
 	mov	G_ESP(%ebx), %esp
+	/* The guest's IDT once on the guest's stack: an NMI from here on is
+	 * the guest's to forward. */
+	lidt	G_IDTR(%ebx)
 	mov	G_DS(%ebx), %ds
 	popal
 	iret
@@ -275,6 +274,11 @@ colinux_passage_guest_entry:
 	call	1f
 1:	pop	%ebx
 	sub	$OFF(1b), %ebx		/* %ebx = the page, guest address */
+	sidt	G_IDTR(%ebx)
+	lidt	PASSAGE_SIDTR_GVA(%ebx)	/* NMI/#MC recorded from here on */
+	/* Only now: a nested NMI before the lidt has had its own round trip. */
+	movl	$PASSAGE_EXIT_CALL, P_EXIT_REASON(%ebx)
+.Lguest_save:
 	mov	%esp, G_ESP(%ebx)
 	mov	%ss, G_SS(%ebx)
 	mov	%ds, G_DS(%ebx)
@@ -288,7 +292,6 @@ colinux_passage_guest_entry:
 	mov	%cr4, %eax
 	mov	%eax, G_CR4(%ebx)
 	sgdt	G_GDTR(%ebx)
-	sidt	G_IDTR(%ebx)
 	str	G_TR(%ebx)
 	sldt	G_LDT(%ebx)
 	lgdt	PASSAGE_GDTR_GVA(%ebx)
@@ -314,6 +317,7 @@ colinux_passage_guest_entry:
 .Lid32_back:
 	ENDBR64
 	lgdt	PASSAGE_GDTR_ID(%ebx)
+	lidt	PASSAGE_SIDTR_ID(%ebx)	/* both formats: valid until the host's */
 	lea	PASSAGE_STACK_TOP(%ebx), %esp
 	mov	%cr0, %eax
 	and	$~CP_CR0_PG, %eax
@@ -336,9 +340,25 @@ colinux_passage_guest_entry:
 
 	.code64
 .Lid64_back:
+	/*
+	 * The host's TR before its IDT (whose NMI gate uses an IST stack found
+	 * through TR), both before leaving the identity page (which holds the
+	 * switch-time IDT). ltr needs the TSS descriptor not busy, in the
+	 * writable GDT alias.
+	 */
 	mov	H_KVA(%rbx), %rdi
+	mov	H_RSP(%rdi), %rsp	/* the host stack, mapped here too */
+	lgdt	H_GDTR_RW(%rdi)
+	movzwl	H_TR(%rdi), %eax
+	and	$~7, %eax
+	mov	H_GDTR_RW+2(%rdi), %rdx
+	andb	$~0x02, 5(%rdx,%rax)
+	ltr	H_TR(%rdi)
+	lgdt	H_GDTR(%rdi)
+	lldt	H_LDT(%rdi)
+	lidt	H_IDTR(%rdi)
 	ANNOTATE_RETPOLINE_SAFE
-	jmp	*H_RET(%rbx)
+	jmp	*H_RET(%rdi)
 
 /*
  * ---- interrupts and exceptions in the guest world ----
@@ -349,29 +369,86 @@ colinux_passage_guest_entry:
  */
 	.code32
 colinux_passage_guest_irq:
-	push	%eax
-	mov	4(%esp), %eax
+	pushal
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx
+	sidt	G_IDTR(%ebx)
+	lidt	PASSAGE_SIDTR_GVA(%ebx)
+	mov	32(%esp), %eax		/* the vector the stub pushed */
 	and	$0xff, %eax
-	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_VECTOR
-	movl	$PASSAGE_EXIT_IRQ, PASSAGE_GUEST_VA + P_EXIT_REASON
-	pop	%eax
+	mov	%eax, P_EXIT_VECTOR(%ebx)
+	movl	$PASSAGE_EXIT_IRQ, P_EXIT_REASON(%ebx)
+	/* Drop the vector: move the eight saved registers up over it. */
+	mov	28(%esp), %eax
+	mov	%eax, 32(%esp)
+	mov	24(%esp), %eax
+	mov	%eax, 28(%esp)
+	mov	20(%esp), %eax
+	mov	%eax, 24(%esp)
+	mov	16(%esp), %eax
+	mov	%eax, 20(%esp)
+	mov	12(%esp), %eax
+	mov	%eax, 16(%esp)
+	mov	8(%esp), %eax
+	mov	%eax, 12(%esp)
+	mov	4(%esp), %eax
+	mov	%eax, 8(%esp)
+	mov	(%esp), %eax
+	mov	%eax, 4(%esp)
 	lea	4(%esp), %esp
-	jmp	colinux_passage_guest_entry
+	jmp	.Lguest_save
 
 /* An exception with no guest handler: report it; the guest is not resumed. */
 colinux_passage_guest_fault:
-	push	%eax
+	pushal
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx
+	sidt	G_IDTR(%ebx)
+	lidt	PASSAGE_SIDTR_GVA(%ebx)
 	mov	%cr2, %eax
-	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_CR2
-	mov	8(%esp), %eax
-	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_EIP
-	mov	4(%esp), %eax
+	mov	%eax, P_EXIT_CR2(%ebx)
+	mov	36(%esp), %eax		/* EIP, or the error code */
+	mov	%eax, P_EXIT_EIP(%ebx)
+	mov	32(%esp), %eax
 	and	$0xff, %eax
-	mov	%eax, PASSAGE_GUEST_VA + P_EXIT_VECTOR
-	movl	$PASSAGE_EXIT_FAULT, PASSAGE_GUEST_VA + P_EXIT_REASON
+	mov	%eax, P_EXIT_VECTOR(%ebx)
+	movl	$PASSAGE_EXIT_FAULT, P_EXIT_REASON(%ebx)
+	jmp	.Lguest_save
+
+/*
+ * ---- events during the switch: record, replay in the host ----
+ * Reached through the switch-time IDT, in whichever mode the switch is.
+ */
+colinux_passage_nmi32:
+	push	%eax
+	call	1f
+1:	pop	%eax
+	movl	$1, (P_NMI_PENDING - OFF(1b))(%eax)
 	pop	%eax
-	lea	4(%esp), %esp
-	jmp	colinux_passage_guest_entry
+	iret
+colinux_passage_mce32:
+	push	%eax
+	call	1f
+1:	pop	%eax
+	movl	$1, (P_MCE_PENDING - OFF(1b))(%eax)
+	pop	%eax
+	iret
+	.code64
+colinux_passage_nmi64:
+	push	%rax
+	lea	colinux_passage_template(%rip), %rax
+	movl	$1, P_NMI_PENDING(%rax)
+	pop	%rax
+	iretq
+colinux_passage_mce64:
+	push	%rax
+	lea	colinux_passage_template(%rip), %rax
+	movl	$1, P_MCE_PENDING(%rax)
+	pop	%rax
+	iretq
+	.code32
 
 /*
  * ---- the self-test guest ----
@@ -383,7 +460,6 @@ colinux_passage_selftest:
 1:	pop	%ebx
 	sub	$OFF(1b), %ebx
 2:	incl	P_SELFTEST_COUNT(%ebx)
-	movl	$PASSAGE_EXIT_CALL, P_EXIT_REASON(%ebx)
 	pushfl
 	cli
 	push	%cs
@@ -438,7 +514,22 @@ colinux_passage_selftest_clobber:
 	xor	%edx, %edx
 	mov	$3, %eax		/* XCR0 = x87 | SSE */
 	xsetbv
-	movl	$PASSAGE_EXIT_CALL, P_EXIT_REASON(%ebx)
+	pushfl
+	cli
+	push	%cs
+	call	colinux_passage_guest_entry
+	ud2
+
+/*
+ * ---- a self-test guest that raises an NMI while the switch-time IDT is
+ * loaded (as an NMI arriving inside the switch would find it) ----
+ */
+colinux_passage_selftest_nmi:
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx
+	lidt	PASSAGE_SIDTR_GVA(%ebx)
+	int	$2
 	pushfl
 	cli
 	push	%cs

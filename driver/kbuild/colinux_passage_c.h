@@ -11,6 +11,8 @@ int colinux_passage_busy_run(unsigned long seconds);
 int colinux_passage_fault_run(void);
 /* Run a guest that changes MSRs/FPU/XCR0; the host's must come back. */
 int colinux_passage_clobber_run(void);
+/* An NMI in the switch-time IDT is recorded and replayed to the host. */
+int colinux_passage_nmi_run(void);
 
 struct colinux_run;
 struct cooperative_ioctl_run;

@@ -308,6 +308,8 @@ static int __init colinux_init(void)
 		ret = colinux_passage_fault_run();
 		if (!ret)
 			ret = colinux_passage_clobber_run();
+		if (!ret)
+			ret = colinux_passage_nmi_run();
 		if (ret)
 			return ret;
 	}

@@ -101,6 +101,10 @@ dmesg | grep 'passage fault test'
 # saw the guest's values right after the switch and its own after restore.
 dmesg | grep 'passage state test'
 [ "$(dmesg | grep -c 'passage state test: exit 1; SYSENTER_CS host .*, guest 0x73, .*XCR0 host .*, guest 0x3, ')" = 2 ]
+# An NMI taken while the switch-time IDT is loaded is recorded and replayed
+# to the host's NMI handler (which calls a synthetic NMI "unknown").
+dmesg | grep 'passage NMI test'
+[ "$(dmesg | grep -c 'passage NMI test: exit 1, NMI recorded during the switch: 1, replayed')" = 2 ]
 # The passage still works afterwards.
 insmod /root/colinux.ko passage_selftest=1000
 rmmod colinux
