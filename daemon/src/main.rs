@@ -1,10 +1,11 @@
 //! `colinux-daemon`: configures and runs one cooperative guest and serves its
 //! devices.
 //!
-//! Today (issue 3) it validates the guest kernel, asks the host driver to
-//! create the guest and allocate its RAM, loads the kernel's segments, shows
-//! what the driver set up, and destroys the guest. Running it comes with the
-//! passage (issue 4) and the first boot (issue 5).
+//! It validates the guest kernel, asks the host driver to create the guest
+//! and allocate its RAM, loads the kernel's segments and shows what the
+//! driver set up; with `--run` it runs the guest through the passage until
+//! it terminates (test payloads today; a Linux guest with issue 5), else it
+//! destroys the guest.
 
 mod driver;
 mod elf;
