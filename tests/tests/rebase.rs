@@ -617,3 +617,74 @@ fn keep_going_records_the_conflict_and_goes_on() {
     assert!(!rebase::in_progress(&w.root.join("work")));
     assert_eq!(std::fs::read(&w.manifest).unwrap(), manifest_before);
 }
+
+#[test]
+fn a_patch_follows_its_file_when_the_release_moved_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let foo = numbered(30, "foo");
+    let v1 = make_tree(
+        &root.join("v1"),
+        "1.0",
+        &[
+            ("drivers/x/foo.c", foo.clone()),
+            ("other.c", numbered(5, "o")),
+        ],
+    );
+    let work = v1.scratch_clone(&root.join("v1-work")).unwrap();
+    commit(
+        &work,
+        &[(
+            "drivers/x/foo.c",
+            Some(&with_line(&foo, 5, "foo line FIVE")),
+        )],
+        "foo: change line 5\n",
+        1_735_689_600,
+    );
+    let series = root.join("patches");
+    std::fs::create_dir_all(&series).unwrap();
+    std::fs::write(series.join("series"), "# Base: vanilla Linux 1.0\n").unwrap();
+    refresh::refresh(
+        &work,
+        &RefreshOptions {
+            series_dir: series.clone(),
+            out_dir: None,
+        },
+    )
+    .unwrap();
+    // V2 moved the file (and changed another line of it).
+    let v2 = make_tree(
+        &root.join("v2"),
+        "2.0",
+        &[
+            ("drivers/y/foo.c", with_line(&foo, 20, "foo line TWENTY")),
+            ("other.c", numbered(5, "o")),
+        ],
+    );
+    let run = rebase::start(&RebaseOptions {
+        series_dir: series,
+        out_dir: root.join("out"),
+        v1_tree: v1.path.clone(),
+        v2_tree: v2.path.clone(),
+        work_dir: root.join("work"),
+        manifest: None,
+    })
+    .unwrap();
+    let text = run.render();
+    assert!(run.finished(), "{text}");
+    assert_eq!(
+        run.patches[0].1,
+        Outcome::Merged {
+            files: vec!["drivers/y/foo.c".into()]
+        },
+        "{text}"
+    );
+    let merged = std::fs::read_to_string(root.join("work/drivers/y/foo.c")).unwrap();
+    assert!(
+        merged.contains("foo line FIVE\n") && merged.contains("foo line TWENTY\n"),
+        "{merged}"
+    );
+    assert!(!root.join("work/drivers/x/foo.c").exists());
+    let patch = std::fs::read_to_string(root.join("out/0001-foo-change-line-5.patch")).unwrap();
+    assert!(patch.contains("+++ b/drivers/y/foo.c"), "{patch}");
+}

@@ -584,10 +584,10 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
          | dropped (already upstream / now empty) | {od} | {gd} |\n\
          | time (s) | {t_ours:.1} | {t_git:.1} |\n\n\
          Outcome differs for {nd} patch(es): {dis}.\n\n\
-         Both tools conflict on {nxx} patches. The differences listed above (checked by hand for this run): each patch touches a file that was \
-         moved between the releases (`arch/arm/boot/dts/` → `arch/arm/boot/dts/marvell/`, \
-         `drivers/net/ethernet/microsoft/mana/*.h` → `include/net/mana/`): git's rename detection follows it, the \
-         engine merges by path and reports a modify/delete conflict.\n\n\
+         Both tools conflict on {nxx} patches. Files moved between the releases are followed by both: git by its \
+         rename detection, the engine by looking for a new file of the same name sharing at least half the lines \
+         (before the engine did, 3 patches touching `arch/arm/boot/dts/` → `arch/arm/boot/dts/marvell/` and \
+         `drivers/net/ethernet/microsoft/mana/*.h` → `include/net/mana/` conflicted in the engine only).\n\n\
          Resulting trees, files touched by the {nb} patches both tools applied: {nf} files, {same} identical, {ndf} different \
          ({du} of the {unaffected} files that no patch left out by either tool touches differ){dl}.\n\n\
          Machine: {cpus} CPUs.\n",

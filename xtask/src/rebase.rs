@@ -18,7 +18,7 @@
 //! ([`crate::refresh::write_series`]) and, when asked, `kernels.toml`'s
 //! `[series] base` is set to V2.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -933,8 +933,74 @@ fn recorded_for(state: &State, patch: &str) -> Result<Option<(PathBuf, Vec<Recor
     Ok(None)
 }
 
+/// Every blob path of `tree`, by file name: the candidates when a file a
+/// patch touches has moved between the releases.
+fn paths_by_name(tree: &git2::Tree<'_>) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let _ = tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob) {
+            if let Some(name) = entry.name() {
+                out.entry(name.to_string())
+                    .or_default()
+                    .push(format!("{root}{name}"));
+            }
+        }
+        git2::TreeWalkResult::Ok
+    });
+    out
+}
+
+/// Share of lines two texts have in common (0.0 to 1.0), as a measure of
+/// whether one file is the other one moved.
+fn similarity(a: &[u8], b: &[u8]) -> f64 {
+    let la: BTreeSet<&[u8]> = a.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
+    let lb: BTreeSet<&[u8]> = b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
+    let most = la.len().max(lb.len());
+    if most == 0 {
+        return 0.0;
+    }
+    la.intersection(&lb).count() as f64 / most as f64
+}
+
+/// Where `path`, which the patch touches and the target release no longer
+/// has, went: a file of the same name that the base release does not
+/// have, at least half of whose lines are the base file's (git's rename
+/// detection does the same job for `git rebase`).
+fn follow_rename(
+    repo: &Repository,
+    by_name: &HashMap<String, Vec<String>>,
+    base_tree: &git2::Tree<'_>,
+    theirs_tree: &git2::Tree<'_>,
+    path: &str,
+    base: Entry,
+) -> Result<Option<String>> {
+    let Some((base_id, _)) = base else {
+        return Ok(None);
+    };
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let Some(candidates) = by_name.get(name) else {
+        return Ok(None);
+    };
+    let base_blob = repo.find_blob(base_id)?;
+    let mut best: Option<(f64, &String)> = None;
+    for c in candidates {
+        if entry_of(base_tree, c).is_some() {
+            continue; // not new in the target release
+        }
+        let Some((id, _)) = entry_of(theirs_tree, c) else {
+            continue;
+        };
+        let score = similarity(base_blob.content(), repo.find_blob(id)?.content());
+        if score >= 0.5 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, c));
+        }
+    }
+    Ok(best.map(|(_, c)| c.clone()))
+}
+
 fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Result<RebaseRun> {
     let repo = work.repo()?;
+    let by_name = paths_by_name(&repo.find_commit(oid(&state.head)?)?.tree()?);
     while state.next < state.patches.len() {
         let i = state.next;
         let name = state.patches[i].name.clone();
@@ -976,12 +1042,28 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
         let mut conflicts = Vec::new();
         let mut merged_files = Vec::new();
         let mut results = Vec::new();
-        for path in &touched {
-            let (b, o, t) = (
-                entry_of(&base_tree, path),
-                entry_of(&ours_tree, path),
-                entry_of(&theirs_tree, path),
+        let mut dest_paths = Vec::new();
+        for old_path in &touched {
+            let (b, o) = (
+                entry_of(&base_tree, old_path),
+                entry_of(&ours_tree, old_path),
             );
+            let mut path = old_path.clone();
+            let mut t = entry_of(&theirs_tree, old_path);
+            if t.is_none() && b.is_some() {
+                if let Some(moved) =
+                    follow_rename(&repo, &by_name, &base_tree, &theirs_tree, old_path, b)?
+                {
+                    tracing::info!(
+                        "{name}: {old_path} moved to {moved} in linux {}; following it",
+                        state.v2
+                    );
+                    t = entry_of(&theirs_tree, &moved);
+                    path = moved;
+                }
+            }
+            dest_paths.push(path.clone());
+            let path = &path;
             if t != b && o != t {
                 merged_files.push(path.clone());
             }
@@ -1054,7 +1136,7 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
             state.patches[i].outcome = Some(Outcome::Conflict {
                 files: left.clone(),
             });
-            state.touched = touched;
+            state.touched = dest_paths;
             state.conflicts = conflicts;
             save_state(&work.path, &state)?;
             let mut run = report(&state, work, None, Vec::new(), false)?;
