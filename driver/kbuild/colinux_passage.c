@@ -68,43 +68,39 @@ long colinux_passage_enter(void *passage);
 /* Up to 5 host levels + 3 guest levels, each one page. */
 #define PASSAGE_MAX_TABLES	12
 
-struct colinux_passage {
-	struct page *page;		/* the passage page */
-	u8 *kva;			/* its kernel address */
-	struct page *idt_page;		/* the guest-side IDT page */
-	u8 *idt_kva;
-	u32 phys;			/* its physical address (< 4 GiB) */
-	struct page *tables[PASSAGE_MAX_TABLES];
-	int nr_tables;
-	u64 host_top_phys;		/* host transition top-level table */
-	u64 *host_top;
-	u32 guest_pdpt_phys;		/* guest transition PDPT */
+/*
+ * Page-table pages, owned by a passage or a running guest: allocated
+ * zeroed with @gfp (plus what the caller adds), freed together.
+ */
+struct pt_pool {
+	struct page **pages;
+	int nr, max;
+	gfp_t gfp;
 };
 
-static u64 *passage_new_table(struct colinux_passage *p, u64 *phys)
+static u64 *pt_new(struct pt_pool *pool, u64 *phys, gfp_t extra)
 {
 	struct page *page;
 
-	if (p->nr_tables >= PASSAGE_MAX_TABLES)
+	if (pool->nr >= pool->max)
 		return NULL;
-	page = alloc_page(GFP_KERNEL | GFP_DMA32 | __GFP_ZERO);
+	page = alloc_page(pool->gfp | __GFP_ZERO | extra);
 	if (!page)
 		return NULL;
-	p->tables[p->nr_tables++] = page;
+	pool->pages[pool->nr++] = page;
 	*phys = page_to_phys(page);
 	return page_address(page);
 }
 
 /* The next-level table under @table[@index], made if absent. */
-static u64 *passage_walk(struct colinux_passage *p, u64 *table, int index,
-			 u64 flags)
+static u64 *pt_walk(struct pt_pool *pool, u64 *table, int index, u64 flags)
 {
 	u64 phys;
 	u64 *next;
 
 	if (table[index] & PT_PRESENT)
 		return phys_to_virt(table[index] & PT_ADDR_MASK);
-	next = passage_new_table(p, &phys);
+	next = pt_new(pool, &phys, 0);
 	if (!next)
 		return NULL;
 	table[index] = phys | flags;
@@ -112,21 +108,42 @@ static u64 *passage_walk(struct colinux_passage *p, u64 *table, int index,
 }
 
 /* Map the page at @phys at @va in a PAE (3-level) table set. */
-static int passage_map_pae(struct colinux_passage *p, u64 *pdpt, u32 va,
-			   u64 phys)
+static int pt_map_pae(struct pt_pool *pool, u64 *pdpt, u32 va, u64 phys)
 {
 	u64 *pd, *pt;
 
 	/* PDPTEs take only the present bit (RW/US are reserved there). */
-	pd = passage_walk(p, pdpt, (va >> 30) & 3, PT_PRESENT);
+	pd = pt_walk(pool, pdpt, (va >> 30) & 3, PT_PRESENT);
 	if (!pd)
 		return -ENOMEM;
-	pt = passage_walk(p, pd, (va >> 21) & 511, PT_PRESENT | PT_RW);
+	pt = pt_walk(pool, pd, (va >> 21) & 511, PT_PRESENT | PT_RW);
 	if (!pt)
 		return -ENOMEM;
 	pt[(va >> 12) & 511] = phys | PT_PRESENT | PT_RW;
 	return 0;
 }
+
+static void pt_pool_free(struct pt_pool *pool)
+{
+	int i;
+
+	for (i = 0; i < pool->nr; i++)
+		__free_page(pool->pages[i]);
+	pool->nr = 0;
+}
+
+struct colinux_passage {
+	struct page *page;		/* the passage page */
+	u8 *kva;			/* its kernel address */
+	struct page *idt_page;		/* the guest-side IDT page */
+	u8 *idt_kva;
+	u32 phys;			/* its physical address (< 4 GiB) */
+	struct page *table_pages[PASSAGE_MAX_TABLES];
+	struct pt_pool tables;		/* all below 4 GiB */
+	u64 host_top_phys;		/* host transition top-level table */
+	u64 *host_top;
+	u32 guest_pdpt_phys;		/* guest transition PDPT */
+};
 
 /* The host transition tables: kernel half of the host's, plus identity. */
 static int passage_build_host_tables(struct colinux_passage *p)
@@ -136,7 +153,7 @@ static int passage_build_host_tables(struct colinux_passage *p)
 	u64 *table;
 	int level;
 
-	p->host_top = passage_new_table(p, &p->host_top_phys);
+	p->host_top = pt_new(&p->tables, &p->host_top_phys, 0);
 	if (!p->host_top)
 		return -ENOMEM;
 	memcpy(p->host_top + 256, host + 256, 256 * sizeof(u64));
@@ -144,7 +161,7 @@ static int passage_build_host_tables(struct colinux_passage *p)
 	for (level = levels; level > 1; level--) {
 		int index = ((u64)p->phys >> (12 + 9 * (level - 1))) & 511;
 
-		table = passage_walk(p, table, index, PT_PRESENT | PT_RW);
+		table = pt_walk(&p->tables, table, index, PT_PRESENT | PT_RW);
 		if (!table)
 			return -ENOMEM;
 	}
@@ -155,27 +172,24 @@ static int passage_build_host_tables(struct colinux_passage *p)
 static int passage_build_guest_tables(struct colinux_passage *p)
 {
 	u64 phys;
-	u64 *pdpt = passage_new_table(p, &phys);
+	u64 *pdpt = pt_new(&p->tables, &phys, 0);
 	int ret;
 
 	if (!pdpt)
 		return -ENOMEM;
 	p->guest_pdpt_phys = phys;
-	ret = passage_map_pae(p, pdpt, p->phys, p->phys);
+	ret = pt_map_pae(&p->tables, pdpt, p->phys, p->phys);
 	if (!ret)
-		ret = passage_map_pae(p, pdpt, PASSAGE_GUEST_VA, p->phys);
+		ret = pt_map_pae(&p->tables, pdpt, PASSAGE_GUEST_VA, p->phys);
 	if (!ret)
-		ret = passage_map_pae(p, pdpt, PASSAGE_IDT_GVA,
+		ret = pt_map_pae(&p->tables, pdpt, PASSAGE_IDT_GVA,
 				      page_to_phys(p->idt_page));
 	return ret;
 }
 
 static void passage_free(struct colinux_passage *p)
 {
-	int i;
-
-	for (i = 0; i < p->nr_tables; i++)
-		__free_page(p->tables[i]);
+	pt_pool_free(&p->tables);
 	if (p->page)
 		__free_page(p->page);
 	if (p->idt_page)
@@ -285,6 +299,9 @@ static struct colinux_passage *passage_create(void)
 	p = kzalloc(sizeof(*p), GFP_KERNEL);
 	if (!p)
 		return NULL;
+	p->tables.pages = p->table_pages;
+	p->tables.max = PASSAGE_MAX_TABLES;
+	p->tables.gfp = GFP_KERNEL | GFP_DMA32;
 	p->page = alloc_page(GFP_KERNEL | GFP_DMA32 | __GFP_ZERO);
 	if (!p->page)
 		goto fail;
@@ -661,8 +678,7 @@ struct colinux_run {
 	struct colinux_passage *p;
 	struct page *shared_page;
 	struct cooperative_shared_state *shared;
-	struct page **tables;		/* the guest's page-table pages */
-	int nr_tables, max_tables;
+	struct pt_pool tables;		/* the guest's page-table pages */
 	u64 *pdpt;
 	u64 pdpt_phys;
 	const u64 *frames;		/* guest pfn -> host frame (the core's) */
@@ -670,57 +686,17 @@ struct colinux_run {
 	bool started, dead;
 };
 
-static u64 *run_new_table(struct colinux_run *r, u64 *phys, gfp_t extra)
-{
-	struct page *page;
-
-	if (r->nr_tables >= r->max_tables)
-		return NULL;
-	page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | extra);
-	if (!page)
-		return NULL;
-	r->tables[r->nr_tables++] = page;
-	*phys = page_to_phys(page);
-	return page_address(page);
-}
-
-static u64 *run_walk(struct colinux_run *r, u64 *table, int index, u64 flags)
-{
-	u64 phys;
-	u64 *next;
-
-	if (table[index] & PT_PRESENT)
-		return phys_to_virt(table[index] & PT_ADDR_MASK);
-	next = run_new_table(r, &phys, 0);
-	if (!next)
-		return NULL;
-	table[index] = phys | flags;
-	return next;
-}
-
 static int run_map(struct colinux_run *r, u32 va, u64 phys)
 {
-	u64 *pd, *pt;
-
-	pd = run_walk(r, r->pdpt, (va >> 30) & 3, PT_PRESENT);
-	if (!pd)
-		return -ENOMEM;
-	pt = run_walk(r, pd, (va >> 21) & 511, PT_PRESENT | PT_RW);
-	if (!pt)
-		return -ENOMEM;
-	pt[(va >> 12) & 511] = phys | PT_PRESENT | PT_RW;
-	return 0;
+	return pt_map_pae(&r->tables, r->pdpt, va, phys);
 }
 
 void colinux_run_free(struct colinux_run *r)
 {
-	int i;
-
 	if (!r)
 		return;
-	for (i = 0; i < r->nr_tables; i++)
-		__free_page(r->tables[i]);
-	kvfree(r->tables);
+	pt_pool_free(&r->tables);
+	kvfree(r->tables.pages);
 	if (r->shared_page)
 		__free_page(r->shared_page);
 	if (r->p)
@@ -747,9 +723,11 @@ struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames)
 	r->frames = frames;
 	r->nr_frames = nr_frames;
 	mapped = run_mapped_size(r) >> PAGE_SHIFT;
-	r->max_tables = 4 + DIV_ROUND_UP(mapped, 512);
-	r->tables = kvcalloc(r->max_tables, sizeof(*r->tables), GFP_KERNEL);
-	if (!r->tables)
+	r->tables.max = 4 + DIV_ROUND_UP(mapped, 512);
+	r->tables.gfp = GFP_KERNEL_ACCOUNT;
+	r->tables.pages = kvcalloc(r->tables.max, sizeof(*r->tables.pages),
+				   GFP_KERNEL);
+	if (!r->tables.pages)
 		goto fail;
 	r->p = passage_create();
 	if (!r->p)
@@ -759,7 +737,7 @@ struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames)
 		goto fail;
 	r->shared = page_address(r->shared_page);
 	/* CR3 holds the PDPT: it must lie below 4 GiB. */
-	r->pdpt = run_new_table(r, &r->pdpt_phys, GFP_DMA32);
+	r->pdpt = pt_new(&r->tables, &r->pdpt_phys, GFP_DMA32);
 	if (!r->pdpt)
 		goto fail;
 	for (pfn = 0; pfn < mapped; pfn++) {

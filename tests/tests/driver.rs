@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use colinux_tests::SHELL_HELPERS;
 use xtask::testhost::{self, Scenario};
 
 struct Parts {
@@ -67,7 +68,7 @@ fn parts() -> &'static Parts {
 
 fn scenario(name: &str, script: &str) -> Scenario {
     let p = parts();
-    Scenario::new(name, format!("{COMMON}\n{script}"))
+    Scenario::new(name, format!("{SHELL_HELPERS}{COMMON}\n{script}"))
         .file(p.module.clone(), "/root/colinux.ko", 0o644)
         .file(p.daemon.clone(), "/root/colinux-daemon", 0o755)
         .file(p.probe.clone(), "/root/colinux-probe", 0o755)
@@ -77,15 +78,6 @@ fn scenario(name: &str, script: &str) -> Scenario {
 
 /// Shell helpers shared by the scenarios.
 const COMMON: &str = r#"set -e
-# Free memory in kB: MemFree plus the pages parked on the per-CPU free
-# lists (/proc/zoneinfo "count:"), which MemFree does not include and which
-# a large free fills up.
-free_kb() {
-    sync; echo 3 > /proc/sys/vm/drop_caches
-    mem=$(awk '/^MemFree:/ {print $2}' /proc/meminfo)
-    pcp=$(awk '$1 == "count:" {s += $2} END {print s * 4}' /proc/zoneinfo)
-    echo $((mem + pcp))
-}
 # Run the daemon in the background holding its guest; wait until it holds.
 hold_guest() {
     /root/colinux-daemon --kernel /root/vmlinux --mem "$1" --hold "$2" > /tmp/daemon.out 2>&1 &

@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use colinux_tests::SHELL_HELPERS;
 use xtask::testhost::{self, Scenario};
 
 #[test]
@@ -21,15 +22,11 @@ fn hundred_thousand_round_trips_on_each_cpu() {
     let module = xtask::driver_build::build_driver(None).unwrap();
     let script = r#"set -e
 # A host process that must keep running while the switches happen.
-( i=0; while true; do i=$((i + 1)); echo $i > /tmp/progress; done ) &
-COUNTER=$!
-until [ -s /tmp/progress ]; do sleep 0.1; done
+start_host_counter
 for cpu in 0 1; do
-    before=$(cat /tmp/progress)
-    while [ -z "$before" ]; do before=$(cat /tmp/progress); done
+    before=$(progress)
     taskset -c $cpu insmod /root/colinux.ko passage_selftest=100000
-    after=$(cat /tmp/progress)
-    while [ -z "$after" ]; do after=$(cat /tmp/progress); done
+    after=$(progress)
     dmesg | grep 'passage self-test' | tail -n 1
     rmmod colinux
     echo "cpu $cpu: host counter went from $before to $after"
@@ -39,7 +36,7 @@ kill $COUNTER
 [ "$(dmesg | grep -c 'passage self-test: 100000 round trips')" = 2 ]
 echo passage-ok
 "#;
-    let s = Scenario::new("passage-selftest", script)
+    let s = Scenario::new("passage-selftest", format!("{SHELL_HELPERS}{script}"))
         .file(module, "/root/colinux.ko", 0o644)
         .timeout(Duration::from_secs(300));
     let out = testhost::run(&s).unwrap();
@@ -52,18 +49,15 @@ echo passage-ok
 fn busy_guest_for_30_seconds_keeps_the_host_responsive_on_each_cpu() {
     let module = xtask::driver_build::build_driver(None).unwrap();
     let script = r#"set -e
-( i=0; while true; do i=$((i + 1)); echo $i > /tmp/progress; done ) &
-COUNTER=$!
-until [ -s /tmp/progress ]; do sleep 0.1; done
-timer_count() { awk '/^ *LOC:/ {print $2 + $3}' /proc/interrupts; }
+start_host_counter
 for cpu in 0 1; do
-    before=$(cat /tmp/progress); while [ -z "$before" ]; do before=$(cat /tmp/progress); done
+    before=$(progress)
     ticks_before=$(timer_count)
     start=$(date +%s)
     taskset -c $cpu insmod /root/colinux.ko passage_busy=30
     end=$(date +%s)
     ticks_after=$(timer_count)
-    after=$(cat /tmp/progress); while [ -z "$after" ]; do after=$(cat /tmp/progress); done
+    after=$(progress)
     dmesg | grep 'passage busy test' | tail -n 1
     rmmod colinux
     echo "cpu $cpu: $((end - start)) s; host counter $before -> $after; timer interrupts $ticks_before -> $ticks_after"
@@ -76,7 +70,7 @@ kill $COUNTER
 [ "$(dmesg | grep -c 'passage busy test: 30 s')" = 2 ]
 echo busy-ok
 "#;
-    let s = Scenario::new("passage-busy", script)
+    let s = Scenario::new("passage-busy", format!("{SHELL_HELPERS}{script}"))
         .file(module, "/root/colinux.ko", 0o644)
         .timeout(Duration::from_secs(300));
     let out = testhost::run(&s).unwrap();

@@ -18,6 +18,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use colinux_tests::SHELL_HELPERS;
 use xtask::testhost::{self, Scenario};
 
 fn scenario(name: &str, script: &str) -> Scenario {
@@ -32,7 +33,7 @@ fn scenario(name: &str, script: &str) -> Scenario {
     });
     Scenario::new(
         name,
-        format!("set -e\ninsmod /root/colinux.ko\n{script}\nrmmod colinux\n"),
+        format!("set -e\n{SHELL_HELPERS}\ninsmod /root/colinux.ko\n{script}\nrmmod colinux\n"),
     )
     .file(module.clone(), "/root/colinux.ko", 0o644)
     .file(daemon.clone(), "/root/colinux-daemon", 0o755)
@@ -94,18 +95,15 @@ fn busy_guest_30_seconds_on_each_cpu_with_the_host_responsive() {
     let out = run(scenario(
         "payload-busy",
         r#"
-( i=0; while true; do i=$((i + 1)); echo $i > /tmp/progress; done ) &
-COUNTER=$!
-until [ -s /tmp/progress ]; do sleep 0.1; done
-timer_count() { awk '/^ *LOC:/ {print $2 + $3}' /proc/interrupts; }
+start_host_counter
 for cpu in 0 1; do
-    before=$(cat /tmp/progress); while [ -z "$before" ]; do before=$(cat /tmp/progress); done
+    before=$(progress)
     ticks_before=$(timer_count)
     start=$(date +%s)
     taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 64 --run --entry payload_busy > /tmp/out 2>&1 || { cat /tmp/out; exit 1; }
     end=$(date +%s)
     ticks_after=$(timer_count)
-    after=$(cat /tmp/progress); while [ -z "$after" ]; do after=$(cat /tmp/progress); done
+    after=$(progress)
     cat /tmp/out
     echo "cpu $cpu: $((end - start)) s; host counter $before -> $after; timer interrupts $ticks_before -> $ticks_after"
     grep -q '^guest: payload: busy 30 s checksum 0x' /tmp/out
@@ -126,12 +124,6 @@ fn daemon_killed_mid_run_leaves_nothing_behind() {
     let out = run(scenario(
         "payload-killed",
         r#"
-free_kb() {
-    sync; echo 3 > /proc/sys/vm/drop_caches
-    mem=$(awk '/^MemFree:/ {print $2}' /proc/meminfo)
-    pcp=$(awk '$1 == "count:" {s += $2} END {print s * 4}' /proc/zoneinfo)
-    echo $((mem + pcp))
-}
 before=$(free_kb)
 for cpu in 0 1; do
     taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 128 --run --entry payload_busy > /tmp/out 2>&1 &

@@ -27,19 +27,11 @@ pub fn output_path() -> PathBuf {
 /// The header as the series defines it: every patch of `series_dir` that
 /// touches it, applied in order onto nothing.
 pub fn header_from_series(series_dir: &Path) -> Result<String> {
-    let series_file = series_dir.join("series");
-    let text = std::fs::read_to_string(&series_file)
-        .with_context(|| format!("cannot read {}", series_file.display()))?;
-    let entries =
-        patch::series::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tree: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
     let mut touched = false;
-    for e in entries {
+    for loaded in crate::series::load_series(series_dir)? {
+        let (e, mut p) = (loaded.entry, loaded.parsed);
         let path = series_dir.join(&e.name);
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut p = patch::parse::parse_patch(&bytes, &path.display().to_string())
-            .map_err(|err| anyhow::anyhow!("{err}"))?;
         p.files.retain(|f| {
             [&f.old_path, &f.new_path].iter().any(|n| {
                 n.as_deref()
@@ -68,7 +60,10 @@ pub fn header_from_series(series_dir: &Path) -> Result<String> {
         }
     }
     if !touched {
-        anyhow::bail!("no patch in {} creates {HEADER}", series_file.display());
+        anyhow::bail!(
+            "no patch in {} creates {HEADER}",
+            series_dir.join("series").display()
+        );
     }
     let (content, _) = tree
         .remove(HEADER)

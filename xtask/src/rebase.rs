@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::patch;
 use crate::refresh::{self, WriteReport};
+use crate::series::{load_series, GitView, LoadedPatch};
 use crate::tree::KernelTree;
 
 /// How to start a rebase.
@@ -247,101 +248,6 @@ fn load_state(work_dir: &Path) -> Result<State> {
         )
     })?;
     toml::from_str(&text).with_context(|| format!("{}: not a rebase state", path.display()))
-}
-
-/// Author and message of a patch file (from its mail headers when it has them).
-fn patch_commit_info(name: &str, text: &[u8]) -> (String, String, String) {
-    let text = String::from_utf8_lossy(text);
-    let h = refresh::parse_headers(&text);
-    let (who, email) = h.author.clone().unwrap_or_else(|| {
-        (
-            "colinux xtask".to_string(),
-            "xtask@colinux.invalid".to_string(),
-        )
-    });
-    let has_headers = h.subject.is_some();
-    let mut lines = text.lines();
-    if has_headers {
-        for l in lines.by_ref() {
-            if l.is_empty() {
-                break;
-            }
-        }
-    }
-    let mut body = Vec::new();
-    for l in lines {
-        if l == "---"
-            || l.starts_with("diff --git ")
-            || l.starts_with("--- ")
-            || l.starts_with("Index: ")
-        {
-            break;
-        }
-        body.push(l);
-    }
-    while body.last().is_some_and(|l| l.trim().is_empty()) {
-        body.pop();
-    }
-    while body.first().is_some_and(|l| l.trim().is_empty()) {
-        body.remove(0);
-    }
-    let mut msg = h.subject.unwrap_or_else(|| name.to_string());
-    msg.push('\n');
-    if !body.is_empty() {
-        msg.push('\n');
-        msg.push_str(&body.join("\n"));
-        msg.push('\n');
-    }
-    msg.push_str(&format!("\nPatch: {name}\n"));
-    (who, email, msg)
-}
-
-struct LoadedPatch {
-    entry: patch::SeriesEntry,
-    bytes: Vec<u8>,
-    parsed: patch::Patch,
-}
-
-fn load_series(series_dir: &Path) -> Result<Vec<LoadedPatch>> {
-    let series_file = series_dir.join("series");
-    let text = std::fs::read_to_string(&series_file)
-        .with_context(|| format!("cannot read the series file {}", series_file.display()))?;
-    let entries = patch::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = series_dir.join(&entry.name);
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "{}:{}: cannot read patch {}",
-                series_file.display(),
-                entry.line,
-                path.display()
-            )
-        })?;
-        let parsed = patch::parse_patch(&bytes, &path.display().to_string())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        out.push(LoadedPatch {
-            entry,
-            bytes,
-            parsed,
-        });
-    }
-    Ok(out)
-}
-
-/// A git tree seen through the patch engine's [`patch::Tree`].
-struct GitView<'r> {
-    repo: &'r Repository,
-    tree: git2::Tree<'r>,
-}
-
-impl patch::Tree for GitView<'_> {
-    fn read(&self, path: &str) -> Option<(Vec<u8>, u32)> {
-        let entry = self.tree.get_path(Path::new(path)).ok()?;
-        let mode = u32::try_from(entry.filemode()).ok()?;
-        let blob = self.repo.find_blob(entry.id()).ok()?;
-        Some((blob.content().to_vec(), mode))
-    }
 }
 
 fn file_mode(mode: u32) -> FileMode {
@@ -876,7 +782,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
                 v1.version
             ),
         };
-        let (who, email, msg) = patch_commit_info(&p.entry.name, &p.bytes);
+        let (who, email, msg) = crate::series::commit_info(&p.entry.name, &p.bytes);
         let sig = git2::Signature::new(&who, &email, &git2::Time::new(0, 0))
             .or_else(|_| crate::tree::xtask_signature())?;
         let committer = crate::tree::xtask_signature()?;

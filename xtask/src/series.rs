@@ -117,10 +117,49 @@ fn indent(text: &str, by: usize) -> String {
         .join("\n")
 }
 
+/// One patch of a series: its series entry, its bytes, its parsed form.
+#[derive(Debug)]
+pub struct LoadedPatch {
+    pub entry: patch::series::SeriesEntry,
+    pub bytes: Vec<u8>,
+    pub parsed: patch::parse::Patch,
+}
+
+/// Read and parse a whole series (the `series` file of `series_dir` and
+/// every patch it lists). Errors name the file and line: a malformed
+/// series or patch is reported before any work is done.
+pub fn load_series(series_dir: &Path) -> Result<Vec<LoadedPatch>> {
+    let series_file = series_dir.join("series");
+    let text = std::fs::read_to_string(&series_file)
+        .with_context(|| format!("cannot read the series file {}", series_file.display()))?;
+    let entries =
+        patch::series::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = series_dir.join(&entry.name);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "{}:{}: cannot read patch {}",
+                series_file.display(),
+                entry.line,
+                path.display()
+            )
+        })?;
+        let parsed = patch::parse::parse_patch(&bytes, &path.display().to_string())
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        out.push(LoadedPatch {
+            entry,
+            bytes,
+            parsed,
+        });
+    }
+    Ok(out)
+}
+
 /// A git tree seen through the [`patch::apply::Tree`] interface.
-struct GitView<'r> {
-    repo: &'r Repository,
-    tree: git2::Tree<'r>,
+pub(crate) struct GitView<'r> {
+    pub(crate) repo: &'r Repository,
+    pub(crate) tree: git2::Tree<'r>,
 }
 
 impl patch::apply::Tree for GitView<'_> {
@@ -132,69 +171,50 @@ impl patch::apply::Tree for GitView<'_> {
     }
 }
 
-/// Author and message of a patch file, from its git-format-patch headers
-/// when it has them.
-fn commit_info(name: &str, text: &[u8]) -> (String, String, String) {
+/// Author and message of a patch file (from its mail headers when it has them).
+pub(crate) fn commit_info(name: &str, text: &[u8]) -> (String, String, String) {
     let text = String::from_utf8_lossy(text);
-    let (mut who, mut email) = (
-        "colinux xtask".to_string(),
-        "xtask@colinux.invalid".to_string(),
-    );
-    let mut subject = None;
+    let h = crate::refresh::parse_headers(&text);
+    let (who, email) = h.author.clone().unwrap_or_else(|| {
+        (
+            "colinux xtask".to_string(),
+            "xtask@colinux.invalid".to_string(),
+        )
+    });
+    let has_headers = h.subject.is_some();
+    let mut lines = text.lines();
+    if has_headers {
+        for l in lines.by_ref() {
+            if l.is_empty() {
+                break;
+            }
+        }
+    }
     let mut body = Vec::new();
-    let mut in_headers = true;
-    for line in text.lines() {
-        if line.starts_with("diff --git ")
-            || line.starts_with("--- ")
-            || line == "---"
-            || line.starts_with("Index: ")
+    for l in lines {
+        if l == "---"
+            || l.starts_with("diff --git ")
+            || l.starts_with("--- ")
+            || l.starts_with("Index: ")
         {
             break;
         }
-        if in_headers {
-            if let Some(v) = line.strip_prefix("From: ") {
-                if let Some((n, e)) = v.rsplit_once('<') {
-                    who = n.trim().trim_matches('"').to_string();
-                    email = e.trim_end_matches('>').to_string();
-                }
-                continue;
-            }
-            if let Some(v) = line.strip_prefix("Subject: ") {
-                let v = v.trim();
-                let v = if v.starts_with('[') {
-                    v.split_once("] ").map(|(_, r)| r).unwrap_or(v)
-                } else {
-                    v
-                };
-                subject = Some(v.to_string());
-                continue;
-            }
-            if line.is_empty() && subject.is_some() {
-                in_headers = false;
-                continue;
-            }
-            if line.starts_with("From ") || line.contains(": ") || line.starts_with(' ') {
-                continue;
-            }
-            in_headers = false;
-        }
-        body.push(line);
+        body.push(l);
     }
     while body.last().is_some_and(|l| l.trim().is_empty()) {
         body.pop();
     }
-    let subject = subject.unwrap_or_else(|| name.to_string());
-    let mut msg = subject;
+    while body.first().is_some_and(|l| l.trim().is_empty()) {
+        body.remove(0);
+    }
+    let mut msg = h.subject.unwrap_or_else(|| name.to_string());
     msg.push('\n');
     if !body.is_empty() {
         msg.push('\n');
-        msg.push_str(body.join("\n").trim_start_matches('\n'));
+        msg.push_str(&body.join("\n"));
         msg.push('\n');
     }
     msg.push_str(&format!("\nPatch: {name}\n"));
-    if who.is_empty() {
-        who = email.clone();
-    }
     (who, email, msg)
 }
 
@@ -278,27 +298,8 @@ pub fn check_base(
 /// Apply the series in `opts.series_dir` onto the vanilla commit of `tree`
 /// and check out the result (up to the last patch that applied).
 pub fn apply_series(tree: &KernelTree, opts: &ApplyOptions) -> Result<ApplyReport> {
-    let series_file = opts.series_dir.join("series");
-    let text = std::fs::read_to_string(&series_file)
-        .with_context(|| format!("cannot read the series file {}", series_file.display()))?;
-    let entries =
-        patch::series::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Parse everything first: a malformed patch is reported before any work.
-    let mut parsed = Vec::new();
-    for e in &entries {
-        let path = opts.series_dir.join(&e.name);
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "{}:{}: cannot read patch {}",
-                series_file.display(),
-                e.line,
-                path.display()
-            )
-        })?;
-        let p = patch::parse::parse_patch(&bytes, &path.display().to_string())
-            .map_err(|err| anyhow::anyhow!("{err}"))?;
-        parsed.push((e.clone(), bytes, p));
-    }
+    let loaded = load_series(&opts.series_dir)?;
 
     let _lock = crate::paths::lock_path("tree", &tree.path)?;
     let repo = tree.repo()?;
@@ -307,7 +308,12 @@ pub fn apply_series(tree: &KernelTree, opts: &ApplyOptions) -> Result<ApplyRepor
     let mut reports = Vec::new();
     let mut not_attempted = Vec::new();
     let mut failed = false;
-    for (entry, bytes, p) in &parsed {
+    for LoadedPatch {
+        entry,
+        bytes,
+        parsed: p,
+    } in &loaded
+    {
         if failed {
             not_attempted.push(entry.name.clone());
             continue;
