@@ -72,7 +72,9 @@ pub const COOPERATIVE_MESSAGE_TYPE_STRING: u32 = 0;
 pub const COOPERATIVE_MESSAGE_TYPE_OTHER: u32 = 1;
 pub const COOPERATIVE_MESSAGE_ALIGN: u32 = 8;
 pub const COOPERATIVE_CMDLINE_SIZE: u32 = 256;
+pub const COOPERATIVE_VIRQ_VECTOR: u32 = 50;
 pub const COOPERATIVE_NR_PARAMS: u32 = 8;
+pub const COOPERATIVE_INPUT_SIZE: u32 = 512;
 pub const COOPERATIVE_MAX_VCPUS: u32 = 1;
 pub const COOPERATIVE_IOCTL_TYPE: u32 = 192;
 pub const COOPERATIVE_IOCTL_NR_CREATE: u32 = 1;
@@ -86,6 +88,8 @@ pub const COOPERATIVE_RUN_TEXT_SIZE: u32 = 256;
 pub const COOPERATIVE_RUN_EXIT_OPERATION: u32 = 1;
 pub const COOPERATIVE_RUN_EXIT_FAULT: u32 = 2;
 pub const COOPERATIVE_RUN_EXIT_INTERRUPTED: u32 = 3;
+pub const COOPERATIVE_RUN_EXIT_IDLE: u32 = 4;
+pub const COOPERATIVE_RUN_EXIT_YIELD: u32 = 5;
 pub const COOPERATIVE_GUEST_STATE_NONE: u32 = 0;
 pub const COOPERATIVE_GUEST_STATE_CREATED: u32 = 1;
 pub const COOPERATIVE_GUEST_STATE_RUNNING: u32 = 2;
@@ -93,11 +97,11 @@ pub const COOPERATIVE_GUEST_STATE_DEAD: u32 = 3;
 pub const COOPERATIVE_MESSAGE_SIZE: u32 = 24;
 pub const COOPERATIVE_BOOT_PARAMS_SIZE: u32 = 336;
 pub const COOPERATIVE_VCPU_STATE_SIZE: u32 = 128;
-pub const COOPERATIVE_SHARED_STATE_SIZE: u32 = 528;
+pub const COOPERATIVE_SHARED_STATE_SIZE: u32 = 1048;
 pub const COOPERATIVE_IOCTL_CREATE_SIZE: u32 = 32;
 pub const COOPERATIVE_IOCTL_LOAD_SIZE: u32 = 56;
 pub const COOPERATIVE_IOCTL_INFO_SIZE: u32 = 96;
-pub const COOPERATIVE_IOCTL_RUN_SIZE: u32 = 408;
+pub const COOPERATIVE_IOCTL_RUN_SIZE: u32 = 440;
 pub const COOPERATIVE_ABI_LAYOUT_CHECKED: u32 = 1;
 pub type __u8 = ::core::ffi::c_uchar;
 pub type __u32 = ::core::ffi::c_uint;
@@ -141,7 +145,11 @@ pub struct cooperative_boot_params {
     pub initrd_size: __u64,
     pub cpu_khz: __u32,
     pub flags: __u32,
-    pub reserved: [__u64; 4usize],
+    pub p2m_address: __u64,
+    pub m2p_address: __u64,
+    pub m2p_entries: __u32,
+    pub tables_pages: __u32,
+    pub host_time_ns: __u64,
     pub command_line: [__u8; 256usize],
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -166,8 +174,16 @@ const _: () = {
         [::core::mem::offset_of!(cooperative_boot_params, cpu_khz) - 40usize];
     ["Offset of field: cooperative_boot_params::flags"]
         [::core::mem::offset_of!(cooperative_boot_params, flags) - 44usize];
-    ["Offset of field: cooperative_boot_params::reserved"]
-        [::core::mem::offset_of!(cooperative_boot_params, reserved) - 48usize];
+    ["Offset of field: cooperative_boot_params::p2m_address"]
+        [::core::mem::offset_of!(cooperative_boot_params, p2m_address) - 48usize];
+    ["Offset of field: cooperative_boot_params::m2p_address"]
+        [::core::mem::offset_of!(cooperative_boot_params, m2p_address) - 56usize];
+    ["Offset of field: cooperative_boot_params::m2p_entries"]
+        [::core::mem::offset_of!(cooperative_boot_params, m2p_entries) - 64usize];
+    ["Offset of field: cooperative_boot_params::tables_pages"]
+        [::core::mem::offset_of!(cooperative_boot_params, tables_pages) - 68usize];
+    ["Offset of field: cooperative_boot_params::host_time_ns"]
+        [::core::mem::offset_of!(cooperative_boot_params, host_time_ns) - 72usize];
     ["Offset of field: cooperative_boot_params::command_line"]
         [::core::mem::offset_of!(cooperative_boot_params, command_line) - 80usize];
 };
@@ -181,6 +197,22 @@ impl Default for cooperative_boot_params {
     }
 }
 #[repr(C)]
+#[derive(Debug, Default, Copy, Clone, PartialEq, Eq)]
+pub struct cooperative_m2p_entry {
+    pub frame: __u32,
+    pub pfn: __u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of cooperative_m2p_entry"][::core::mem::size_of::<cooperative_m2p_entry>() - 8usize];
+    ["Alignment of cooperative_m2p_entry"]
+        [::core::mem::align_of::<cooperative_m2p_entry>() - 4usize];
+    ["Offset of field: cooperative_m2p_entry::frame"]
+        [::core::mem::offset_of!(cooperative_m2p_entry, frame) - 0usize];
+    ["Offset of field: cooperative_m2p_entry::pfn"]
+        [::core::mem::offset_of!(cooperative_m2p_entry, pfn) - 4usize];
+};
+#[repr(C)]
 #[repr(align(8))]
 #[derive(Debug, Default, Copy, Clone, PartialEq, Eq)]
 pub struct cooperative_vcpu_state {
@@ -190,8 +222,9 @@ pub struct cooperative_vcpu_state {
     pub pending_timer_ticks: __u32,
     pub pending_irqs: __u32,
     pub vcpu_id: __u32,
-    pub reserved0: __u32,
-    pub reserved: [__u64; 5usize],
+    pub irq_entry: __u32,
+    pub timer_deadline: __u64,
+    pub reserved: [__u64; 4usize],
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -210,10 +243,12 @@ const _: () = {
         [::core::mem::offset_of!(cooperative_vcpu_state, pending_irqs) - 76usize];
     ["Offset of field: cooperative_vcpu_state::vcpu_id"]
         [::core::mem::offset_of!(cooperative_vcpu_state, vcpu_id) - 80usize];
-    ["Offset of field: cooperative_vcpu_state::reserved0"]
-        [::core::mem::offset_of!(cooperative_vcpu_state, reserved0) - 84usize];
+    ["Offset of field: cooperative_vcpu_state::irq_entry"]
+        [::core::mem::offset_of!(cooperative_vcpu_state, irq_entry) - 84usize];
+    ["Offset of field: cooperative_vcpu_state::timer_deadline"]
+        [::core::mem::offset_of!(cooperative_vcpu_state, timer_deadline) - 88usize];
     ["Offset of field: cooperative_vcpu_state::reserved"]
-        [::core::mem::offset_of!(cooperative_vcpu_state, reserved) - 88usize];
+        [::core::mem::offset_of!(cooperative_vcpu_state, reserved) - 96usize];
 };
 #[repr(C)]
 #[derive(Debug, Copy, Clone, PartialEq, Eq)]
@@ -227,14 +262,19 @@ pub struct cooperative_shared_state {
     pub vcpu_offset: __u32,
     pub flags: __u32,
     pub passage_entry: __u64,
-    pub reserved: [__u64; 3usize],
+    pub passage_frame: __u64,
+    pub passage_idt_frame: __u64,
+    pub shared_state_frame: __u64,
     pub boot: cooperative_boot_params,
     pub vcpu: [cooperative_vcpu_state; 1usize],
+    pub input_head: __u32,
+    pub input_tail: __u32,
+    pub input: [__u8; 512usize],
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of cooperative_shared_state"]
-        [::core::mem::size_of::<cooperative_shared_state>() - 528usize];
+        [::core::mem::size_of::<cooperative_shared_state>() - 1048usize];
     ["Alignment of cooperative_shared_state"]
         [::core::mem::align_of::<cooperative_shared_state>() - 8usize];
     ["Offset of field: cooperative_shared_state::magic"]
@@ -255,12 +295,22 @@ const _: () = {
         [::core::mem::offset_of!(cooperative_shared_state, flags) - 28usize];
     ["Offset of field: cooperative_shared_state::passage_entry"]
         [::core::mem::offset_of!(cooperative_shared_state, passage_entry) - 32usize];
-    ["Offset of field: cooperative_shared_state::reserved"]
-        [::core::mem::offset_of!(cooperative_shared_state, reserved) - 40usize];
+    ["Offset of field: cooperative_shared_state::passage_frame"]
+        [::core::mem::offset_of!(cooperative_shared_state, passage_frame) - 40usize];
+    ["Offset of field: cooperative_shared_state::passage_idt_frame"]
+        [::core::mem::offset_of!(cooperative_shared_state, passage_idt_frame) - 48usize];
+    ["Offset of field: cooperative_shared_state::shared_state_frame"]
+        [::core::mem::offset_of!(cooperative_shared_state, shared_state_frame) - 56usize];
     ["Offset of field: cooperative_shared_state::boot"]
         [::core::mem::offset_of!(cooperative_shared_state, boot) - 64usize];
     ["Offset of field: cooperative_shared_state::vcpu"]
         [::core::mem::offset_of!(cooperative_shared_state, vcpu) - 400usize];
+    ["Offset of field: cooperative_shared_state::input_head"]
+        [::core::mem::offset_of!(cooperative_shared_state, input_head) - 528usize];
+    ["Offset of field: cooperative_shared_state::input_tail"]
+        [::core::mem::offset_of!(cooperative_shared_state, input_tail) - 532usize];
+    ["Offset of field: cooperative_shared_state::input"]
+        [::core::mem::offset_of!(cooperative_shared_state, input) - 536usize];
 };
 impl Default for cooperative_shared_state {
     fn default() -> Self {
@@ -389,11 +439,16 @@ pub struct cooperative_ioctl_run {
     pub fault_address: __u64,
     pub fault_eip: __u64,
     pub text: [__u8; 256usize],
+    pub boot: __u64,
+    pub input: __u64,
+    pub input_size: __u32,
+    pub text_size: __u32,
+    pub timeout_ns: __u64,
     pub reserved: [__u64; 2usize],
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of cooperative_ioctl_run"][::core::mem::size_of::<cooperative_ioctl_run>() - 408usize];
+    ["Size of cooperative_ioctl_run"][::core::mem::size_of::<cooperative_ioctl_run>() - 440usize];
     ["Alignment of cooperative_ioctl_run"]
         [::core::mem::align_of::<cooperative_ioctl_run>() - 8usize];
     ["Offset of field: cooperative_ioctl_run::abi_version"]
@@ -424,8 +479,18 @@ const _: () = {
         [::core::mem::offset_of!(cooperative_ioctl_run, fault_eip) - 128usize];
     ["Offset of field: cooperative_ioctl_run::text"]
         [::core::mem::offset_of!(cooperative_ioctl_run, text) - 136usize];
+    ["Offset of field: cooperative_ioctl_run::boot"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, boot) - 392usize];
+    ["Offset of field: cooperative_ioctl_run::input"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, input) - 400usize];
+    ["Offset of field: cooperative_ioctl_run::input_size"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, input_size) - 408usize];
+    ["Offset of field: cooperative_ioctl_run::text_size"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, text_size) - 412usize];
+    ["Offset of field: cooperative_ioctl_run::timeout_ns"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, timeout_ns) - 416usize];
     ["Offset of field: cooperative_ioctl_run::reserved"]
-        [::core::mem::offset_of!(cooperative_ioctl_run, reserved) - 392usize];
+        [::core::mem::offset_of!(cooperative_ioctl_run, reserved) - 424usize];
 };
 impl Default for cooperative_ioctl_run {
     fn default() -> Self {
