@@ -21,6 +21,12 @@
 #include <linux/err.h>
 #include <asm/tsc.h>
 #include <linux/jiffies.h>
+#include <linux/ktime.h>
+#include <linux/log2.h>
+#include <linux/math64.h>
+#include <linux/sizes.h>
+#include <linux/timekeeping.h>
+#include <linux/uaccess.h>
 #include <linux/sched/signal.h>
 #include <linux/io.h>
 #include <linux/kernel.h>
@@ -281,7 +287,11 @@ static void passage_fill_idt(struct colinux_passage *p)
 		code[1] = v;
 		code[2] = 0xe9;			/* jmp rel32 */
 		memcpy(code + 3, &rel, 4);
-		idt[v] = passage_gate32(stub, PASSAGE_GUEST_CS);
+		/*
+		 * The ABI's code selector, flat in every guest GDT, so that a
+		 * guest can copy these gates into its own IDT unchanged.
+		 */
+		idt[v] = passage_gate32(stub, COOPERATIVE_PASSAGE_CODE_SELECTOR);
 	}
 }
 
@@ -665,14 +675,32 @@ int colinux_passage_clobber_run(void)
  * Guest RAM is host pages anywhere (the core's frame table); the page
  * tables hold those real host frames. Only the PDPT, which CR3 holds in
  * 32-bit mode, must lie below 4 GiB.
+ *
+ * A guest started with boot parameters (a Linux guest) also gets the
+ * translation tables p2m and m2p at the top of its RAM, virtual
+ * interrupts (injected at its irq_entry), a one-shot TSC timer, console
+ * input, and RUN returns to the daemon when it idles (EXIT_IDLE) and at
+ * the end of each time slice (EXIT_YIELD). A guest started without them
+ * (the test payloads) has its IDLE operations served in the kernel and
+ * is never sliced, as before.
  */
 #define RUN_VA_OFFSET		COOPERATIVE_KERNEL_VA_OFFSET
 /* RAM mapped by the initial tables ends below the passage pages. */
 #define RUN_VA_LIMIT		COOPERATIVE_PASSAGE_GUEST_VA
+/* Guest time after which RUN returns EXIT_YIELD (Linux guests). */
+#define RUN_SLICE_NS		(10 * NSEC_PER_MSEC)
 
 static_assert(PASSAGE_GUEST_VA == COOPERATIVE_PASSAGE_GUEST_VA);
 static_assert(PASSAGE_CS32 == COOPERATIVE_PASSAGE_CODE_SELECTOR);
 static_assert(PASSAGE_IDT_GVA == COOPERATIVE_PASSAGE_IDT_GUEST_VA);
+static_assert(sizeof(struct cooperative_m2p_entry) == 8);
+
+/* What the guest waits for when RUN resumes it. */
+enum run_wait {
+	RUN_WAIT_NONE,		/* nothing: it continues where it left */
+	RUN_WAIT_STATUS,	/* the daemon's status for the op RUN returned */
+	RUN_WAIT_IDLE,		/* the end of its IDLE: status OK */
+};
 
 struct colinux_run {
 	struct colinux_passage *p;
@@ -684,7 +712,15 @@ struct colinux_run {
 	const u64 *frames;		/* guest pfn -> host frame (the core's) */
 	u64 nr_frames;
 	bool started, dead;
+	bool linux_boot;		/* started with boot parameters */
+	u32 last_exit;			/* PASSAGE_EXIT_* of the last switch */
+	enum run_wait wait;
 };
+
+/* A rate-limited complaint about the daemon's or the guest's input. */
+#define run_warn(fmt, ...)						\
+	pr_warn_ratelimited("%s[%d]: " fmt "\n", current->comm,	\
+			    task_pid_nr(current), ##__VA_ARGS__)
 
 static int run_map(struct colinux_run *r, u32 va, u64 phys)
 {
@@ -767,6 +803,10 @@ struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames)
 	s->vcpu_offset = offsetof(struct cooperative_shared_state, vcpu);
 	s->passage_entry = PASSAGE_GUEST_VA +
 		(colinux_passage_guest_entry - colinux_passage_template);
+	/* The guest maps these itself at the ABI's fixed addresses. */
+	s->passage_frame = r->p->phys >> PAGE_SHIFT;
+	s->passage_idt_frame = page_to_pfn(r->p->idt_page);
+	s->shared_state_frame = page_to_pfn(r->shared_page);
 	s->boot.magic = COOPERATIVE_ABI_MAGIC;
 	s->boot.abi_version = COOPERATIVE_ABI_VERSION;
 	s->boot.memory_size = nr_frames << PAGE_SHIFT;
@@ -802,12 +842,18 @@ static int run_copy(struct colinux_run *r, u64 pa, void *buf, u64 len,
 	return 0;
 }
 
-static void run_text(struct colinux_run *r, u64 pa, u64 len, u8 *out)
+/*
+ * Text from guest-physical @pa (@len bytes, truncated to what RUN can
+ * return) into @out, NUL-terminated; returns the bytes stored.
+ */
+static u32 run_text(struct colinux_run *r, u64 pa, u64 len, u8 *out)
 {
 	len = min_t(u64, len, COOPERATIVE_RUN_TEXT_SIZE - 1);
 	memset(out, 0, COOPERATIVE_RUN_TEXT_SIZE);
 	if (run_copy(r, pa, out, len, false))
-		strscpy(out, "(text outside guest RAM)", COOPERATIVE_RUN_TEXT_SIZE);
+		return strscpy(out, "(text outside guest RAM)",
+			       COOPERATIVE_RUN_TEXT_SIZE);
+	return len;
 }
 
 /* The guest's first state: as if it had called the passage from @entry. */
@@ -834,10 +880,235 @@ static int run_start(struct colinux_run *r, u64 entry, u64 stack)
 	return 0;
 }
 
+/* Check the daemon's boot parameters; names the first bad field. */
+static int run_boot_check(const struct colinux_run *r,
+			  const struct cooperative_boot_params *b)
+{
+	u64 ram = r->nr_frames << PAGE_SHIFT;
+	const u8 *nul = memchr(b->command_line, 0, sizeof(b->command_line));
+	const char *bad = NULL;
+
+	if (b->magic != COOPERATIVE_ABI_MAGIC)
+		bad = "magic is not COOPERATIVE_ABI_MAGIC";
+	else if (b->abi_version != COOPERATIVE_ABI_VERSION)
+		bad = "abi_version is not the driver's";
+	else if (b->memory_size != ram)
+		bad = "memory_size is not the guest's RAM size";
+	else if (b->kernel_end > ram)
+		bad = "kernel_end lies beyond guest RAM";
+	else if (!b->initrd_address && b->initrd_size)
+		bad = "initrd_size without initrd_address";
+	else if (b->initrd_address &&
+		 (b->initrd_address < b->kernel_end ||
+		  b->initrd_address > ram || b->initrd_size > ram - b->initrd_address))
+		bad = "initrd_address/initrd_size: not between kernel_end and the end of RAM";
+	else if (b->flags)
+		bad = "flags: none are defined";
+	else if (b->cpu_khz || b->p2m_address || b->m2p_address ||
+		 b->m2p_entries || b->tables_pages || b->host_time_ns)
+		bad = "cpu_khz, p2m/m2p, tables_pages, host_time_ns: the driver fills them, they must be zero";
+	else if (!nul)
+		bad = "command_line is not NUL-terminated";
+	else if (memchr_inv(nul, 0, b->command_line + sizeof(b->command_line) - nul))
+		bad = "command_line: bytes after its NUL must be zero";
+	if (!bad)
+		return 0;
+	run_warn("RUN: bad boot parameters: %s", bad);
+	return -EINVAL;
+}
+
+/*
+ * The translation tables at the top of guest RAM (see struct
+ * cooperative_boot_params): the p2m (one __u32 host frame per guest pfn),
+ * then, 8-byte aligned, the m2p hash (2 * pages slots or more, a power of
+ * two: at most half full, so probes stay short). Fills their fields.
+ */
+static int run_tables(struct colinux_run *r, struct cooperative_boot_params *b)
+{
+	u64 pages = r->nr_frames, ram = pages << PAGE_SHIFT;
+	u64 entries = roundup_pow_of_two(2 * pages);
+	u64 m2p_off = ALIGN(pages * sizeof(u32), 8);
+	u64 size = PAGE_ALIGN(m2p_off + entries * sizeof(struct cooperative_m2p_entry));
+	struct cooperative_m2p_entry *m2p;
+	u64 base, pfn, done;
+	u32 *p2m;
+	u8 *buf;
+	int ret = 0;
+
+	if (size > ram) {
+		run_warn("RUN: translation tables (%llu KiB) larger than guest RAM",
+			 size >> 10);
+		return -ENOSPC;
+	}
+	base = ram - size;
+	if (base < b->kernel_end ||
+	    (b->initrd_address && base < b->initrd_address + b->initrd_size)) {
+		run_warn("RUN: translation tables at %#llx (%llu KiB) would overlap the %s: more guest RAM needed",
+			 base, size >> 10,
+			 base < b->kernel_end ? "kernel" : "initrd");
+		return -ENOSPC;
+	}
+	for (pfn = 0; pfn < pages; pfn++) {
+		if (!r->frames[pfn] || r->frames[pfn] > U32_MAX) {
+			run_warn("RUN: host frame %#llx of guest pfn %#llx does not fit the 32-bit p2m",
+				 r->frames[pfn], pfn);
+			return -E2BIG;
+		}
+	}
+	buf = kvzalloc(size, GFP_KERNEL_ACCOUNT);
+	if (!buf)
+		return -ENOMEM;
+	p2m = (u32 *)buf;
+	m2p = (struct cooperative_m2p_entry *)(buf + m2p_off);
+	for (pfn = 0; pfn < pages; pfn++) {
+		u32 frame = r->frames[pfn];
+		u32 slot = COOPERATIVE_M2P_SLOT(frame, entries);
+
+		p2m[pfn] = frame;
+		/* Never full (entries >= 2 * pages); frames are distinct. */
+		while (m2p[slot].frame)
+			slot = (slot + 1) & (entries - 1);
+		m2p[slot].frame = frame;
+		m2p[slot].pfn = pfn;
+		if (!(pfn & 4095))
+			cond_resched();
+	}
+	for (done = 0; done < size && !ret; done += SZ_1M) {
+		ret = run_copy(r, base + done, buf + done,
+			       min_t(u64, SZ_1M, size - done), true);
+		cond_resched();
+	}
+	kvfree(buf);
+	if (ret)
+		return ret;
+	b->p2m_address = base;
+	b->m2p_address = base + m2p_off;
+	b->m2p_entries = entries;
+	b->tables_pages = size >> PAGE_SHIFT;
+	return 0;
+}
+
+/* A Linux guest's boot: its parameters in, tables built, shared state. */
+static int run_boot(struct colinux_run *r, u64 user)
+{
+	struct cooperative_boot_params b;
+	int ret;
+
+	if (copy_from_user(&b, u64_to_user_ptr(user), sizeof(b)))
+		return -EFAULT;
+	ret = run_boot_check(r, &b);
+	if (!ret)
+		ret = run_tables(r, &b);
+	if (ret)
+		return ret;
+	b.cpu_khz = tsc_khz;
+	b.host_time_ns = ktime_get_real_ns();
+	r->shared->boot = b;
+	return 0;
+}
+
+/* Console input from the daemon into the shared ring, as much as fits. */
+static int run_input(struct colinux_run *r, struct cooperative_ioctl_run *arg)
+{
+	struct cooperative_shared_state *s = r->shared;
+	const u8 __user *src = u64_to_user_ptr(arg->input);
+	u32 head = s->input_head, used = head - s->input_tail;
+	u32 room = used < COOPERATIVE_INPUT_SIZE ?
+		   COOPERATIVE_INPUT_SIZE - used : 0;
+	u32 n = arg->input ? min(arg->input_size, room) : 0, done;
+
+	for (done = 0; done < n;) {
+		u32 at = (head + done) % COOPERATIVE_INPUT_SIZE;
+		u32 chunk = min(n - done, COOPERATIVE_INPUT_SIZE - at);
+
+		if (copy_from_user(s->input + at, src + done, chunk))
+			return -EFAULT;
+		done += chunk;
+	}
+	arg->input_size = n;
+	if (n) {
+		s->input_head = head + n;
+		s->vcpu[0].pending_irqs |= BIT(COOPERATIVE_IRQ_KEYBOARD);
+	}
+	return 0;
+}
+
+/* The guest's one-shot timer: due means its line becomes pending. */
+static void run_timer(struct cooperative_vcpu_state *v)
+{
+	if (v->timer_deadline && rdtsc() >= v->timer_deadline) {
+		v->pending_irqs |= BIT(COOPERATIVE_IRQ_TIMER);
+		v->timer_deadline = 0;
+	}
+}
+
+/* Nanoseconds until the guest's timer is due (at least 1), 0: none. */
+static u64 run_timeout_ns(const struct cooperative_vcpu_state *v)
+{
+	u64 now = rdtsc();
+
+	if (!v->timer_deadline)
+		return 0;
+	if (v->timer_deadline <= now || !tsc_khz)
+		return 1;
+	return max_t(u64, mul_u64_u32_div(v->timer_deadline - now,
+					  NSEC_PER_MSEC, tsc_khz), 1);
+}
+
+/*
+ * Where the guest resumes: its virtual-interrupt entry when it left on a
+ * host interrupt with interrupts on and a line is pending, else 0 (where
+ * it left). Never in the middle of an operation: those exits are calls.
+ */
+static u32 run_inject(struct colinux_run *r,
+		      const struct cooperative_vcpu_state *v)
+{
+	if (r->last_exit != PASSAGE_EXIT_IRQ || !v->pending_irqs ||
+	    !v->irq_entry ||
+	    !(*(u32 *)(r->p->kva + G_EFLAGS) & X86_EFLAGS_IF))
+		return 0;
+	return v->irq_entry;
+}
+
+/*
+ * MESSAGE_TO_MONITOR: a valid message goes to the daemon (true); a bad
+ * one is refused with status INVALID and the guest resumed (false).
+ */
+static bool run_message(struct colinux_run *r, struct cooperative_vcpu_state *v,
+			struct cooperative_ioctl_run *arg)
+{
+	u64 pa = v->params[0], size = v->params[1];
+	struct cooperative_message m;
+	const char *bad = NULL;
+
+	if (size < sizeof(m))
+		bad = "params[1] smaller than the message header";
+	else if (pa + size < pa || pa + size > (r->nr_frames << PAGE_SHIFT))
+		bad = "message outside guest RAM";
+	else if (run_copy(r, pa, &m, sizeof(m), false))
+		bad = "header outside guest RAM";
+	else if (m.size > size - sizeof(m))
+		bad = "header size beyond params[1]";
+	if (bad) {
+		run_warn("guest MESSAGE_TO_MONITOR refused: %s", bad);
+		v->status = COOPERATIVE_STATUS_INVALID;
+		return false;
+	}
+	arg->exit_reason = COOPERATIVE_RUN_EXIT_OPERATION;
+	arg->operation = COOPERATIVE_OP_MESSAGE_TO_MONITOR;
+	memset(arg->params, 0, sizeof(arg->params));
+	arg->params[0] = m.to;
+	arg->params[1] = m.type;
+	arg->params[2] = m.size;
+	arg->text_size = run_text(r, pa + sizeof(m), m.size, arg->text);
+	return true;
+}
+
 int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 {
 	struct cooperative_vcpu_state *v = &r->shared->vcpu[0];
 	struct colinux_passage *p = r->p;
+	u64 start = ktime_get_ns();
 	int ret;
 
 	if (r->dead)
@@ -846,18 +1117,35 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 		if (native_read_cr4() & X86_CR4_VMXE)
 			return -EBUSY;
 		ret = run_start(r, arg->entry, arg->stack);
+		if (!ret && arg->boot)
+			ret = run_boot(r, arg->boot);
 		if (ret)
 			return ret;
 		r->started = true;
-	} else if (arg->entry || arg->stack) {
+		r->linux_boot = arg->boot != 0;
+	} else if (arg->entry || arg->stack || arg->boot) {
 		return -EINVAL;
-	} else {
-		v->status = arg->status;
 	}
+	ret = run_input(r, arg);
+	if (ret)
+		return ret;
+	if (r->wait == RUN_WAIT_STATUS)
+		v->status = arg->status;
+	else if (r->wait == RUN_WAIT_IDLE)
+		v->status = COOPERATIVE_STATUS_OK;
+	r->wait = RUN_WAIT_NONE;
 	arg->idle_round_trips = 0;
 	arg->interrupts = 0;
+	arg->text_size = 0;
+	arg->timeout_ns = 0;
 	for (;;) {
-		u32 reason = passage_switch(p);
+		u32 reason;
+
+		run_timer(v);
+		V(u32, G_INJECT) = run_inject(r, v);
+		reason = passage_switch(p);
+		r->last_exit = reason;
+		V(u32, G_INJECT) = 0;
 
 		if (reason == PASSAGE_EXIT_IRQ) {
 			arg->interrupts++;
@@ -869,20 +1157,42 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 			arg->fault_address = V(u32, P_EXIT_CR2);
 			return 0;
 		} else if (v->operation == COOPERATIVE_OP_IDLE) {
+			if (r->linux_boot) {
+				run_timer(v);
+				if (!v->pending_irqs) {
+					r->wait = RUN_WAIT_IDLE;
+					arg->exit_reason = COOPERATIVE_RUN_EXIT_IDLE;
+					arg->timeout_ns = run_timeout_ns(v);
+					return 0;
+				}
+			}
 			arg->idle_round_trips++;
 			v->status = COOPERATIVE_STATUS_OK;
+		} else if (v->operation == COOPERATIVE_OP_MESSAGE_TO_MONITOR) {
+			if (run_message(r, v, arg)) {
+				r->wait = RUN_WAIT_STATUS;
+				return 0;
+			}
 		} else {
 			arg->exit_reason = COOPERATIVE_RUN_EXIT_OPERATION;
 			arg->operation = v->operation;
 			memcpy(arg->params, v->params, sizeof(arg->params));
 			if (v->operation == COOPERATIVE_OP_DEBUG_LINE)
-				run_text(r, v->params[0], v->params[1], arg->text);
+				arg->text_size = run_text(r, v->params[0],
+							  v->params[1], arg->text);
 			if (v->operation == COOPERATIVE_OP_TERMINATE) {
 				r->dead = true;
 				if (v->params[1])
-					run_text(r, v->params[1], v->params[2],
-						 arg->text);
+					arg->text_size = run_text(r, v->params[1],
+								  v->params[2],
+								  arg->text);
 			}
+			r->wait = RUN_WAIT_STATUS;
+			return 0;
+		}
+		/* Served here: a forwarded interrupt, an IDLE, a bad message. */
+		if (r->linux_boot && ktime_get_ns() - start > RUN_SLICE_NS) {
+			arg->exit_reason = COOPERATIVE_RUN_EXIT_YIELD;
 			return 0;
 		}
 		if (signal_pending(current)) {

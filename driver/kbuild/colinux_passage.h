@@ -135,6 +135,16 @@
 /* Events recorded during a switch, replayed by the host (u32 flags). */
 #define P_NMI_PENDING		0xa2c
 #define P_MCE_PENDING		0xa30
+/* The EFLAGS of the guest's iret frame at its last exit (IF: 0x200). */
+#define G_EFLAGS		0xa34	/* u32 */
+/*
+ * Virtual-interrupt injection: when nonzero, the way in does not return
+ * to where the guest left but jumps to this guest address, leaving the
+ * guest's iret frame on its stack, as an interrupt gate would (the
+ * passage runs with interrupts off, so they stay off). Set by the host
+ * before each switch.
+ */
+#define G_INJECT		0xa38	/* u32 */
 /* The self-test guest's stack grows down from here. */
 #define P_SELFTEST_STACK_TOP	0xf00
 

@@ -18,7 +18,9 @@
  *      and at PASSAGE_GUEST_VA), turn paging on: 32-bit PAE paging.
  *   4. (32-bit, guest address) load the guest's CR3, CR4, GDT, IDT, LDT,
  *      TR (busy bit cleared first), stack and segments, popal, iret: the
- *      guest continues where it called the passage.
+ *      guest continues where it called the passage (or, when G_INJECT is
+ *      set, popal and a jump there: a virtual interrupt, whose frame is
+ *      the guest's iret frame).
  * Way back (guest -> host), the guest entry, in the reverse order: save
  * the guest's registers and state, passage GDT, guest transition tables,
  * identity, paging off, host CR4 (without PCIDE/CET), host transition top
@@ -261,8 +263,18 @@ colinux_passage_template:
 	 * the guest's to forward. */
 	lidt	G_IDTR(%ebx)
 	mov	G_DS(%ebx), %ds
+	cmpl	$0, G_INJECT(%ebx)
+	jne	2f
 	popal
 	iret
+	/*
+	 * Deliver a virtual interrupt: the guest's registers back, its iret
+	 * frame stays on its stack, and it continues at G_INJECT, reached
+	 * through the page's fixed guest address (%ebx is the guest's again
+	 * after popal; DS is the guest's flat data segment).
+	 */
+2:	popal
+	jmp	*(PASSAGE_GUEST_VA + G_INJECT)
 
 /*
  * ---- the guest entry: the guest calls here ----
@@ -279,6 +291,12 @@ colinux_passage_guest_entry:
 	/* Only now: a nested NMI before the lidt has had its own round trip. */
 	movl	$PASSAGE_EXIT_CALL, P_EXIT_REASON(%ebx)
 .Lguest_save:
+	/*
+	 * The EFLAGS of the iret frame above the pushal image (after a fault,
+	 * whatever lies there instead: that guest is not resumed).
+	 */
+	mov	40(%esp), %eax
+	mov	%eax, G_EFLAGS(%ebx)
 	mov	%esp, G_ESP(%ebx)
 	mov	%ss, G_SS(%ebx)
 	mov	%ds, G_DS(%ebx)

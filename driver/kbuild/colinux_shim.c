@@ -46,6 +46,10 @@ MODULE_PARM_DESC(passage_selftest,
 		 "at load, switch this many times into a built-in 32-bit guest and back");
 
 static_assert(PAGE_SIZE == COOPERATIVE_PAGE_SIZE);
+/* colinux_shim_run() checks every reserved field: two of them today. */
+static_assert(sizeof(struct cooperative_ioctl_run) == COOPERATIVE_IOCTL_RUN_SIZE);
+static_assert(sizeof(((struct cooperative_ioctl_run *)0)->reserved) ==
+	      2 * sizeof(__u64));
 
 /* Guest RAM is charged to the daemon's memory cgroup. */
 #define COLINUX_PAGE_GFP	(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN)
