@@ -7,6 +7,7 @@
 //! - [`patch`]: quilt series files and GNU-patch-compatible application.
 //! - [`series`]: applying a series onto a tree, one commit per patch.
 //! - [`rebase`]: moving the series to a new release; [`refresh`]: patch files from commits.
+//! - [`guest_initrd`]: the guest's initramfs (i386 busybox, `/init`).
 //! - [`kconfig`]: merging config fragments; [`build`]: the kernel build.
 //! - [`sysdeps`]: installing the system packages a task needs.
 //! - [`bench`]: the benchmarks behind `docs/BENCHMARKS.md`.
@@ -17,6 +18,7 @@ pub mod codegen;
 pub mod debian;
 pub mod driver_build;
 pub mod fetch;
+pub mod guest_initrd;
 pub mod hostkernel;
 pub mod kconfig;
 pub mod manifest;

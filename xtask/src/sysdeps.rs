@@ -34,6 +34,10 @@ pub const QUILT_ORACLE: &[&str] = &["quilt", "patch", "diffutils"];
 /// run time (`xtask::hostkernel`); `dpkg-deb` and `apt-get` come with dpkg/apt.
 pub const TEST_HOST: &[&str] = &["qemu-system-x86", "busybox-static", "apt", "dpkg"];
 
+/// Packages to download the guest's busybox (`xtask::guest_initrd`):
+/// apt (through a private configuration) and Debian's archive keys.
+pub const GUEST_INITRD: &[&str] = &["apt", "debian-archive-keyring"];
+
 /// Make sure every package in `packages` is installed.
 pub fn ensure(what: &str, packages: &[&str]) -> Result<()> {
     if which("dpkg-query").is_none() {
