@@ -53,19 +53,35 @@ impl FetchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// The main job: build the guest kernel, the host driver and the daemon,
-    /// boot the test host (Debian's stock x86_64 kernel in QEMU), load the
-    /// driver and give the guest kernel to the daemon, showing the host's
-    /// console. (The guest itself runs once issues 4 and 5 land.)
+    /// The main job: build the guest kernel, its initramfs, the host driver
+    /// and the daemon, boot the test host (Debian's stock x86_64 kernel in
+    /// QEMU), load the driver and boot the Linux guest with the daemon;
+    /// a scripted session types a few commands into the guest's shell and
+    /// powers it off. Shows the host's console.
     Run {
         #[command(flatten)]
         fetch: FetchArgs,
         /// Guest RAM in MiB
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 128)]
         mem: u64,
-        /// Stay in an interactive shell in the test host afterwards
+        /// Interactive: the guest's console on this terminal (type into the
+        /// guest's shell; `poweroff` ends it), then a shell in the test host
         #[arg(long)]
         shell: bool,
+        /// Run the 32-bit test payload through the passage instead of
+        /// booting Linux (the job before the guest booted)
+        #[arg(long)]
+        payload: bool,
+    },
+    /// Build the guest's initramfs (Debian's static i386 busybox, /init) in
+    /// the cache and print its path; busybox is downloaded once.
+    BuildInitrd {
+        /// Print the archive's contents too
+        #[arg(long)]
+        list: bool,
+        /// Download busybox again even if the cached one is fine
+        #[arg(long)]
+        refresh: bool,
     },
     /// Download (or take a local archive of) a pinned Linux release, verify
     /// its sha256, unpack it once into the cache and record it as a git
@@ -311,11 +327,40 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
         }
         Cmd::Codegen { check } => xtask::codegen::codegen(check)?,
-        Cmd::Run { fetch, mem, shell } => {
+        Cmd::Run {
+            fetch,
+            mem,
+            shell,
+            payload,
+        } => {
             let version = fetch.version(&manifest);
             let build =
                 kernel_build_options(&manifest, &fetch, version, "tinyconfig".into(), false, None)?;
-            xtask::run::run(&manifest, &xtask::run::RunOptions { build, mem, shell })?;
+            xtask::run::run(
+                &manifest,
+                &xtask::run::RunOptions {
+                    build,
+                    mem,
+                    shell,
+                    payload,
+                },
+            )?;
+        }
+        Cmd::BuildInitrd { list, refresh } => {
+            if refresh {
+                xtask::guest_initrd::busybox(true)?;
+            }
+            let path = xtask::guest_initrd::build()?;
+            if list {
+                let data = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                for e in xtask::guest_initrd::list_newc(&data)
+                    .with_context(|| format!("cannot list {}", path.display()))?
+                {
+                    println!("{}", e.render());
+                }
+            }
+            println!("{}", path.display());
         }
         Cmd::BuildDriver { kernel_build_dir } => {
             let ko = xtask::driver_build::build_driver(kernel_build_dir.as_deref())?;
