@@ -1,0 +1,414 @@
+//! The i386 Linux guest booted cooperatively by the daemon in Debian's
+//! stock kernel in the QEMU test host, with the initramfs from
+//! `xtask::guest_initrd` (static i386 busybox).
+//!
+//! - the boot log and `/init`'s marker appear on the daemon's stdout; typed
+//!   commands run (`uname -a` says i586/i686, `/proc/meminfo` shows the
+//!   guest's RAM, `/proc/interrupts` a ticking timer); `poweroff` makes the
+//!   daemon exit 0;
+//! - `sleep 2` lasts 2 s ± 5% by the guest's clock and by the host's;
+//! - a guest panic (`echo c > /proc/sysrq-trigger`) makes the daemon exit 2,
+//!   saying "panic", and leaves the host's kernel log clean;
+//! - 20 boots in a row in one host session, memory returned, the module
+//!   unloadable.
+//!
+//! The sessions are driven by `xtask::run`'s shell helpers: a feeder types
+//! into the guest's console once it is up, each command followed by a
+//! marker it waits for. The rig fails any run whose host log shows a BUG,
+//! WARNING, Oops, lockup or RCU stall. The tests run one at a time (the
+//! timing test needs the machine's CPUs).
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use colinux_tests::SHELL_HELPERS;
+use xtask::guest_initrd::INIT_MARKER;
+use xtask::run::{self as session, Session, SHELL_READY};
+use xtask::testhost::{self, Outcome, Scenario};
+
+struct Parts {
+    module: PathBuf,
+    daemon: PathBuf,
+    vmlinux: PathBuf,
+    initrd: PathBuf,
+}
+
+/// Build everything once per test binary: the module against the test
+/// host's kernel, the static daemon, the guest kernel (incremental: about a
+/// second when nothing changed) and the guest initramfs.
+fn parts() -> &'static Parts {
+    static PARTS: OnceLock<Parts> = OnceLock::new();
+    PARTS.get_or_init(|| {
+        let module = xtask::driver_build::build_driver(None).unwrap();
+        let daemon = xtask::userland::build_static("colinux-daemon", "colinux-daemon").unwrap();
+        let manifest = xtask::manifest::Manifest::load_default().unwrap();
+        let version = manifest.series.base.clone();
+        let guest = xtask::build::build_kernel(
+            &manifest,
+            &xtask::build::BuildOptions {
+                version: version.clone(),
+                fetch: xtask::fetch::FetchOptions {
+                    tarball: None,
+                    sources: vec![],
+                },
+                series_dir: xtask::series::series_for(
+                    &manifest,
+                    &xtask::paths::repo_root(),
+                    &version,
+                )
+                .unwrap(),
+                configs_dir: xtask::paths::repo_root().join("kernel-configs"),
+                base_config: "tinyconfig".into(),
+                force: false,
+                jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                build_dir: None,
+            },
+        )
+        .unwrap();
+        let initrd = xtask::guest_initrd::build().unwrap();
+        Parts {
+            module,
+            daemon,
+            vmlinux: guest.vmlinux,
+            initrd,
+        }
+    })
+}
+
+/// One boot test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn scenario(name: &str, script: String, timeout: Duration) -> Scenario {
+    let p = parts();
+    Scenario::new(name, format!("{SHELL_HELPERS}\n{script}"))
+        .file(p.module.clone(), session::HOST_MODULE, 0o644)
+        .file(p.daemon.clone(), session::HOST_DAEMON, 0o755)
+        .file(p.vmlinux.clone(), session::HOST_VMLINUX, 0o644)
+        .file(p.initrd.clone(), session::HOST_INITRD, 0o644)
+        .timeout(timeout)
+}
+
+/// Run `s`; the one session it holds (the outcome is not checked here).
+fn run_one(s: &Scenario) -> (Outcome, Session) {
+    let out = testhost::run(s).unwrap();
+    let sessions = session::sessions(&out.console);
+    let one = sessions.into_iter().next().unwrap_or_default();
+    (out, one)
+}
+
+/// The context a failure message shows: the rig's verdict, the guest's
+/// console, the daemon's stderr and the host console's last lines.
+fn context(out: &Outcome, s: &Session) -> String {
+    let tail: Vec<&str> = out.console.lines().rev().take(40).collect();
+    format!(
+        "\n--- test host: {} (log: {})\n--- daemon exit status: {:?}\n--- guest console ({} lines):\n{}\n--- daemon stderr:\n{}\n--- host console, last lines:\n{}\n",
+        out.reason,
+        out.log.display(),
+        s.status,
+        s.guest.len(),
+        s.guest.join("\n"),
+        s.daemon_stderr.join("\n"),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+/// The guest's output for typed step `n` (1-based): the lines between the
+/// marker of the step before (the shell's first answer for step 1) and its
+/// own marker. `None` if the step never finished.
+fn step_output(s: &Session, n: usize) -> Option<&[String]> {
+    let start_marker = if n == 1 {
+        SHELL_READY.to_string()
+    } else {
+        format!("colinux-run: step-{}-done", n - 1)
+    };
+    let end_marker = format!("colinux-run: step-{n}-done");
+    let start = s.guest.iter().position(|l| l.contains(&start_marker))?;
+    let end = start
+        + s.guest[start..]
+            .iter()
+            .position(|l| l.contains(&end_marker))?;
+    Some(&s.guest[start + 1..end])
+}
+
+/// The guest RAM the tests give (MiB).
+const MEM: u64 = 128;
+
+#[test]
+#[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
+fn guest_boots_runs_typed_commands_and_powers_off() {
+    let _serial = serial();
+    let s = scenario(
+        "boot-commands",
+        session::session_script(
+            MEM,
+            &[
+                "uname -a",
+                "cat /proc/meminfo | head -3",
+                "cat /proc/interrupts",
+            ],
+            "poweroff",
+            "rmmod colinux\necho boot-commands-done",
+        ),
+        Duration::from_secs(420),
+    );
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    let guest = sess.guest.join("\n");
+
+    assert!(
+        guest.contains("Linux version"),
+        "the guest's boot log (a \"Linux version\" line) did not reach the daemon's stdout{ctx}"
+    );
+    assert!(
+        sess.guest.iter().any(|l| l.trim() == INIT_MARKER),
+        "the guest's /init never printed {INIT_MARKER:?}{ctx}"
+    );
+    assert!(
+        guest.contains(SHELL_READY),
+        "the guest's shell never answered a typed command{ctx}"
+    );
+
+    let uname =
+        step_output(&sess, 1).unwrap_or_else(|| panic!("the typed `uname -a` did not finish{ctx}"));
+    assert!(
+        uname
+            .iter()
+            .any(|l| l.starts_with("Linux ")
+                && l.split_whitespace().any(|w| w == "i686" || w == "i586")),
+        "`uname -a` printed no i586/i686 Linux line: {uname:?}{ctx}"
+    );
+
+    let meminfo = step_output(&sess, 2)
+        .unwrap_or_else(|| panic!("the typed `cat /proc/meminfo | head -3` did not finish{ctx}"));
+    let total_kb: u64 = meminfo
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal line in /proc/meminfo: {meminfo:?}{ctx}"));
+    assert!(
+        (MEM * 1024 / 2..=MEM * 1024).contains(&total_kb),
+        "the guest's MemTotal is {total_kb} kB, not within ({} kB, {} kB] for a {MEM} MiB guest{ctx}",
+        MEM * 1024 / 2,
+        MEM * 1024
+    );
+    assert_eq!(
+        meminfo.iter().filter(|l| l.contains("kB")).count(),
+        3,
+        "`head -3` of /proc/meminfo should give 3 lines: {meminfo:?}{ctx}"
+    );
+
+    let interrupts = step_output(&sess, 3)
+        .unwrap_or_else(|| panic!("the typed `cat /proc/interrupts` did not finish{ctx}"));
+    let timer_ticks: Vec<u64> = interrupts
+        .iter()
+        .filter(|l| l.to_ascii_lowercase().contains("timer"))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.next().filter(|f| f.ends_with(':'))?;
+            w.next()?.parse().ok()
+        })
+        .collect();
+    assert!(
+        timer_ticks.iter().any(|&n| n > 0),
+        "/proc/interrupts has no timer line with a count above 0: {interrupts:?}{ctx}"
+    );
+
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "`poweroff` should make the daemon exit 0{ctx}"
+    );
+    assert!(
+        sess.daemon_stderr
+            .iter()
+            .any(|l| l.contains("colinux-daemon: guest powered off")),
+        "the daemon did not say \"colinux-daemon: guest powered off\" on stderr{ctx}"
+    );
+    assert!(
+        out.passed && out.console.contains("boot-commands-done"),
+        "the test host run failed (the session must complete, rmmod must work, the host log stay clean){ctx}"
+    );
+}
+
+/// Parse `colinux-tN <fields…>` from the guest's console.
+fn timing_fields(s: &Session, tag: &str) -> Option<Vec<f64>> {
+    let prefix = format!("colinux-{tag} ");
+    s.guest.iter().find_map(|l| {
+        let rest = l.trim().strip_prefix(&prefix)?;
+        rest.split_whitespace()
+            .map(|w| w.parse().ok())
+            .collect::<Option<Vec<f64>>>()
+    })
+}
+
+#[test]
+#[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
+fn sleep_2_seconds_lasts_2_seconds_on_guest_and_host_clocks() {
+    let _serial = serial();
+    // The guest reads its uptime (10 ms resolution) and its date (1 s) just
+    // before and after `sleep 2`; the host stamps the arrival of the two
+    // marker lines with its own uptime.
+    let typed = r#"d0=$(date +%s); read u0 _ < /proc/uptime; echo "colinux-t""0 $u0 $d0"; sleep 2; read u1 _ < /proc/uptime; echo "colinux-t""1 $u1"; echo "colinux-t""2 $(date +%s)""#;
+    let s = scenario(
+        "boot-sleep-timing",
+        session::session_script(
+            MEM,
+            &[typed],
+            "poweroff",
+            r#"echo "colinux-timing: host $(guest_stamp_of 'colinux-t0 ') $(guest_stamp_of 'colinux-t1 ')""#,
+        ),
+        Duration::from_secs(420),
+    );
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    assert!(out.passed, "the test host run failed{ctx}");
+    let t0 = timing_fields(&sess, "t0")
+        .filter(|f| f.len() == 2)
+        .unwrap_or_else(|| panic!("no `colinux-t0 <uptime> <date>` line from the guest{ctx}"));
+    let t1 = timing_fields(&sess, "t1")
+        .filter(|f| f.len() == 1)
+        .unwrap_or_else(|| panic!("no `colinux-t1 <uptime>` line from the guest{ctx}"));
+    let t2 = timing_fields(&sess, "t2")
+        .filter(|f| f.len() == 1)
+        .unwrap_or_else(|| panic!("no `colinux-t2 <date>` line from the guest{ctx}"));
+    let host: Vec<f64> = out
+        .console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("colinux-timing: host "))
+        .map(|r| {
+            r.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .filter(|v: &Vec<f64>| v.len() == 2)
+        .unwrap_or_else(|| panic!("the host did not stamp both marker lines{ctx}"));
+
+    let guest_uptime = t1[0] - t0[0];
+    let guest_date = t2[0] - t0[1];
+    let host_elapsed = host[1] - host[0];
+    let summary = format!(
+        "guest uptime {:.2} -> {:.2} ({guest_uptime:.2} s), guest date {} -> {} ({guest_date} s), \
+         host uptime {:.2} -> {:.2} ({host_elapsed:.2} s)",
+        t0[0], t1[0], t0[1], t2[0], host[0], host[1]
+    );
+    eprintln!("sleep 2: {summary}");
+    assert!(
+        (1.9..=2.1).contains(&guest_uptime),
+        "by the guest's /proc/uptime, `sleep 2` took {guest_uptime:.2} s, not 2 s ± 5%: {summary}{ctx}"
+    );
+    assert!(
+        (2.0..=3.0).contains(&guest_date),
+        "by the guest's `date +%s` (1 s resolution), `sleep 2` took {guest_date} s, not 2 or 3: {summary}{ctx}"
+    );
+    assert!(
+        (1.9..=2.1).contains(&host_elapsed),
+        "by the host's clock, `sleep 2` in the guest took {host_elapsed:.2} s, not 2 s ± 5%: {summary}{ctx}"
+    );
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "`poweroff` should make the daemon exit 0{ctx}"
+    );
+}
+
+#[test]
+#[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
+fn guest_panic_makes_the_daemon_exit_2_and_the_host_log_stays_clean() {
+    let _serial = serial();
+    let s = scenario(
+        "boot-panic",
+        session::session_script(
+            MEM,
+            &[],
+            "echo c > /proc/sysrq-trigger",
+            "rmmod colinux\necho boot-panic-done",
+        ),
+        Duration::from_secs(420),
+    );
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    assert!(
+        sess.guest.iter().any(|l| l.contains(SHELL_READY)),
+        "the guest's shell never came up, so the panic was never triggered{ctx}"
+    );
+    assert_eq!(
+        sess.status,
+        Some(2),
+        "a guest panic (sysrq c) should make the daemon exit 2{ctx}"
+    );
+    assert!(
+        sess.daemon_stderr
+            .iter()
+            .any(|l| l.to_ascii_lowercase().contains("panic")),
+        "the daemon's stderr does not mention the panic{ctx}"
+    );
+    assert!(
+        out.kernel_log_clean,
+        "the host kernel log is not clean after a guest panic: {:?}{ctx}",
+        out.klog_problems
+    );
+    assert!(
+        out.passed && out.console.contains("boot-panic-done"),
+        "the test host run failed (the module must unload after the guest's panic){ctx}"
+    );
+}
+
+#[test]
+#[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
+fn twenty_boots_in_a_row() {
+    let _serial = serial();
+    let after = r#"
+# The first boot is done (and shown); 19 more, quietly unless one fails.
+[ "$GUEST_RC" = 0 ] && [ "$GUEST_FEED_RC" = 0 ] || { echo "colinux-boots: boot 1 failed"; exit 1; }
+echo "colinux-boots: boot 1 ok"
+before=$(free_kb)
+GUEST_ECHO=0
+i=1
+while [ $i -lt 20 ]; do
+    i=$((i + 1))
+    read t0 _ < /proc/uptime
+    guest_boot /tmp/guest.log /tmp/steps poweroff
+    read t1 _ < /proc/uptime
+    if [ "$GUEST_RC" != 0 ] || [ "$GUEST_FEED_RC" != 0 ] || ! grep -qF "$GUEST_INIT_MARKER" /tmp/guest.log; then
+        echo "colinux-boots: boot $i FAILED (daemon status $GUEST_RC, session status $GUEST_FEED_RC); its console:"
+        sed 's/^[^ ]* /guest| /' /tmp/guest.log
+        exit 1
+    fi
+    echo "colinux-boots: boot $i ok ($t0 -> $t1)"
+done
+after=$(free_kb)
+diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
+echo "colinux-boots: MemFree kB before=$before after=$after (difference $diff)"
+[ $diff -le $((16 * 1024)) ] || { echo "colinux-boots: memory was not returned"; exit 1; }
+rmmod colinux
+echo colinux-boots: done
+"#;
+    let s = scenario(
+        "boot-20-times",
+        session::session_script(MEM, &["uname -m"], "poweroff", after),
+        Duration::from_secs(1500),
+    );
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    let ok = out
+        .console
+        .lines()
+        .filter(|l| l.contains("colinux-boots: boot ") && l.contains(" ok"))
+        .count();
+    assert_eq!(
+        ok, 20,
+        "{ok} of 20 boots went through (boot -> shell -> poweroff -> daemon exit 0){ctx}"
+    );
+    assert!(
+        out.passed && out.console.contains("colinux-boots: done"),
+        "the test host run failed after 20 boots (memory returned? module unloadable?){ctx}"
+    );
+}
