@@ -1182,10 +1182,13 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 							  v->params[1], arg->text);
 			if (v->operation == COOPERATIVE_OP_TERMINATE) {
 				r->dead = true;
-				if (v->params[1])
-					arg->text_size = run_text(r, v->params[1],
-								  v->params[2],
-								  arg->text);
+				/* A NUL-terminated reason: its size counts the NUL. */
+				if (v->params[1]) {
+					run_text(r, v->params[1], v->params[2],
+						 arg->text);
+					arg->text_size = strnlen(arg->text,
+								 COOPERATIVE_RUN_TEXT_SIZE);
+				}
 			}
 			r->wait = RUN_WAIT_STATUS;
 			return 0;
