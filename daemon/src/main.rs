@@ -3,12 +3,15 @@
 //!
 //! It validates the guest kernel, asks the host driver to create the guest
 //! and allocate its RAM, loads the kernel's segments and shows what the
-//! driver set up; with `--run` it runs the guest through the passage until
-//! it terminates (test payloads today; a Linux guest with issue 5), else it
-//! destroys the guest.
+//! driver set up; with `--boot` it boots a Linux guest (initrd, command
+//! line, console on stdin/stdout: see `linux.rs`), with `--run` it runs a
+//! test payload from an entry symbol until it terminates, else it destroys
+//! the guest.
 
+mod console;
 mod driver;
 mod elf;
+mod linux;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +23,13 @@ use tracing_subscriber::EnvFilter;
 /// Run one cooperative Linux guest beside the host kernel.
 ///
 /// Settings may also be given coLinux-style as NAME=VALUE words:
-/// `kernel=vmlinux mem=256`; any other word (e.g. `root=/dev/cobd0 ro`) is
-/// appended to the guest kernel command line.
+/// `kernel=vmlinux mem=256 initrd=initrd.cpio`; any other word (e.g.
+/// `root=/dev/cobd0 ro`) is appended to the guest kernel command line.
+///
+/// With --boot the guest's console is the daemon's stdin and stdout (a
+/// terminal is put in raw mode; ctrl-] stops the guest). Exit status: 0
+/// when the guest ends, powers off, halts or reboots; 2 when it panics or
+/// stops for another reason; 3 when it faults; 1 on errors.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -38,13 +46,20 @@ struct Cli {
     /// that kill the daemon while it holds a guest)
     #[arg(long, default_value_t = 0)]
     hold: u64,
-    /// Run the guest after loading it, until it terminates (today: test
-    /// payloads; a Linux guest runs with issue 5)
-    #[arg(long)]
+    /// Run the guest after loading it from the --entry symbol, until it
+    /// terminates (test payloads)
+    #[arg(long, conflicts_with = "boot")]
     run: bool,
     /// The symbol to start the guest at, with --run
     #[arg(long, default_value = "startup_32")]
     entry: String,
+    /// Boot a Linux guest: start it at `cooperative_start` with boot
+    /// parameters, serve its console on stdin/stdout until it stops
+    #[arg(long)]
+    boot: bool,
+    /// An initrd (initramfs) for the Linux guest, with --boot
+    #[arg(long)]
+    initrd: Option<PathBuf>,
     /// Validate the kernel image and exit, without the driver
     #[arg(long)]
     check_only: bool,
@@ -58,6 +73,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
@@ -79,6 +95,7 @@ fn run(mut cli: Cli) -> Result<()> {
                     .parse()
                     .with_context(|| format!("mem={v}: not a number of MiB"))?
             }
+            Some(("initrd", v)) => cli.initrd = Some(PathBuf::from(v)),
             _ => cmdline.push(p),
         }
     }
@@ -101,6 +118,17 @@ fn run(mut cli: Cli) -> Result<()> {
             cli.mem
         );
     }
+    if cli.initrd.is_some() && !cli.boot {
+        bail!("an initrd is only used with --boot");
+    }
+    let plan = if cli.boot {
+        Some(
+            linux::BootPlan::new(&image, memory, cli.initrd.as_deref(), &cmdline)
+                .with_context(|| format!("cannot boot {}", kernel.display()))?,
+        )
+    } else {
+        None
+    };
     tracing::info!(
         "{}: i386 kernel, entry {:#x}, virtual {:#x}..{:#x}, {} loadable segments, physical end {:#x}, command line {:?}",
         kernel.display(),
@@ -121,7 +149,7 @@ fn run(mut cli: Cli) -> Result<()> {
         drv.load(s.paddr, image.segment_data(s), s.memsz - s.filesz as u64)?;
     }
     let info = drv.info()?;
-    println!(
+    let summary = format!(
         "guest {}: {} MiB of RAM in {} host pages ({} below 4 GiB, frames {:#x}..={:#x}); loaded {} segments, {} bytes",
         info.guest_id,
         info.memory_size >> 20,
@@ -132,6 +160,27 @@ fn run(mut cli: Cli) -> Result<()> {
         info.loads,
         info.loaded_bytes
     );
+    if let Some(plan) = &plan {
+        // Stdout is the guest's console: the daemon's own lines go to stderr.
+        eprintln!("{summary}");
+        if let Some(path) = &cli.initrd {
+            eprintln!(
+                "initrd {}: {} bytes at guest-physical {:#x}",
+                path.display(),
+                plan.layout.initrd_size,
+                plan.layout.initrd_address
+            );
+        }
+        let result = linux::boot(&drv, plan);
+        let destroyed = drv.destroy();
+        let code = result?;
+        destroyed?;
+        if code != 0 {
+            std::process::exit(code);
+        }
+        return Ok(());
+    }
+    println!("{summary}");
     if cli.run {
         let code = run_guest(&drv, &image, &cli.entry, memory)?;
         drv.destroy()?;
@@ -185,7 +234,15 @@ fn run_guest(
             String::from_utf8_lossy(&arg.text[..end]).into_owned()
         };
         match arg.exit_reason {
-            abi::COOPERATIVE_RUN_EXIT_INTERRUPTED => continue,
+            abi::COOPERATIVE_RUN_EXIT_INTERRUPTED | abi::COOPERATIVE_RUN_EXIT_YIELD => continue,
+            // Only booted guests idle to the daemon; wait for their timer.
+            abi::COOPERATIVE_RUN_EXIT_IDLE => {
+                std::thread::sleep(std::time::Duration::from_nanos(
+                    arg.timeout_ns.clamp(1, 1_000_000_000),
+                ));
+                arg.status = abi::COOPERATIVE_STATUS_OK;
+                continue;
+            }
             abi::COOPERATIVE_RUN_EXIT_FAULT => {
                 println!(
                     "guest fault: vector {}, eip/error {:#x}, cr2 {:#x}; {idle} idle round trips, {irqs} host interrupts forwarded",

@@ -1,0 +1,239 @@
+//! The guest console's input side: the daemon's stdin, and the signals that
+//! stop a booted guest.
+//!
+//! When stdin is a terminal it is put in raw mode (no line editing, no echo,
+//! no signal characters: every byte, ctrl-C included, goes to the guest) for
+//! as long as a [`Console`] lives; dropping it restores the saved settings,
+//! also when the daemon stops on an error, a signal or ctrl-] (0x1d, which
+//! detaches: the daemon stops the guest and exits). Output processing is
+//! left on, so the guest's lines and the daemon's messages stay readable.
+//! Any other stdin is read as a stream until its end; the guest keeps
+//! running after it.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// The byte that detaches the daemon from a terminal: ctrl-].
+pub const DETACH: u8 = 0x1d;
+
+/// Input read but not yet taken by the guest is held up to this many bytes;
+/// beyond it stdin is not read until the guest catches up.
+const PENDING_MAX: usize = 64 * 1024;
+
+/// The terminal settings to restore, while raw mode is on.
+struct RawMode {
+    fd: RawFd,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    fn enable(fd: RawFd) -> Result<RawMode> {
+        // SAFETY: termios is plain data; an all-zero value is valid and is
+        // overwritten by tcgetattr before use.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `saved` is a valid termios to write to; `fd` is open.
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot read the terminal settings of stdin");
+        }
+        let mut raw = saved;
+        raw.c_iflag &= !(libc::IGNBRK
+            | libc::BRKINT
+            | libc::PARMRK
+            | libc::ISTRIP
+            | libc::INLCR
+            | libc::IGNCR
+            | libc::ICRNL
+            | libc::IXON);
+        raw.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::ISIG | libc::IEXTEN);
+        raw.c_cflag &= !(libc::CSIZE | libc::PARENB);
+        raw.c_cflag |= libc::CS8;
+        raw.c_cc[libc::VMIN] = 1;
+        raw.c_cc[libc::VTIME] = 0;
+        // SAFETY: `raw` is a valid termios derived from the current one.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot put the terminal on stdin in raw mode");
+        }
+        Ok(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores settings tcgetattr returned for this open fd.
+        unsafe {
+            libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+impl std::fmt::Debug for RawMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMode").field("fd", &self.fd).finish()
+    }
+}
+
+/// Console input: stdin, read as it comes, held until the guest takes it.
+#[derive(Debug)]
+pub struct Console {
+    fd: RawFd,
+    raw: Option<RawMode>,
+    eof: bool,
+    detached: bool,
+    pending: Vec<u8>,
+}
+
+impl Console {
+    /// Stdin as the guest's console input (raw mode if it is a terminal).
+    pub fn stdin() -> Result<Console> {
+        let fd = libc::STDIN_FILENO;
+        // SAFETY: isatty only inspects the descriptor.
+        let tty = unsafe { libc::isatty(fd) } == 1;
+        let raw = if tty {
+            Some(RawMode::enable(fd)?)
+        } else {
+            None
+        };
+        Ok(Console {
+            fd,
+            raw,
+            eof: false,
+            detached: false,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Whether stdin is a terminal in raw mode.
+    pub fn is_tty(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// Whether the user typed ctrl-] on the terminal.
+    pub fn detached(&self) -> bool {
+        self.detached
+    }
+
+    /// Input waiting for the guest.
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// The guest took the first `n` bytes of [`Console::pending`].
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.pending.len());
+        self.pending.drain(..n);
+    }
+
+    /// Wait until stdin has input or `timeout` passes (or a signal comes),
+    /// then read what is there. Without stdin to read, this only sleeps.
+    pub fn wait(&mut self, timeout: Duration) -> Result<()> {
+        let reading = !self.eof && !self.detached && self.pending.len() < PENDING_MAX;
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        // SAFETY: `pfd` and `ts` are valid for the call; nfds is 0 or 1.
+        let rc = unsafe {
+            libc::ppoll(
+                &mut pfd,
+                u64::from(reading) as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(()); // a signal: the caller looks at it
+            }
+            return Err(err).context("waiting for input on stdin");
+        }
+        if !reading || rc == 0 {
+            return Ok(());
+        }
+        if pfd.revents & libc::POLLNVAL != 0 {
+            self.eof = true;
+            return Ok(());
+        }
+        self.read_some()
+    }
+
+    fn read_some(&mut self) -> Result<()> {
+        let mut buf = [0u8; 4096];
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            return match err.kind() {
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => Ok(()),
+                _ => {
+                    tracing::warn!("stdin: {err}; not reading it any more");
+                    self.eof = true;
+                    Ok(())
+                }
+            };
+        }
+        let got = buf.get(..n as usize).unwrap_or_default();
+        if got.is_empty() {
+            self.eof = true;
+            return Ok(());
+        }
+        if self.is_tty() {
+            if let Some(at) = got.iter().position(|&b| b == DETACH) {
+                self.pending
+                    .extend_from_slice(got.get(..at).unwrap_or_default());
+                self.detached = true;
+                return Ok(());
+            }
+        }
+        self.pending.extend_from_slice(got);
+        Ok(())
+    }
+}
+
+/// The last stopping signal received (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// Catch SIGINT, SIGTERM, SIGHUP and SIGQUIT: they interrupt RUN (which
+/// returns EXIT_INTERRUPTED) and a wait, and [`stop_signal`] reports them,
+/// so that the daemon stops the guest and restores the terminal.
+pub fn catch_stop_signals() -> Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: sigaction is plain data; zeroed is a valid empty value.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = 0; // no SA_RESTART: waits return EINTR
+                         // SAFETY: `sa.sa_mask` is a valid sigset_t to initialise.
+        unsafe {
+            libc::sigemptyset(&mut sa.sa_mask);
+        }
+        // SAFETY: `on_signal` only stores to an atomic (async-signal-safe);
+        // `sa` is fully initialised.
+        if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot catch signal {sig}"));
+        }
+    }
+    Ok(())
+}
+
+/// The stopping signal caught, if any.
+pub fn stop_signal() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
