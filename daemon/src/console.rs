@@ -237,3 +237,47 @@ pub fn stop_signal() -> Option<i32> {
         s => Some(s),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn lflag(fd: RawFd) -> libc::tcflag_t {
+        // SAFETY: termios is plain data; tcgetattr fills it for an open fd.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `t` is valid for writes; `fd` is an open terminal.
+        assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+        t.c_lflag
+    }
+
+    #[test]
+    fn raw_mode_is_undone_when_the_guard_drops() {
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: the out pointers are valid; name, termios and winsize may
+        // be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        let before = lflag(slave);
+        assert_ne!(before & libc::ICANON, 0);
+        {
+            let _raw = RawMode::enable(slave).unwrap();
+            let now = lflag(slave);
+            assert_eq!(now & (libc::ICANON | libc::ECHO | libc::ISIG), 0);
+        }
+        assert_eq!(lflag(slave), before);
+        // SAFETY: both descriptors came from openpty and are closed once.
+        unsafe {
+            libc::close(master);
+            libc::close(slave);
+        }
+    }
+}

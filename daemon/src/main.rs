@@ -63,7 +63,9 @@ struct Cli {
     /// Validate the kernel image and exit, without the driver
     #[arg(long)]
     check_only: bool,
-    /// coLinux-style settings (kernel=, mem=) and guest command-line words
+    /// coLinux-style settings (kernel=, mem=, initrd=) and guest command-line
+    /// words (with --boot: the command line, joined by spaces, at most 255
+    /// bytes)
     params: Vec<String>,
 }
 
