@@ -105,7 +105,12 @@ guest_stop() {
 guest_wait_for() {
     n=0
     while ! grep -qF -- "$1" "$GUEST_LOG"; do
-        kill -0 "$GUEST_PID" 2>/dev/null || { grep -qF -- "$1" "$GUEST_LOG" && return 0; return 2; }
+        if ! kill -0 "$GUEST_PID" 2>/dev/null; then
+            # Let the stamper catch up with the daemon's last lines.
+            sleep 0.5
+            grep -qF -- "$1" "$GUEST_LOG" && return 0
+            return 2
+        fi
         n=$((n + 1))
         [ $n -le $(($2 * 10)) ] || return 1
         sleep 0.1
@@ -116,15 +121,28 @@ guest_fail() {
     guest_stop
     exit 1
 }
+# guest_expect PATTERN SECONDS WHAT: wait for PATTERN or fail saying WHAT
+# did not come.
+guest_expect() {
+    guest_rc=0
+    guest_wait_for "$1" "$2" || guest_rc=$?
+    case $guest_rc in
+    0) return 0 ;;
+    2) guest_fail "the daemon exited before $3" ;;
+    *) guest_fail "no $3 within $2 s" ;;
+    esac
+}
 # The feeder: stdout is the guest's console input.
 guest_feed() {
-    guest_wait_for "$GUEST_INIT_MARKER" "$GUEST_WAIT" ||
-        guest_fail "the guest did not print '$GUEST_INIT_MARKER' within $GUEST_WAIT s"
+    guest_expect "$GUEST_INIT_MARKER" "$GUEST_WAIT" "the guest printed '$GUEST_INIT_MARKER'"
     # Lines typed before the shell reads may be lost: ask until it answers.
     tries=0
     while :; do
         echo "echo colinux-run: shell-''ready"
-        guest_wait_for "@SHELL_READY@" 3 && break
+        guest_rc=0
+        guest_wait_for "@SHELL_READY@" 3 || guest_rc=$?
+        [ $guest_rc != 0 ] || break
+        [ $guest_rc != 2 ] || guest_fail "the daemon exited before the guest's shell answered"
         tries=$((tries + 1))
         [ $tries -lt 20 ] || guest_fail "the guest's shell did not answer within 60 s"
     done
@@ -133,8 +151,7 @@ guest_feed() {
         [ -n "$cmd" ] || continue
         i=$((i + 1))
         printf '%s; echo colinux-run: step-'"''"'%s-done\n' "$cmd" "$i"
-        guest_wait_for "colinux-run: step-$i-done" "$GUEST_STEP_WAIT" ||
-            guest_fail "step $i ($cmd) did not finish within $GUEST_STEP_WAIT s"
+        guest_expect "colinux-run: step-$i-done" "$GUEST_STEP_WAIT" "the end of step $i ($cmd)"
         cmd=
     done < "$1"
     printf '%s\n' "$2"
