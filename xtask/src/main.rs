@@ -536,12 +536,9 @@ fn run_tests(no_kernel: bool) -> Result<()> {
         .run()
         .context("clippy found problems")?;
     step("cargo test");
-    xshell::cmd!(
-        sh,
-        "cargo test --workspace -- --include-ignored --skip known_failing_"
-    )
-    .run()
-    .context("tests failed")?;
+    xshell::cmd!(sh, "cargo test --workspace -- --include-ignored")
+        .run()
+        .context("tests failed")?;
     if !no_kernel {
         step("cargo xtask build-kernel (twice: the second must be a no-op)");
         xshell::cmd!(sh, "cargo xtask build-kernel")

@@ -248,7 +248,7 @@ pub fn script(mem: u64) -> String {
     session_script(
         mem,
         MAIN_STEPS,
-        "poweroff -f",
+        "poweroff",
         r#"[ "$GUEST_FEED_RC" = 0 ] || { echo "== colinux: the session did not complete (see above)"; exit 1; }
 [ "$GUEST_RC" = 0 ] || { echo "== colinux: the daemon exited with status $GUEST_RC (0 = powered off, 2 = panic, 3 = fault)"; exit 1; }
 echo "== colinux: the guest powered off; unloading the driver"
@@ -407,7 +407,7 @@ mod tests {
         ));
         assert!(s.contains("GUEST_MEM=128"));
         assert!(s.contains("cat /proc/interrupts\nCOLINUX_STEPS_END"));
-        assert!(s.contains("guest_boot /tmp/guest.log /tmp/steps 'poweroff -f'"));
+        assert!(s.contains("guest_boot /tmp/guest.log /tmp/steps 'poweroff'"));
         let s = session_script(64, &[], "echo c > /proc/sysrq-trigger", "");
         assert!(s.contains("'echo c > /proc/sysrq-trigger'"));
     }
