@@ -9,6 +9,10 @@
 //! left on, so the guest's lines and the daemon's messages stay readable.
 //! Any other stdin is read as a stream until its end; the guest keeps
 //! running after it.
+//!
+//! Console clients on the daemon's console socket (`server.rs`) add their
+//! input after stdin's ([`Console::push_input`]); the run loop polls stdin
+//! and their sockets together ([`poll`]).
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -24,13 +28,13 @@ pub const DETACH: u8 = 0x1d;
 const PENDING_MAX: usize = 64 * 1024;
 
 /// The terminal settings to restore, while raw mode is on.
-struct RawMode {
+pub(crate) struct RawMode {
     fd: RawFd,
     saved: libc::termios,
 }
 
 impl RawMode {
-    fn enable(fd: RawFd) -> Result<RawMode> {
+    pub(crate) fn enable(fd: RawFd) -> Result<RawMode> {
         // SAFETY: termios is plain data; an all-zero value is valid and is
         // overwritten by tcgetattr before use.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
@@ -128,43 +132,38 @@ impl Console {
         self.pending.drain(..n);
     }
 
-    /// Wait until stdin has input or `timeout` passes (or a signal comes),
-    /// then read what is there. Without stdin to read, this only sleeps.
-    pub fn wait(&mut self, timeout: Duration) -> Result<()> {
+    /// What to poll stdin for: `None` while it is not read (at its end,
+    /// detached, or with [`Console::pending`] full).
+    pub fn poll_fd(&self) -> Option<libc::pollfd> {
         let reading = !self.eof && !self.detached && self.pending.len() < PENDING_MAX;
-        let mut pfd = libc::pollfd {
+        reading.then_some(libc::pollfd {
             fd: self.fd,
             events: libc::POLLIN,
             revents: 0,
-        };
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        // SAFETY: `pfd` and `ts` are valid for the call; nfds is 0 or 1.
-        let rc = unsafe {
-            libc::ppoll(
-                &mut pfd,
-                u64::from(reading) as libc::nfds_t,
-                &ts,
-                std::ptr::null(),
-            )
-        };
-        if rc < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(()); // a signal: the caller looks at it
-            }
-            return Err(err).context("waiting for input on stdin");
-        }
-        if !reading || rc == 0 {
-            return Ok(());
-        }
-        if pfd.revents & libc::POLLNVAL != 0 {
+        })
+    }
+
+    /// Stdin's poll result `revents` (from the entry [`Console::poll_fd`]
+    /// gave): read what is there.
+    pub fn ready(&mut self, revents: libc::c_short) -> Result<()> {
+        if revents & libc::POLLNVAL != 0 {
             self.eof = true;
             return Ok(());
         }
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            return Ok(());
+        }
         self.read_some()
+    }
+
+    /// How many more input bytes may be held for the guest.
+    pub fn room(&self) -> usize {
+        PENDING_MAX.saturating_sub(self.pending.len())
+    }
+
+    /// Input from elsewhere (a console client), after what stdin gave.
+    pub fn push_input(&mut self, data: &[u8]) {
+        self.pending.extend_from_slice(data);
     }
 
     fn read_some(&mut self) -> Result<()> {
@@ -198,6 +197,40 @@ impl Console {
         self.pending.extend_from_slice(got);
         Ok(())
     }
+}
+
+/// Wait up to `timeout` (`None`: for ever) for the events in `fds`;
+/// `false` when a signal interrupted the wait (the caller looks at
+/// [`stop_signal`]). With no descriptors this only sleeps.
+pub fn poll(
+    fds: &mut [libc::pollfd],
+    timeout: impl Into<Option<Duration>>,
+) -> std::io::Result<bool> {
+    let ts = timeout.into().map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as _,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfds; `ts_ptr` is
+    // null or points to `ts`, which outlives the call.
+    let rc = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(err);
+    }
+    Ok(true)
 }
 
 /// The last stopping signal received (0: none).

@@ -21,6 +21,7 @@ use colinux_abi as abi;
 use crate::console::{self, Console};
 use crate::driver::Driver;
 use crate::elf::GuestImage;
+use crate::server::ConsoleServer;
 
 const PAGE: u64 = abi::COOPERATIVE_PAGE_SIZE as u64;
 /// The guest's entry point.
@@ -200,21 +201,71 @@ fn line_of(arg: &abi::cooperative_ioctl_run) -> &[u8] {
     t.split(|&b| b == 0).next().unwrap_or_default()
 }
 
+/// How long the daemon, once the guest stopped, keeps sending a console
+/// client the output it has not read yet.
+const CLIENT_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// Load the initrd, boot the guest and serve it until it stops; returns
-/// the daemon's exit code.
-pub fn boot(drv: &Driver, plan: &BootPlan) -> Result<i32> {
+/// the daemon's exit code. With `server`, console clients may attach on
+/// its socket meanwhile.
+pub fn boot(drv: &Driver, plan: &BootPlan, mut server: Option<&mut ConsoleServer>) -> Result<i32> {
     if !plan.initrd.is_empty() {
         drv.load(plan.layout.initrd_address, &plan.initrd, 0)
             .context("loading the initrd")?;
     }
     console::catch_stop_signals()?;
     let mut con = Console::stdin()?;
-    let result = serve(drv, plan, &mut con);
+    let result = serve(drv, plan, &mut con, server.as_deref_mut());
     drop(con); // the terminal's settings back before anything is printed
+    if let Some(s) = server {
+        if let Err(e) = &result {
+            s.notice(&format!("error: {e:#}"));
+        }
+        s.finish(CLIENT_FLUSH_LIMIT);
+    }
     result
 }
 
-fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console) -> Result<i32> {
+/// Wait up to `timeout` for console input on stdin or a console client,
+/// a client connecting, or a client's socket taking queued output; then
+/// serve what came. A signal ends the wait early.
+fn wait(con: &mut Console, server: Option<&mut ConsoleServer>, timeout: Duration) -> Result<()> {
+    let mut fds = Vec::with_capacity(3);
+    let stdin_slot = con.poll_fd().map(|p| {
+        fds.push(p);
+        fds.len() - 1
+    });
+    let first_server_slot = fds.len();
+    if let Some(s) = server.as_deref() {
+        s.poll_fds(&mut fds, con.room() > 0);
+    }
+    if !console::poll(&mut fds, timeout).context("waiting for console input")? {
+        return Ok(()); // a signal: the run loop looks at it
+    }
+    if let Some(p) = stdin_slot.and_then(|i| fds.get(i)) {
+        con.ready(p.revents)?;
+    }
+    if let Some(s) = server {
+        let input = s.ready(fds.get(first_server_slot..).unwrap_or_default(), con.room());
+        con.push_input(&input);
+    }
+    Ok(())
+}
+
+/// Say `line` on stderr and to the console client.
+fn say(server: Option<&mut ConsoleServer>, line: &str) {
+    eprintln!("colinux-daemon: {line}");
+    if let Some(s) = server {
+        s.notice(line);
+    }
+}
+
+fn serve(
+    drv: &Driver,
+    plan: &BootPlan,
+    con: &mut Console,
+    mut server: Option<&mut ConsoleServer>,
+) -> Result<i32> {
     let mut arg = abi::cooperative_ioctl_run {
         entry: plan.entry.into(),
         stack: plan.stack.into(),
@@ -224,16 +275,28 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console) -> Result<i32> {
     if con.is_tty() {
         eprintln!("colinux-daemon: console on this terminal; ctrl-] stops the guest");
     }
+    if let Some(s) = server.as_deref() {
+        eprintln!(
+            "colinux-daemon: console clients attach with: colinux-daemon console {}",
+            s.path().display()
+        );
+    }
     let mut out = std::io::stdout().lock();
     let mut unsupported = std::collections::BTreeSet::new();
     let mut stats = Stats::default();
     let code = loop {
         if let Some(sig) = console::stop_signal() {
-            eprintln!("colinux-daemon: signal {sig}: stopping the guest");
+            say(
+                server.as_deref_mut(),
+                &format!("signal {sig}: stopping the guest"),
+            );
             break 128 + sig;
         }
         if con.detached() {
-            eprintln!("colinux-daemon: ctrl-]: stopping the guest");
+            say(
+                server.as_deref_mut(),
+                "ctrl-] on the daemon's terminal: stopping the guest",
+            );
             break 0;
         }
         let pending = con.pending();
@@ -253,7 +316,7 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console) -> Result<i32> {
         arg.status = abi::COOPERATIVE_STATUS_OK;
         match arg.exit_reason {
             abi::COOPERATIVE_RUN_EXIT_INTERRUPTED => {}
-            abi::COOPERATIVE_RUN_EXIT_YIELD => con.wait(Duration::ZERO)?,
+            abi::COOPERATIVE_RUN_EXIT_YIELD => wait(con, server.as_deref_mut(), Duration::ZERO)?,
             abi::COOPERATIVE_RUN_EXIT_IDLE => {
                 // Input the ring could not take yet goes in at once.
                 if con.pending().is_empty() || taken == 0 {
@@ -261,7 +324,7 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console) -> Result<i32> {
                         0 => IDLE_WITHOUT_TIMER,
                         ns => Duration::from_nanos(ns),
                     };
-                    con.wait(timeout)?;
+                    wait(con, server.as_deref_mut(), timeout)?;
                 }
             }
             abi::COOPERATIVE_RUN_EXIT_FAULT => {
@@ -270,9 +333,12 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console) -> Result<i32> {
                 } else {
                     ("EIP", arg.fault_eip)
                 };
-                eprintln!(
-                    "colinux-daemon: guest fault: vector {}, {what} {value:#x}, CR2 {:#x}",
-                    arg.vector, arg.fault_address
+                say(
+                    server.as_deref_mut(),
+                    &format!(
+                        "guest fault: vector {}, {what} {value:#x}, CR2 {:#x}",
+                        arg.vector, arg.fault_address
+                    ),
                 );
                 break 3;
             }
@@ -283,12 +349,19 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console) -> Result<i32> {
                     out.write_all(text_of(&arg))
                         .and_then(|()| out.flush())
                         .context("writing the guest console to stdout")?;
+                    if let Some(s) = server.as_deref_mut() {
+                        s.output(text_of(&arg));
+                    }
                 }
                 abi::COOPERATIVE_OP_DEBUG_LINE => {
                     out.write_all(line_of(&arg))
                         .and_then(|()| out.write_all(b"\n"))
                         .and_then(|()| out.flush())
                         .context("writing the guest's debug output to stdout")?;
+                    if let Some(s) = server.as_deref_mut() {
+                        s.output(line_of(&arg));
+                        s.output(b"\r\n");
+                    }
                 }
                 abi::COOPERATIVE_OP_START => {
                     if arg.params[0] != u64::from(abi::COOPERATIVE_ABI_VERSION) {
@@ -304,9 +377,9 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console) -> Result<i32> {
                     let (what, code) = termination(arg.params[0]);
                     let text = String::from_utf8_lossy(line_of(&arg)).into_owned();
                     if text.is_empty() {
-                        eprintln!("colinux-daemon: guest {what}");
+                        say(server.as_deref_mut(), &format!("guest {what}"));
                     } else {
-                        eprintln!("colinux-daemon: guest {what}: {text}");
+                        say(server.as_deref_mut(), &format!("guest {what}: {text}"));
                     }
                     break code;
                 }

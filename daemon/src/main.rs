@@ -6,18 +6,24 @@
 //! driver set up; with `--boot` it boots a Linux guest (initrd, command
 //! line, console on stdin/stdout: see `linux.rs`), with `--run` it runs a
 //! test payload from an entry symbol until it terminates, else it destroys
-//! the guest.
+//! the guest. With `--boot --console-socket PATH` console clients attach
+//! to the guest's console over a Unix socket (`server.rs`, with a shadow of
+//! the recent output: `shadow.rs`); `colinux-daemon console PATH` is such a
+//! client (`attach.rs`).
 
+mod attach;
 mod console;
 mod driver;
 mod elf;
 mod linux;
+mod server;
+mod shadow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Run one cooperative Linux guest beside the host kernel.
@@ -27,12 +33,17 @@ use tracing_subscriber::EnvFilter;
 /// `root=/dev/cobd0 ro`) is appended to the guest kernel command line.
 ///
 /// With --boot the guest's console is the daemon's stdin and stdout (a
-/// terminal is put in raw mode; ctrl-] stops the guest). Exit status: 0
-/// when the guest ends, powers off, halts or reboots; 2 when it panics or
+/// terminal is put in raw mode; ctrl-] stops the guest). With
+/// --console-socket PATH too, `colinux-daemon console PATH` attaches
+/// another terminal to it at any time (it is shown the recent output
+/// first) and detaches with ctrl-], leaving the guest running. Exit status:
+/// 0 when the guest ends, powers off, halts or reboots; 2 when it panics or
 /// stops for another reason; 3 when it faults; 1 on errors.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The guest kernel: an i386 `vmlinux` built by `cargo xtask build-kernel`
     #[arg(long)]
     kernel: Option<PathBuf>,
@@ -60,6 +71,15 @@ struct Cli {
     /// An initrd (initramfs) for the Linux guest, with --boot
     #[arg(long)]
     initrd: Option<PathBuf>,
+    /// With --boot: serve the guest's console also on this Unix socket, for
+    /// `colinux-daemon console PATH`. Created mode 0600 (missing parent
+    /// directories 0700), removed at exit; a stale socket is replaced, any
+    /// other existing file refused. Keeps the last 64 KiB of console output
+    /// for clients that attach late; one client at a time (a new one takes
+    /// over); a client more than 256 KiB behind is disconnected. E.g.
+    /// `$XDG_RUNTIME_DIR/colinux/guest0.sock`
+    #[arg(long, value_name = "PATH", requires = "boot")]
+    console_socket: Option<PathBuf>,
     /// Validate the kernel image and exit, without the driver
     #[arg(long)]
     check_only: bool,
@@ -67,6 +87,23 @@ struct Cli {
     /// words (with --boot: the command line, joined by spaces, at most 255
     /// bytes)
     params: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach this terminal to the console of a guest whose daemon runs
+    /// with --console-socket PATH.
+    ///
+    /// Shows the guest's recent console output, then its live output, and
+    /// sends what is typed to the guest (a terminal is put in raw mode).
+    /// Ctrl-] (byte 0x1d, also from a pipe) detaches and exits 0; the guest
+    /// keeps running. Exits 0 too when the daemon closes the console (the
+    /// guest stopped, or another client attached); 1 on errors. At the end
+    /// of a non-terminal stdin it keeps showing the output until then.
+    Console {
+        /// The daemon's --console-socket
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,7 +115,17 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Some(Command::Console { path }) = &cli.command {
+        return match attach::attach(path) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("colinux-daemon console: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("colinux-daemon: error: {e:#}");
@@ -144,6 +191,12 @@ fn run(mut cli: Cli) -> Result<()> {
     if cli.check_only {
         return Ok(());
     }
+    // Before the guest exists: a socket that cannot be served stops here.
+    let mut server = cli
+        .console_socket
+        .as_deref()
+        .map(server::ConsoleServer::bind)
+        .transpose()?;
 
     let drv = driver::Driver::open(&cli.device)?;
     drv.create(memory)?;
@@ -173,7 +226,7 @@ fn run(mut cli: Cli) -> Result<()> {
                 plan.layout.initrd_address
             );
         }
-        let result = linux::boot(&drv, plan);
+        let result = linux::boot(&drv, plan, server.as_mut());
         let destroyed = drv.destroy();
         let code = result?;
         destroyed?;
@@ -276,5 +329,61 @@ fn run_guest(
             },
             other => bail!("RUN returned an unknown exit reason {other}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("colinux-daemon").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn existing_invocations_still_parse() {
+        let c = parse(&[
+            "--boot", "--kernel", "vmlinux", "--initrd", "i.cpio", "--mem", "128",
+        ])
+        .unwrap();
+        assert!(c.boot && c.command.is_none() && c.console_socket.is_none());
+        let c = parse(&["--kernel", "p.elf", "--run", "--entry", "test_loop"]).unwrap();
+        assert!(c.run && c.entry == "test_loop");
+        // Guest command-line words, even ones starting with "console".
+        let c = parse(&["kernel=vmlinux", "console=cocon0", "ro", "--boot"]).unwrap();
+        assert_eq!(c.params, ["kernel=vmlinux", "console=cocon0", "ro"]);
+        assert!(c.command.is_none());
+    }
+
+    #[test]
+    fn console_socket_and_the_console_command() {
+        let c = parse(&[
+            "--boot",
+            "--kernel",
+            "vmlinux",
+            "--console-socket",
+            "/run/colinux/g.sock",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.console_socket.as_deref(),
+            Some(std::path::Path::new("/run/colinux/g.sock"))
+        );
+        // Only with --boot.
+        assert!(parse(&["--kernel", "vmlinux", "--console-socket", "s"]).is_err());
+
+        let c = parse(&["console", "/run/colinux/g.sock"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Some(Command::Console { ref path }) if path == std::path::Path::new("/run/colinux/g.sock")
+        ));
+        assert!(parse(&["console"]).is_err());
     }
 }
