@@ -622,3 +622,703 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     write_section("bench rebase", &text)?;
     Ok(text)
 }
+
+/// The guest benchmark programs' sources, relative to the repository root.
+pub const GUEST_BENCH_DIR: &str = "tests/guest-bench";
+
+/// The guest benchmark programs (`<GUEST_BENCH_DIR>/<name>.c`), installed as
+/// `/bin/<name>` in the guest's initramfs and `/root/<name>` in the test
+/// host.
+pub const GUEST_BENCH_PROGRAMS: &[&str] = &["cpuloop", "ppidloop"];
+
+/// gcc flags of the guest benchmark programs: freestanding i386, static,
+/// no libc, no libgcc.
+const GUEST_BENCH_CFLAGS: &[&str] = &[
+    "-m32",
+    "-march=i686",
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-no-pie",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-mgeneral-regs-only",
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-nostdlib",
+    "-static",
+    "-Wl,--build-id=none",
+    "-Wl,-z,noexecstack",
+];
+
+/// Build the guest benchmark programs ([`GUEST_BENCH_PROGRAMS`], tiny:
+/// every call) into `<target>/guest-bench/`; returns `(name, path)` each.
+/// The same binaries run in the guest and natively in the test host (an
+/// x86_64 kernel with IA32 emulation).
+pub fn build_guest_bench() -> Result<Vec<(String, PathBuf)>> {
+    crate::sysdeps::ensure(
+        "building the guest benchmark programs",
+        &["gcc", "gcc-multilib"],
+    )?;
+    let src = crate::paths::repo_root().join(GUEST_BENCH_DIR);
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::paths::repo_root().join("target"));
+    let out_dir = target_dir.join("guest-bench");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut out = Vec::new();
+    for name in GUEST_BENCH_PROGRAMS {
+        let exe = out_dir.join(name);
+        let tmp = out_dir.join(format!("{name}.tmp.{}", std::process::id()));
+        tracing::debug!("building {}", exe.display());
+        let output = Command::new("gcc")
+            .args(GUEST_BENCH_CFLAGS)
+            .arg(src.join(format!("{name}.c")))
+            .arg("-o")
+            .arg(&tmp)
+            .output()
+            .context("cannot run gcc (is it installed?)")?;
+        if !output.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::bail!(
+                "gcc failed to build {} ({}):\n{}",
+                src.join(format!("{name}.c")).display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let data = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
+        crate::guest_initrd::check_elf_i386_static(&data)
+            .with_context(|| format!("{} as built", tmp.display()))?;
+        if std::fs::read(&exe).ok().as_deref() == Some(data.as_slice()) {
+            let _ = std::fs::remove_file(&tmp);
+        } else {
+            std::fs::rename(&tmp, &exe)
+                .with_context(|| format!("cannot rename {} to {}", tmp.display(), exe.display()))?;
+        }
+        out.push((name.to_string(), exe));
+    }
+    Ok(out)
+}
+
+/// What `cargo xtask bench boot` does.
+#[derive(Debug, Clone)]
+pub struct BootBenchOptions {
+    /// Guest boots timed (the first also runs the other measurements).
+    pub boots: usize,
+    /// Runs of each program, in the guest and natively.
+    pub runs: usize,
+    /// `cpuloop`'s argument: millions of loop iterations.
+    pub cpu_millions: u64,
+    /// `ppidloop`'s argument: getppid() calls.
+    pub syscalls: u64,
+    /// The idle window (seconds).
+    pub idle_secs: u64,
+    /// Guest RAM (MiB).
+    pub mem: u64,
+}
+
+impl Default for BootBenchOptions {
+    fn default() -> Self {
+        BootBenchOptions {
+            boots: 5,
+            runs: 3,
+            cpu_millions: 1500,
+            syscalls: 3_000_000,
+            idle_secs: 10,
+            mem: 128,
+        }
+    }
+}
+
+/// Console prefixes of the `bench boot` script's reports.
+const NATIVE: &str = "colinux-bench-native| ";
+const BOOT: &str = "colinux-bench-boot| ";
+const LOG: &str = "colinux-bench-log| ";
+const IDLE: &str = "colinux-bench-idle| ";
+/// What the guest's `/init` prints after [`crate::guest_initrd::INIT_MARKER`].
+const INIT_UPTIME: &str = crate::guest_initrd::INIT_UPTIME_PREFIX;
+
+/// The test-host script of `bench boot`: the programs natively, then
+/// `boots` guest boots; the first one runs the idle window and the programs
+/// in the guest.
+pub fn boot_bench_script(o: &BootBenchOptions) -> String {
+    let mut steps = format!(
+        "sleep 2; echo colinux-bench: idle-''begin; sleep {}; echo colinux-bench: idle-''end\n",
+        o.idle_secs + 3
+    );
+    let mut native = String::new();
+    for (prog, arg) in [("cpuloop", o.cpu_millions), ("ppidloop", o.syscalls)] {
+        for k in 1..=o.runs.max(1) {
+            steps.push_str(&format!(
+                "echo colinux-bench: begin-''{prog}-{k}; /bin/{prog} {arg}\n"
+            ));
+            native.push_str(&format!("echo \"{NATIVE}$(/root/{prog} {arg})\"\n"));
+        }
+    }
+    let script = r#"set -e
+@HELPERS@
+GUEST_MEM=@MEM@
+GUEST_ECHO=0
+GUEST_STEP_WAIT=900
+echo "== bench boot: the programs natively in the test host"
+@NATIVE@
+echo "== bench boot: loading the host driver"
+insmod @MODULE@
+cat > /tmp/bench-steps <<'COLINUX_STEPS_END'
+@STEPS@COLINUX_STEPS_END
+: > /tmp/no-steps
+# The daemon's and the host's CPU time over the idle window, once the
+# guest's shell says it begins (it then sleeps longer than the window).
+bench_idle() {
+    n=0
+    until grep -qF 'colinux-bench: idle-begin' /tmp/guest.log 2>/dev/null; do
+        n=$((n + 1))
+        [ $n -lt 3000 ] || { echo "colinux-bench: the idle window never began"; return 0; }
+        sleep 0.1
+    done
+    pid=$(pidof colinux-daemon)
+    for i in 0 1; do
+        read -r up _ < /proc/uptime
+        t=$(cut -d' ' -f14,15 "/proc/$pid/stat")
+        c=$(head -n 1 /proc/stat)
+        echo "@IDLE@$i $up $t $c"
+        [ $i = 1 ] || sleep @IDLE_SECS@
+    done
+}
+for b in $(seq 1 @BOOTS@); do
+    rm -f /tmp/guest.log
+    steps=/tmp/no-steps
+    if [ "$b" = 1 ]; then
+        steps=/tmp/bench-steps
+        bench_idle &
+        idle_pid=$!
+    fi
+    echo "== bench boot: boot $b"
+    read -r up0 _ < /proc/uptime
+    guest_boot /tmp/guest.log "$steps" poweroff
+    [ "$b" != 1 ] || wait "$idle_pid" || true
+    echo "@BOOT@$b $up0 $GUEST_RC $GUEST_FEED_RC"
+    sed "s/^/@LOG@$b /" /tmp/guest.log
+    [ "$GUEST_FEED_RC" = 0 ] && [ "$GUEST_RC" = 0 ] || { echo "== bench boot: boot $b failed"; exit 1; }
+done
+rmmod colinux
+"#;
+    script
+        .replace("@HELPERS@", &crate::run::guest_helpers())
+        .replace("@MEM@", &o.mem.to_string())
+        .replace("@NATIVE@", native.trim_end())
+        .replace("@MODULE@", crate::run::HOST_MODULE)
+        .replace("@STEPS@", &steps)
+        .replace("@IDLE@", IDLE)
+        .replace("@IDLE_SECS@", &o.idle_secs.to_string())
+        .replace("@BOOTS@", &o.boots.max(1).to_string())
+        .replace("@BOOT@", BOOT)
+        .replace("@LOG@", LOG)
+}
+
+/// One timed boot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootTime {
+    /// Test host seconds from just before the daemon started to the arrival
+    /// of the init marker line.
+    pub to_init: f64,
+    /// The same to the shell's first answer.
+    pub to_shell: Option<f64>,
+    /// The guest's `/proc/uptime` when `/init` printed the marker.
+    pub guest_uptime: Option<f64>,
+}
+
+/// The idle window: the daemon's and the host's CPU time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdleSample {
+    /// The window by the test host's uptime (s).
+    pub window: f64,
+    /// The daemon's utime + stime over the window (s).
+    pub daemon_cpu: f64,
+    /// All the host's CPUs: busy time over the window (s), from /proc/stat.
+    pub host_busy: f64,
+    /// The host's CPU time over the window, busy or not (s).
+    pub host_total: f64,
+    /// The window ended before the guest's shell stopped sleeping.
+    pub within_sleep: bool,
+}
+
+/// One run of a program in the guest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestRun {
+    pub program: String,
+    /// By the program (the guest's CLOCK_MONOTONIC).
+    pub own: f64,
+    /// By the test host's stamps: the line before the program to its output.
+    pub host: f64,
+}
+
+/// Everything `bench boot` measured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BootBench {
+    pub boots: Vec<BootTime>,
+    pub idle: Option<IdleSample>,
+    /// `(program, seconds by the program)`, natively in the test host.
+    pub native: Vec<(String, f64)>,
+    pub guest: Vec<GuestRun>,
+    /// The daemon's own summary of the first boot (`guest ran … s: …`).
+    pub daemon_summary: Option<String>,
+}
+
+/// `s=<seconds>` of a program's output line `<program> n=… s=… …`.
+fn program_seconds(line: &str, program: &str) -> Option<f64> {
+    let at = line.find(&format!("{program} n="))?;
+    line[at..]
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("s="))?
+        .parse()
+        .ok()
+}
+
+/// The test host's clock ticks per second (USER_HZ; 100 on x86).
+const USER_HZ: f64 = 100.0;
+
+/// Read the `bench boot` script's console.
+pub fn parse_boot_bench(console: &str) -> Result<BootBench> {
+    let after = |l: &str, p: &str| l.find(p).map(|at| l[at + p.len()..].to_string());
+    let mut out = BootBench::default();
+    let mut starts: Vec<(usize, f64)> = Vec::new();
+    // Per boot: (stamp, line) of the guest's console.
+    let mut logs: std::collections::BTreeMap<usize, Vec<(f64, String)>> = Default::default();
+    let mut idle: [Option<Vec<f64>>; 2] = [None, None];
+    for line in console.lines() {
+        if let Some(rest) = after(line, NATIVE) {
+            for p in GUEST_BENCH_PROGRAMS {
+                if let Some(s) = program_seconds(&rest, p) {
+                    out.native.push((p.to_string(), s));
+                }
+            }
+        } else if let Some(rest) = after(line, BOOT) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if let (Some(b), Some(up)) = (
+                f.first().and_then(|b| b.parse().ok()),
+                f.get(1).and_then(|u| u.parse().ok()),
+            ) {
+                starts.push((b, up));
+            }
+        } else if let Some(rest) = after(line, LOG.trim_end()) {
+            let mut f = rest.trim_start().splitn(3, ' ');
+            let (Some(b), Some(stamp)) = (
+                f.next().and_then(|b| b.parse().ok()),
+                f.next().and_then(|s| s.parse().ok()),
+            ) else {
+                continue;
+            };
+            let text = f.next().unwrap_or("").to_string();
+            logs.entry(b).or_default().push((stamp, text));
+        } else if let Some(rest) = after(line, crate::run::DAEMON_PREFIX) {
+            if out.daemon_summary.is_none() {
+                out.daemon_summary = after(&rest, "guest ran ").map(|s| format!("guest ran {s}"));
+            }
+        } else if let Some(rest) = after(line, IDLE) {
+            // `<0|1> <uptime> <utime> <stime> cpu <user> <nice> <system> <idle> <iowait> …`
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let i: usize = f.first().and_then(|i| i.parse().ok()).unwrap_or(9);
+            let nums: Option<Vec<f64>> = f
+                .iter()
+                .skip(1)
+                .filter(|w| **w != "cpu")
+                .map(|w| w.parse().ok())
+                .collect();
+            if let (Some(slot), Some(n)) = (idle.get_mut(i), nums) {
+                if n.len() >= 3 + 5 {
+                    *slot = Some(n);
+                }
+            }
+        }
+    }
+    for (b, up0) in &starts {
+        let Some(log) = logs.get(b) else { continue };
+        let stamp =
+            |pred: &dyn Fn(&str) -> bool| log.iter().find(|(_, l)| pred(l)).map(|(s, _)| *s);
+        let Some(init) = stamp(&|l| l.trim() == crate::guest_initrd::INIT_MARKER) else {
+            continue;
+        };
+        let guest_uptime = log.iter().find_map(|(_, l)| {
+            l.trim()
+                .strip_prefix(INIT_UPTIME)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+        out.boots.push(BootTime {
+            to_init: init - up0,
+            to_shell: stamp(&|l| l.trim() == crate::run::SHELL_READY).map(|s| s - up0),
+            guest_uptime,
+        });
+    }
+    if let [Some(a), Some(b)] = &idle {
+        let busy = |v: &[f64]| {
+            let cpu = &v[3..];
+            let total: f64 = cpu.iter().sum();
+            // idle and iowait are the 4th and 5th fields.
+            (total - cpu[3] - cpu[4], total)
+        };
+        let ((busy0, total0), (busy1, total1)) = (busy(a), busy(b));
+        let idle_end = starts
+            .first()
+            .and_then(|(b, _)| logs.get(b))
+            .and_then(|log| {
+                log.iter()
+                    .find(|(_, l)| l.trim() == "colinux-bench: idle-end")
+                    .map(|(s, _)| *s)
+            });
+        out.idle = Some(IdleSample {
+            window: b[0] - a[0],
+            daemon_cpu: (b[1] + b[2] - a[1] - a[2]) / USER_HZ,
+            host_busy: (busy1 - busy0) / USER_HZ,
+            host_total: (total1 - total0) / USER_HZ,
+            within_sleep: idle_end.is_some_and(|end| end >= b[0]),
+        });
+    }
+    // The program runs are in the first boot's log.
+    if let Some(log) = starts.first().and_then(|(b, _)| logs.get(b)) {
+        for p in GUEST_BENCH_PROGRAMS {
+            for k in 1.. {
+                let begin = format!("colinux-bench: begin-{p}-{k}");
+                let Some(i) = log.iter().position(|(_, l)| l.trim() == begin) else {
+                    break;
+                };
+                let Some((end, own)) = log[i + 1..].iter().find_map(|(s, l)| {
+                    (!l.contains("/bin/")).then_some(())?;
+                    Some((*s, program_seconds(l, p)?))
+                }) else {
+                    break;
+                };
+                out.guest.push(GuestRun {
+                    program: p.to_string(),
+                    own,
+                    host: end - log[i].0,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn list(v: &[f64], digits: usize) -> String {
+    v.iter()
+        .map(|x| format!("{x:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `cargo xtask bench boot`: guest boot time, the host CPU an idle guest
+/// uses, and a CPU-bound and a syscall-heavy i386 program in the guest
+/// against the same binaries natively in the test host.
+pub fn bench_boot(
+    manifest: &Manifest,
+    build: &crate::build::BuildOptions,
+    o: &BootBenchOptions,
+) -> Result<String> {
+    use crate::run::{HOST_DAEMON, HOST_INITRD, HOST_MODULE, HOST_VMLINUX};
+    use crate::testhost::{self, Scenario};
+    let guest = crate::build::build_kernel(manifest, build)?;
+    let module = crate::driver_build::build_driver(None)?;
+    let daemon = crate::userland::build_static("colinux-daemon", "colinux-daemon")?;
+    let initrd = crate::guest_initrd::build()?;
+    let programs = build_guest_bench()?;
+    let mut s = Scenario::new("bench-boot", boot_bench_script(o))
+        .file(module, HOST_MODULE, 0o644)
+        .file(daemon, HOST_DAEMON, 0o755)
+        .file(guest.vmlinux.clone(), HOST_VMLINUX, 0o644)
+        .file(initrd, HOST_INITRD, 0o644)
+        .timeout(std::time::Duration::from_secs(1800));
+    for (name, path) in programs {
+        s = s.file(path, format!("/root/{name}"), 0o755);
+    }
+    tracing::info!(
+        "bench boot: {} boots, {} runs of cpuloop {} and ppidloop {} in the guest and natively (QEMU TCG; takes minutes)",
+        o.boots,
+        o.runs,
+        o.cpu_millions,
+        o.syscalls
+    );
+    let load = |what: &str| {
+        let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let l = l.split_whitespace().next().unwrap_or("?").to_string();
+        tracing::info!("load average (1 min) {what}: {l}");
+        l
+    };
+    let load_before = load("before");
+    let out = testhost::run(&s)?;
+    let load_after = load("after");
+    if !out.passed {
+        anyhow::bail!(
+            "the benchmark run failed: {} (log: {})",
+            out.reason,
+            out.log.display()
+        );
+    }
+    let r = parse_boot_bench(&out.console)?;
+    let need = |ok: bool, what: &str| -> Result<()> {
+        if !ok {
+            anyhow::bail!("{what} (log: {})", out.log.display());
+        }
+        Ok(())
+    };
+    need(
+        r.boots.len() == o.boots.max(1),
+        "not every boot reached /init",
+    )?;
+    let idle = r.idle.clone().context(format!(
+        "no idle-window measurement (log: {})",
+        out.log.display()
+    ))?;
+    need(
+        idle.within_sleep,
+        "the idle window did not end while the guest's shell slept",
+    )?;
+    let of = |runs: &[(String, f64)], p: &str| -> Vec<f64> {
+        runs.iter()
+            .filter(|(n, _)| n == p)
+            .map(|(_, s)| *s)
+            .collect()
+    };
+    let guest_own: Vec<(String, f64)> =
+        r.guest.iter().map(|g| (g.program.clone(), g.own)).collect();
+    let guest_host: Vec<(String, f64)> = r
+        .guest
+        .iter()
+        .map(|g| (g.program.clone(), g.host))
+        .collect();
+    for p in GUEST_BENCH_PROGRAMS {
+        need(
+            of(&r.native, p).len() == o.runs.max(1) && of(&guest_own, p).len() == o.runs.max(1),
+            &format!("missing runs of {p}"),
+        )?;
+    }
+    let to_init: Vec<f64> = r.boots.iter().map(|b| b.to_init).collect();
+    let to_shell: Vec<f64> = r.boots.iter().filter_map(|b| b.to_shell).collect();
+    let guest_up: Vec<f64> = r.boots.iter().filter_map(|b| b.guest_uptime).collect();
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let release = crate::hostkernel::ensure()?.release;
+    let row = |p: &str, what: &str, target: &str| {
+        let (n, g, gh) = (of(&r.native, p), of(&guest_own, p), of(&guest_host, p));
+        let ratio = median(&n) / median(&g);
+        tracing::info!(
+            "{p}: native {:.3}s, guest {:.3}s, ratio {ratio:.3}",
+            median(&n),
+            median(&g)
+        );
+        format!(
+            "| {what} | {:.3} ({}) | {:.3} ({}) | {:.3} ({}) | **{ratio:.3}** (target ≥ {target}) |\n",
+            median(&n),
+            list(&n, 3),
+            median(&g),
+            list(&g, 3),
+            median(&gh),
+            list(&gh, 2),
+        )
+    };
+    let text = format!(
+        "## bench boot\n\n\
+         `cargo xtask bench boot` — measured **in the QEMU test host** (Debian {release}, `-machine q35 -accel tcg -cpu max`, \
+         2 vCPUs, 2 GiB; TCG emulates every instruction, so these are not hardware numbers). The guest: linux {version} \
+         with the initramfs of `cargo xtask build-initrd`, started as `colinux-daemon --boot --kernel /root/vmlinux \
+         --initrd /root/initrd.cpio --mem {mem}`; its console is the daemon's stdout, stamped line by line with the test \
+         host's `/proc/uptime` (10 ms steps) by the session helpers of `xtask/src/run.rs`.\n\n\
+         **Boot to `/init`** ({boots} boots, each powered off before the next): test host time from just before the \
+         daemon starts to the arrival of the line `{marker}`; the guest's own view is its `/proc/uptime` when `/init` \
+         prints that line (its clock starts during the guest kernel's early boot, after the daemon has loaded the kernel \
+         and the initramfs).\n\n\
+         | | min (s) | median (s) | boots (s) |\n|---|---|---|---|\n\
+         | host: daemon start → `/init` marker | {ti_min:.2} | {ti_med:.2} | {ti} |\n\
+         | host: daemon start → shell answers | {ts_min:.2} | {ts_med:.2} | {ts} |\n\
+         | guest: `/proc/uptime` at `/init` | {gu_min:.2} | {gu_med:.2} | {gu} |\n\n\
+         **Idle guest** (first boot, shell running `sleep`): the daemon's utime + stime from `/proc/<pid>/stat` and the \
+         test host's `/proc/stat` (USER_HZ 100) at t and t + {win:.1} s: the daemon used **{dc:.2} CPU s ({dp:.1} % of one \
+         CPU; the guest's own CPU time counts as the daemon's, since it runs inside the daemon's RUN ioctl)**; the whole \
+         test host was busy {hb:.2} CPU s of {ht:.1} ({hp:.1} %; this includes the session's shell helpers polling the \
+         console log every 0.1 s). The daemon's own summary of that boot (whole session): `{summary}`.\n\n\
+         **Programs**: the same freestanding static i386 binaries (`tests/guest-bench/`, no libc, system calls by \
+         `int $0x80`) run {runs} times each as `/bin/…` in the guest (first boot) and as `/root/…` natively in the test \
+         host (x86_64 kernel, IA32 emulation, before the driver is loaded). Time: each program's own `CLOCK_MONOTONIC` \
+         around its loop (TSC-based in both kernels); for the guest also the test host's stamps from the console line \
+         before the program to its output line. `cpuloop {cm}`: {cm} million xorshift32 steps, no system calls; \
+         `ppidloop {sc}`: {sc} `getppid()` calls (`int $0x80`, eax = 64). Ratio = native median / guest median \
+         (1.0 = no overhead).\n\n\
+         | program | native median (s) (runs) | guest median (s) (runs) | guest by host stamps (s) (runs) | native / guest |\n\
+         |---|---|---|---|---|\n\
+         {cpu_row}{ppid_row}\n\
+         While the guest runs, each host interrupt takes the passage to the host and back, and the driver returns to \
+         the daemon every 10 ms of guest time (YIELD); under TCG a switch costs far more than on hardware (see \
+         `bench passage`). `getppid()` through `int $0x80` is a shorter path in the guest's small i386 kernel than in \
+         the test host's Debian x86_64 kernel, which takes an i386 program's `int $0x80` through its compat entry; \
+         that is why the guest can be faster than native there. No hardware measurement yet.\n\n\
+         Machine: {cpus} CPUs running QEMU (shared with other work: 1-minute load average {load_before} before the \
+         run, {load_after} after), so boot times in particular vary from boot to boot.\n",
+        version = build.version,
+        mem = o.mem,
+        boots = r.boots.len(),
+        marker = crate::guest_initrd::INIT_MARKER,
+        ti_min = min(&to_init),
+        ti_med = median(&to_init),
+        ti = list(&to_init, 2),
+        ts_min = min(&to_shell),
+        ts_med = median(&to_shell),
+        ts = list(&to_shell, 2),
+        gu_min = min(&guest_up),
+        gu_med = median(&guest_up),
+        gu = list(&guest_up, 2),
+        win = idle.window,
+        dc = idle.daemon_cpu,
+        dp = 100.0 * idle.daemon_cpu / idle.window,
+        hb = idle.host_busy,
+        ht = idle.host_total,
+        hp = 100.0 * idle.host_busy / idle.host_total.max(0.01),
+        runs = o.runs,
+        cm = o.cpu_millions,
+        sc = o.syscalls,
+        cpu_row = row("cpuloop", "CPU-bound (`cpuloop`)", "0.97"),
+        ppid_row = row("ppidloop", "syscall-heavy (`ppidloop`)", "0.9"),
+        summary = r.daemon_summary.as_deref().unwrap_or("(none)"),
+        cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    );
+    write_section("bench boot", &text)?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A console as the `bench boot` script prints it (two boots, two runs
+    /// of each program), with host lines mixed in.
+    const CONSOLE: &str = "\
+COLINUX-TESTHOST[ab]: START 6.1.0-56-amd64
+== bench boot: the programs natively in the test host
+colinux-bench-native| cpuloop n=1500 s=3.010000000 check=1234abcd
+colinux-bench-native| cpuloop n=1500 s=2.990000000 check=1234abcd
+colinux-bench-native| ppidloop n=3000000 s=3.300000000 ppid=1
+colinux-bench-native| ppidloop n=3000000 s=3.100000000 ppid=1
+[    2.5] colinux: ready: /dev/colinux, ABI version 1
+colinux-bench-idle| 0 20.00 100 50 cpu  1000 0 500 8000 10 0 5 0 0 0
+colinux-bench-idle| 1 30.05 160 90 cpu  1100 0 600 9800 10 0 5 0 0 0
+colinux-daemon| 2026-11-25T00:38:10Z  INFO guest ran 40.1 s: 895 RUN calls, 38 yields
+colinux-run: daemon exited with status 0
+colinux-bench-boot| 1 10.00 0 0
+colinux-bench-log| 1 11.50 Linux version 6.1.176+ (i386)
+colinux-bench-log| 1 11.80 colinux-guest: init started
+colinux-bench-log| 1 11.81 colinux-guest: uptime at init: 0.61 0.40
+colinux-bench-log| 1 11.95 ~ # echo colinux-run: shell-''ready
+colinux-bench-log| 1 12.00 colinux-run: shell-ready
+colinux-bench-log| 1 14.00 ~ # sleep 2; echo colinux-bench: idle-''begin; sleep 13
+colinux-bench-log| 1 16.00 colinux-bench: idle-begin
+colinux-bench-log| 1 31.00 colinux-bench: idle-end
+colinux-bench-log| 1 31.10 ~ # echo colinux-bench: begin-''cpuloop-1; /bin/cpuloop 1500
+colinux-bench-log| 1 31.20 colinux-bench: begin-cpuloop-1
+colinux-bench-log| 1 34.40 cpuloop n=1500 s=3.150000000 check=1234abcd
+colinux-bench-log| 1 34.50 ~ # echo colinux-bench: begin-''cpuloop-2; /bin/cpuloop 1500
+colinux-bench-log| 1 34.60 colinux-bench: begin-cpuloop-2
+colinux-bench-log| 1 37.80 cpuloop n=1500 s=3.100000000 check=1234abcd
+colinux-bench-log| 1 38.00 colinux-bench: begin-ppidloop-1
+colinux-bench-log| 1 41.00 ppidloop n=3000000 s=2.900000000 ppid=80
+colinux-bench-log| 1 41.10 colinux-bench: begin-ppidloop-2
+colinux-bench-log| 1 44.30 ppidloop n=3000000 s=3.100000000 ppid=80
+== bench boot: boot 2
+colinux-bench-boot| 2 50.00 0 0
+colinux-bench-log| 2 51.70 colinux-guest: init started
+colinux-bench-log| 2 51.71 colinux-guest: uptime at init: 0.58 0.30
+colinux-bench-log| 2 51.90 colinux-run: shell-ready
+";
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn parses_boot_bench_console() {
+        let r = parse_boot_bench(CONSOLE).unwrap();
+        assert_eq!(r.boots.len(), 2);
+        assert!(close(r.boots[0].to_init, 1.8), "{r:?}");
+        assert!(close(r.boots[0].to_shell.unwrap(), 2.0));
+        assert!(close(r.boots[0].guest_uptime.unwrap(), 0.61));
+        assert!(close(r.boots[1].to_init, 1.7));
+        assert!(close(r.boots[1].guest_uptime.unwrap(), 0.58));
+
+        let idle = r.idle.clone().unwrap();
+        assert!(close(idle.window, 10.05));
+        assert!(close(idle.daemon_cpu, 1.0));
+        // busy: user + system (+ softirq); idle and iowait are not.
+        assert!(close(idle.host_busy, 2.0));
+        assert!(close(idle.host_total, 20.0));
+        assert!(idle.within_sleep);
+
+        let native: Vec<(&str, f64)> = r.native.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+        assert_eq!(
+            native,
+            [
+                ("cpuloop", 3.01),
+                ("cpuloop", 2.99),
+                ("ppidloop", 3.3),
+                ("ppidloop", 3.1)
+            ]
+        );
+        assert_eq!(r.guest.len(), 4);
+        assert_eq!(r.guest[0].program, "cpuloop");
+        assert!(close(r.guest[0].own, 3.15));
+        assert!(close(r.guest[0].host, 3.2));
+        assert_eq!(r.guest[3].program, "ppidloop");
+        assert!(close(r.guest[3].own, 3.1));
+        assert!(close(r.guest[3].host, 3.2));
+        assert_eq!(
+            r.daemon_summary.as_deref(),
+            Some("guest ran 40.1 s: 895 RUN calls, 38 yields")
+        );
+        assert!(close(median(&[3.0, 1.0, 2.0]), 2.0));
+        assert!(close(median(&[4.0, 1.0, 2.0, 3.0]), 2.5));
+    }
+
+    #[test]
+    fn idle_window_after_the_sleep_is_flagged_and_junk_is_ignored() {
+        let late = CONSOLE.replace(
+            "31.00 colinux-bench: idle-end",
+            "29.00 colinux-bench: idle-end",
+        );
+        assert!(!parse_boot_bench(&late).unwrap().idle.unwrap().within_sleep);
+        let r = parse_boot_bench(
+            "colinux-bench-log| x y\ncolinux-bench-boot| 1\ncolinux-bench-idle| 0 1 2\n",
+        )
+        .unwrap();
+        assert_eq!(r, BootBench::default());
+        assert_eq!(
+            program_seconds("cpuloop n=1 s=2.5 check=0", "cpuloop"),
+            Some(2.5)
+        );
+        assert_eq!(program_seconds("~ # /bin/cpuloop 1500", "cpuloop"), None);
+    }
+
+    #[test]
+    fn script_types_the_steps_and_runs_the_programs_natively() {
+        let s = boot_bench_script(&BootBenchOptions::default());
+        assert!(s.contains("echo colinux-bench: begin-''cpuloop-3; /bin/cpuloop 1500\n"));
+        assert!(s.contains("echo colinux-bench: begin-''ppidloop-1; /bin/ppidloop 3000000\n"));
+        assert!(s.contains("echo \"colinux-bench-native| $(/root/ppidloop 3000000)\""));
+        assert!(s.contains("sleep 10"));
+        assert!(s.contains("for b in $(seq 1 5); do"));
+        assert!(s.contains("sed \"s/^/colinux-bench-log| $b /\" /tmp/guest.log"));
+        let left = s.replace("\"$@\"", "");
+        assert!(!left.contains('@'), "a placeholder is left:\n{s}");
+    }
+}

@@ -6,9 +6,12 @@
 //! the rest with `busybox --install -s`), the usual directories, the device
 //! nodes `/dev/console` (5,1) and `/dev/null` (1,3), and an `/init` script
 //! ([`init_script`]) that mounts proc, sysfs and devtmpfs, prints
-//! [`INIT_MARKER`] and `uname -a`, then hands PID 1 to busybox init, which
+//! [`INIT_MARKER`], its `/proc/uptime` and `uname -a`, then hands PID 1 to
+//! busybox init, which
 //! keeps a login shell on the console ([`INITTAB`]; busybox's `poweroff`
-//! signals PID 1, so a shell as PID 1 could not power off).
+//! signals PID 1, so a shell as PID 1 could not power off). It also holds
+//! the benchmark programs of `tests/guest-bench/` as `/bin/<name>`
+//! ([`crate::bench::build_guest_bench`], built with gcc for every call).
 //!
 //! Busybox comes from Debian's archive through a *private* apt configuration
 //! in the cache (like [`crate::debian`], but for binary packages of
@@ -24,7 +27,8 @@
 //! - `busybox/busybox` and `busybox/source.txt` (package, version, sha256s);
 //!   reused as long as the binary matches its recorded sha256;
 //! - `initrd.cpio` and `initrd.cpio.inputs` (the sha256 of everything that
-//!   went into it): rebuilt when busybox, `/init` or the layout change.
+//!   went into it): rebuilt when busybox, `/init`, the benchmark programs
+//!   or the layout change.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -44,6 +48,9 @@ pub const ARCH: &str = "i386";
 /// The line `/init` prints once the file systems are mounted, before
 /// `uname -a` and the shell.
 pub const INIT_MARKER: &str = "colinux-guest: init started";
+/// `/init` prints this, then the guest's `/proc/uptime` read just before
+/// [`INIT_MARKER`], on the line after it.
+pub const INIT_UPTIME_PREFIX: &str = "colinux-guest: uptime at init: ";
 
 /// Applets linked explicitly in `/bin` (the guest sessions and tests use
 /// them); `/init` adds links for every other applet with
@@ -158,7 +165,8 @@ pub fn build() -> Result<PathBuf> {
     let data = std::fs::read(&bb.path)
         .with_context(|| format!("cannot read the cached busybox {}", bb.path.display()))?;
     let init = init_script();
-    let inputs = inputs_hash(&data, &init);
+    let extra = bench_programs()?;
+    let inputs = inputs_hash(&data, &init, &extra);
     let out = dir.join("initrd.cpio");
     let stamp = dir.join("initrd.cpio.inputs");
     if out.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(inputs.as_str()) {
@@ -174,11 +182,22 @@ pub fn build() -> Result<PathBuf> {
     let tmp = dir.join("initrd.cpio.tmp");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    write_archive(std::io::BufWriter::new(file), &data, &init)
+    write_archive(std::io::BufWriter::new(file), &data, &init, &extra)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &out)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), out.display()))?;
     std::fs::write(&stamp, &inputs).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(out)
+}
+
+/// The benchmark programs as `(path in the archive, contents)`.
+fn bench_programs() -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for (name, path) in crate::bench::build_guest_bench()? {
+        let data =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        out.push((format!("/bin/{name}"), data));
+    }
     Ok(out)
 }
 
@@ -724,7 +743,9 @@ mount -t tmpfs tmpfs /tmp 2>/dev/null
 /bin/busybox --install -s 2>/dev/null
 hostname colinux 2>/dev/null
 cd /root
+read -r colinux_uptime _ < /proc/uptime 2>/dev/null || colinux_uptime=unknown
 echo "{INIT_MARKER}"
+echo "{INIT_UPTIME_PREFIX}$colinux_uptime"
 uname -a
 # busybox's poweroff, reboot and halt ask PID 1 with a signal, as busybox
 # init understands: it becomes PID 1 and keeps a shell on the console
@@ -741,8 +762,14 @@ exec sh -l
 }
 
 /// Write the whole archive: directories, device nodes, busybox and its
-/// applet links, `/etc` (passwd, group, hostname, inittab, profile), `/init`.
-pub fn write_archive<W: Write>(out: W, busybox: &[u8], init: &str) -> Result<W> {
+/// applet links, `/etc` (passwd, group, hostname, inittab, profile), `/init`,
+/// and `extra` executables (`(absolute path, contents)`, mode 0755).
+pub fn write_archive<W: Write>(
+    out: W,
+    busybox: &[u8],
+    init: &str,
+    extra: &[(String, Vec<u8>)],
+) -> Result<W> {
     let mut w = cpio::Writer::new(out);
     for (d, mode) in DIRS {
         w.dir(d, *mode)?;
@@ -759,10 +786,13 @@ pub fn write_archive<W: Write>(out: W, busybox: &[u8], init: &str) -> Result<W> 
     w.file("/etc/inittab", 0o644, INITTAB.as_bytes())?;
     w.file("/etc/profile", 0o644, PROFILE.as_bytes())?;
     w.file("/init", 0o755, init.as_bytes())?;
+    for (path, data) in extra {
+        w.file(path, 0o755, data)?;
+    }
     Ok(w.finish()?)
 }
 
-fn inputs_hash(busybox: &[u8], init: &str) -> String {
+fn inputs_hash(busybox: &[u8], init: &str, extra: &[(String, Vec<u8>)]) -> String {
     let mut h = Sha256::new();
     h.update(format!("layout {LAYOUT_VERSION}\n"));
     h.update(Sha256::digest(busybox));
@@ -776,6 +806,10 @@ fn inputs_hash(busybox: &[u8], init: &str) -> String {
     }
     h.update(INITTAB.as_bytes());
     h.update(PROFILE.as_bytes());
+    for (path, data) in extra {
+        h.update(format!("{path} {}\n", data.len()));
+        h.update(Sha256::digest(data));
+    }
     hex::encode(h.finalize())
 }
 
@@ -914,7 +948,8 @@ mod tests {
     fn archive_lists_busybox_links_devices_and_init() {
         let fake = elf(1, 3, 2, 1);
         let init = init_script();
-        let data = write_archive(Vec::new(), &fake, &init).unwrap();
+        let extra = vec![("/bin/cpuloop".to_string(), fake.clone())];
+        let data = write_archive(Vec::new(), &fake, &init, &extra).unwrap();
         let entries = list_newc(&data).unwrap();
         let get = |n: &str| {
             entries
@@ -937,6 +972,13 @@ mod tests {
             assert_eq!(get(&format!("bin/{a}")).link.as_deref(), Some("busybox"));
         }
         assert_eq!(get("init").mode, 0o100755);
+        assert_eq!(get("bin/cpuloop").mode, 0o100755);
+        assert_eq!(get("bin/cpuloop").size as usize, fake.len());
+        assert_ne!(
+            inputs_hash(&fake, &init, &[]),
+            inputs_hash(&fake, &init, &extra),
+            "the benchmark programs are inputs of the cached archive"
+        );
         assert_eq!(get("etc/inittab").size as usize, INITTAB.len());
         assert_eq!(get("init").size as usize, init.len());
         // Each path once; parents before children.
@@ -971,6 +1013,9 @@ mod tests {
             assert!(s.contains(needle), "/init lacks {needle:?}:\n{s}");
         }
         assert!(s.find(INIT_MARKER) < s.find("uname -a"));
+        assert!(s.contains(&format!(
+            "echo \"{INIT_MARKER}\"\necho \"{INIT_UPTIME_PREFIX}$colinux_uptime\"\n"
+        )));
         assert!(s.find("uname -a") < s.find("exec /bin/busybox init"));
         assert!(INITTAB.contains("::respawn:/bin/cttyhack /bin/sh -l\n"));
     }

@@ -188,6 +188,25 @@ enum BenchCmd {
         #[arg(long, default_value_t = 100_000)]
         rounds: u64,
     },
+    /// Boot the Linux guest in the QEMU test host several times: time to
+    /// /init, host CPU of an idle guest, and a CPU-bound and a syscall-heavy
+    /// i386 program in the guest against the same binaries natively.
+    Boot {
+        #[command(flatten)]
+        fetch: FetchArgs,
+        /// Guest boots timed
+        #[arg(long, default_value_t = 5)]
+        boots: usize,
+        /// Runs of each program, in the guest and natively
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// cpuloop's work: millions of loop iterations
+        #[arg(long, default_value_t = xtask::bench::BootBenchOptions::default().cpu_millions)]
+        cpu_millions: u64,
+        /// ppidloop's work: getppid() calls
+        #[arg(long, default_value_t = xtask::bench::BootBenchOptions::default().syscalls)]
+        syscalls: u64,
+    },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
     Apply {
@@ -318,6 +337,29 @@ fn run(cli: Cli) -> Result<()> {
             which: BenchCmd::Rebase { from, onto },
         } => {
             let text = xtask::bench::bench_rebase(&manifest, &from, &onto)?;
+            println!("{text}");
+        }
+        Cmd::Bench {
+            which:
+                BenchCmd::Boot {
+                    fetch,
+                    boots,
+                    runs,
+                    cpu_millions,
+                    syscalls,
+                },
+        } => {
+            let version = fetch.version(&manifest);
+            let build =
+                kernel_build_options(&manifest, &fetch, version, "tinyconfig".into(), false, None)?;
+            let opts = xtask::bench::BootBenchOptions {
+                boots,
+                runs,
+                cpu_millions,
+                syscalls,
+                ..Default::default()
+            };
+            let text = xtask::bench::bench_boot(&manifest, &build, &opts)?;
             println!("{text}");
         }
         Cmd::Bench {
