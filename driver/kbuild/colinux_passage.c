@@ -149,6 +149,13 @@ struct colinux_passage {
 	u64 host_top_phys;		/* host transition top-level table */
 	u64 *host_top;
 	u32 guest_pdpt_phys;		/* guest transition PDPT */
+	/*
+	 * The guest's x87/SSE registers while the host runs (FXSAVE format;
+	 * a Linux guest runs without XSAVE), or NULL for guests that keep
+	 * none (the self-tests). Without it the host's own FPU use between
+	 * two switches would show up in the guest's registers.
+	 */
+	struct fxregs_state *guest_fpu;
 };
 
 /* The host transition tables: kernel half of the host's, plus identity. */
@@ -469,7 +476,11 @@ static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 	rw->address = (unsigned long)get_cpu_gdt_rw(smp_processor_id());
 	passage_save_state(&h);
 	V(u32, P_EXIT_REASON) = 0;
+	if (p->guest_fpu)
+		asm volatile("fxrstor %0" : : "m" (*p->guest_fpu));
 	colinux_passage_enter(p->kva);
+	if (p->guest_fpu)
+		asm volatile("fxsave %0" : "=m" (*p->guest_fpu));
 	if (seen) {
 		rdmsrl(MSR_IA32_SYSENTER_CS, seen[0]);
 		seen[1] = boot_cpu_has(X86_FEATURE_OSXSAVE) ?
@@ -713,6 +724,7 @@ struct colinux_run {
 	u64 nr_frames;
 	bool started, dead;
 	bool linux_boot;		/* started with boot parameters */
+	struct fxregs_state *guest_fpu;	/* its FPU registers (the passage's) */
 	u32 last_exit;			/* PASSAGE_EXIT_* of the last switch */
 	enum run_wait wait;
 };
@@ -737,6 +749,7 @@ void colinux_run_free(struct colinux_run *r)
 		__free_page(r->shared_page);
 	if (r->p)
 		passage_free(r->p);
+	kfree(r->guest_fpu);
 	kfree(r);
 }
 
@@ -768,6 +781,12 @@ struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames)
 	r->p = passage_create();
 	if (!r->p)
 		goto fail;
+	r->guest_fpu = kzalloc(sizeof(*r->guest_fpu), GFP_KERNEL_ACCOUNT);
+	if (!r->guest_fpu)
+		goto fail;
+	r->guest_fpu->cwd = 0x37f;	/* the state after FNINIT */
+	r->guest_fpu->mxcsr = MXCSR_DEFAULT;
+	r->p->guest_fpu = r->guest_fpu;
 	r->shared_page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 	if (!r->shared_page)
 		goto fail;

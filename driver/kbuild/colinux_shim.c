@@ -51,8 +51,14 @@ static_assert(sizeof(struct cooperative_ioctl_run) == COOPERATIVE_IOCTL_RUN_SIZE
 static_assert(sizeof(((struct cooperative_ioctl_run *)0)->reserved) ==
 	      2 * sizeof(__u64));
 
-/* Guest RAM is charged to the daemon's memory cgroup. */
-#define COLINUX_PAGE_GFP	(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN)
+/*
+ * Guest RAM is charged to the daemon's memory cgroup. It comes from below
+ * 4 GiB: a 32-bit PAE guest loads its page directories' host addresses
+ * into a 32-bit CR3, and any of its pages may become one (the p2m table
+ * holds 32-bit frames too).
+ */
+#define COLINUX_PAGE_GFP	(GFP_KERNEL_ACCOUNT | __GFP_DMA32 | __GFP_ZERO | \
+				 __GFP_NOWARN)
 
 /* Longest log message the core sends. */
 #define COLINUX_LOG_MAX		256
