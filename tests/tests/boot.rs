@@ -412,3 +412,146 @@ echo colinux-boots: done
         "the test host run failed after 20 boots (memory returned? module unloadable?){ctx}"
     );
 }
+
+/// The floating-point program both sides run: busybox awk (i386; it has
+/// no math library) sums 1/(3i+1), printing the double with all its digits.
+const FPU_AWK: &str = r#"awk 'BEGIN { s = 0; for (i = 1; i <= 200000; i++) s += 1 / (3 * i + 1); printf "fpusum:%.17g:\n", s }'"#;
+
+/// The value of a line `fpusum:<number>:` (not the echo of the command).
+fn fpu_sum(line: &str) -> Option<String> {
+    let v = line.trim().strip_prefix("fpusum:")?.strip_suffix(':')?;
+    v.parse::<f64>().ok()?;
+    Some(v.to_string())
+}
+
+/// The guest's x87/SSE registers survive the host's own FPU use between
+/// switches: with the daemon pinned to the CPU of a host process that
+/// computes with SSE all the time, a floating-point program in the guest
+/// gives exactly what the same i386 binary gives natively in the host.
+#[test]
+#[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
+fn guest_fpu_state_survives_the_hosts_fpu_use() {
+    let _serial = serial();
+    let busybox = xtask::guest_initrd::busybox(false).unwrap().path;
+    let steps = [FPU_AWK, FPU_AWK];
+    let script =
+        session::session_script(MEM, &steps, "poweroff", "rmmod colinux\necho boot-fpu-done");
+    let native = format!(
+        r#"echo "native: $(/root/busybox-i386 {FPU_AWK})"
+busybox taskset 1 busybox awk 'BEGIN {{ x = 1; for (;;) x = x * 1.0000001 + 0.5 }}' &
+HOG=$!
+GUEST_TASKSET=1
+"#
+    );
+    let script = script.replacen("GUEST_MEM=", &format!("{native}GUEST_MEM="), 1);
+    let s = scenario(
+        "boot-fpu",
+        format!("{script}\nkill $HOG\n"),
+        Duration::from_secs(600),
+    )
+    .file(busybox, "/root/busybox-i386", 0o755);
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    let native = out
+        .console
+        .lines()
+        .find_map(|l| fpu_sum(l.split_once("native: ")?.1))
+        .unwrap_or_else(|| panic!("the native run printed no sum{ctx}"));
+    for n in 1..=steps.len() {
+        let lines = step_output(&sess, n)
+            .unwrap_or_else(|| panic!("step {n} (the awk sum) never finished{ctx}"));
+        let guest = lines
+            .iter()
+            .find_map(|l| fpu_sum(l))
+            .unwrap_or_else(|| panic!("step {n} printed no sum{ctx}"));
+        assert_eq!(
+            guest, native,
+            "run {n}: the guest's floating-point result differs from the native one{ctx}"
+        );
+    }
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "`poweroff` should make the daemon exit 0{ctx}"
+    );
+    assert!(
+        out.passed && out.console.contains("boot-fpu-done"),
+        "the test host run failed{ctx}"
+    );
+}
+
+/// A guest computing flat out on a host CPU leaves that CPU to the host's
+/// own tasks: a host counter and a sampler pinned to the same CPU keep
+/// running (no gap of 2 s or more between samples, the counter advancing
+/// in each), and the host's log stays free of lockup and RCU-stall reports.
+#[test]
+#[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
+fn host_stays_responsive_during_a_busy_guest() {
+    let _serial = serial();
+    let busy = r#"awk 'BEGIN { for (i = 0; i < 1500000; i++) s += i % 7; print "busy-done", s }'"#;
+    let script = session::session_script(
+        MEM,
+        &[busy],
+        "poweroff",
+        "kill $SAMPLER $COUNTER\necho samples; cat /tmp/samples; echo samples-end\nrmmod colinux\necho boot-busy-done",
+    );
+    let setup = r#"start_host_counter
+busybox taskset -p 1 $COUNTER > /dev/null
+( while true; do echo "$(cut -d' ' -f1 /proc/uptime) $(progress)" >> /tmp/samples; sleep 1; done ) &
+SAMPLER=$!
+busybox taskset -p 1 $SAMPLER > /dev/null
+GUEST_TASKSET=1
+GUEST_STEP_WAIT=300
+"#;
+    let script = script.replacen("GUEST_MEM=", &format!("{setup}GUEST_MEM="), 1);
+    let s = scenario("boot-busy", script, Duration::from_secs(600));
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    let lines =
+        step_output(&sess, 1).unwrap_or_else(|| panic!("the busy loop never finished{ctx}"));
+    assert!(
+        lines.iter().any(|l| l.trim().starts_with("busy-done")),
+        "the busy loop printed no result{ctx}"
+    );
+    let samples: Vec<(f64, u64)> = out
+        .console
+        .lines()
+        .skip_while(|l| l.trim() != "samples")
+        .skip(1)
+        .take_while(|l| l.trim() != "samples-end")
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(
+        samples.len() >= 10,
+        "too few host samples while the guest ran: {samples:?}{ctx}"
+    );
+    for w in samples.windows(2) {
+        let ((t0, c0), (t1, c1)) = (w[0], w[1]);
+        assert!(
+            t1 - t0 < 2.0,
+            "the host sampler on the guest's CPU stalled for {:.1} s ({samples:?}){ctx}",
+            t1 - t0
+        );
+        assert!(
+            c1 > c0,
+            "the host counter on the guest's CPU made no progress ({samples:?}){ctx}"
+        );
+    }
+    assert!(
+        out.kernel_log_clean,
+        "the host kernel log is not clean: {:?}{ctx}",
+        out.klog_problems
+    );
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "`poweroff` should make the daemon exit 0{ctx}"
+    );
+    assert!(
+        out.passed && out.console.contains("boot-busy-done"),
+        "the test host run failed{ctx}"
+    );
+}

@@ -174,6 +174,8 @@ guest_boot() {
     mkfifo /tmp/guest-in /tmp/guest-out
     guest_stamp "$GUEST_LOG" < /tmp/guest-out &
     guest_stamp_pid=$!
+    # GUEST_TASKSET, if set, pins the daemon (and so the guest) to those CPUs.
+    ${GUEST_TASKSET:+taskset "$GUEST_TASKSET"} \
     @HOST_DAEMON@ --boot --kernel @HOST_VMLINUX@ --initrd @HOST_INITRD@ --mem "$GUEST_MEM" "$@" \
         < /tmp/guest-in > /tmp/guest-out 2> "$GUEST_LOG.err" &
     GUEST_PID=$!
