@@ -26,8 +26,10 @@ use crate::server::ConsoleServer;
 const PAGE: u64 = abi::COOPERATIVE_PAGE_SIZE as u64;
 /// The guest's entry point.
 pub const ENTRY_SYMBOL: &str = "cooperative_start";
-/// Its initial stack top: the end of init_task's stack.
-pub const STACK_SYMBOL: &str = "__end_init_task";
+/// Its initial stack top, the end of init_task's stack: named
+/// `__end_init_task` in 6.1 and `__end_init_stack` in 6.12 (the first
+/// found is used).
+pub const STACK_SYMBOLS: &[&str] = &["__end_init_task", "__end_init_stack"];
 /// How long to sleep on EXIT_IDLE when the guest set no timer.
 const IDLE_WITHOUT_TIMER: Duration = Duration::from_secs(1);
 
@@ -128,10 +130,16 @@ pub fn entry_and_stack(image: &GuestImage) -> Result<(u32, u32)> {
             format!("the kernel has no symbol {sym} ({why}): not a colinux guest kernel (CONFIG_COOPERATIVE)?")
         })
     };
-    Ok((
-        get(ENTRY_SYMBOL, "the guest's entry point")?,
-        get(STACK_SYMBOL, "the top of its initial stack")?,
-    ))
+    let stack = STACK_SYMBOLS
+        .iter()
+        .find_map(|s| image.symbols.get(*s).copied())
+        .with_context(|| {
+            format!(
+                "the kernel has none of the symbols {} (the top of its initial stack): not a colinux guest kernel?",
+                STACK_SYMBOLS.join(", ")
+            )
+        })?;
+    Ok((get(ENTRY_SYMBOL, "the guest's entry point")?, stack))
 }
 
 /// Everything `--boot` needs, checked before the driver is touched.
