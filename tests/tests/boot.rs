@@ -43,10 +43,23 @@ struct Parts {
 fn parts() -> &'static Parts {
     static PARTS: OnceLock<Parts> = OnceLock::new();
     PARTS.get_or_init(|| {
+        let manifest = xtask::manifest::Manifest::load_default().unwrap();
+        build_parts(&manifest.series.base)
+    })
+}
+
+/// The 6.12 LTS guest, from the series `rebase` made of `linux-patches/`.
+fn parts_6_12() -> &'static Parts {
+    static PARTS: OnceLock<Parts> = OnceLock::new();
+    PARTS.get_or_init(|| build_parts("6.12.100"))
+}
+
+fn build_parts(version: &str) -> Parts {
+    {
         let module = xtask::driver_build::build_driver(None).unwrap();
         let daemon = xtask::userland::build_static("colinux-daemon", "colinux-daemon").unwrap();
         let manifest = xtask::manifest::Manifest::load_default().unwrap();
-        let version = manifest.series.base.clone();
+        let version = version.to_string();
         let guest = xtask::build::build_kernel(
             &manifest,
             &xtask::build::BuildOptions {
@@ -76,7 +89,7 @@ fn parts() -> &'static Parts {
             vmlinux: guest.vmlinux,
             initrd,
         }
-    })
+    }
 }
 
 /// One boot test at a time.
@@ -86,7 +99,10 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn scenario(name: &str, script: String, timeout: Duration) -> Scenario {
-    let p = parts();
+    scenario_with(parts(), name, script, timeout)
+}
+
+fn scenario_with(p: &Parts, name: &str, script: String, timeout: Duration) -> Scenario {
     Scenario::new(name, format!("{SHELL_HELPERS}\n{script}"))
         .file(p.module.clone(), session::HOST_MODULE, 0o644)
         .file(p.daemon.clone(), session::HOST_DAEMON, 0o755)
@@ -552,6 +568,50 @@ GUEST_STEP_WAIT=300
     );
     assert!(
         out.passed && out.console.contains("boot-busy-done"),
+        "the test host run failed{ctx}"
+    );
+}
+
+/// The 6.12 LTS guest, whose series is what `cargo xtask rebase --onto
+/// 6.12.100` made of the 6.1 one, boots the same way: shell, typed
+/// command, timed sleep, `poweroff` with exit 0.
+#[test]
+#[ignore = "builds and boots the 6.12 guest in the test host; run by `cargo xtask test`"]
+fn the_6_12_guest_boots_and_powers_off() {
+    let _serial = serial();
+    let s = scenario_with(
+        parts_6_12(),
+        "boot-6-12",
+        session::session_script(
+            MEM,
+            &["uname -r", "time sleep 1"],
+            "poweroff",
+            "rmmod colinux\necho boot-6-12-done",
+        ),
+        Duration::from_secs(420),
+    );
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    let release = step_output(&sess, 1).unwrap_or_else(|| panic!("`uname -r` never finished{ctx}"));
+    assert!(
+        release.iter().any(|l| l.trim().starts_with("6.12.100")),
+        "`uname -r` does not show the 6.12.100 guest{ctx}"
+    );
+    let timed =
+        step_output(&sess, 2).unwrap_or_else(|| panic!("`time sleep 1` never finished{ctx}"));
+    assert!(
+        timed
+            .iter()
+            .any(|l| l.trim().starts_with("real") && l.contains("0m 1.0")),
+        "`sleep 1` in the 6.12 guest did not take about 1 s{ctx}"
+    );
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "`poweroff` should make the daemon exit 0{ctx}"
+    );
+    assert!(
+        out.passed && out.console.contains("boot-6-12-done"),
         "the test host run failed{ctx}"
     );
 }
