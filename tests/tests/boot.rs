@@ -615,3 +615,38 @@ fn the_6_12_guest_boots_and_powers_off() {
         "the test host run failed{ctx}"
     );
 }
+
+/// `halt` and `reboot` in the guest end it too, each with its own reason
+/// on the daemon's stderr and exit status 0.
+#[test]
+#[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
+fn halt_and_reboot_end_the_guest_with_their_reasons() {
+    let _serial = serial();
+    for (command, reason) in [("halt", "guest halted"), ("reboot", "guest rebooted")] {
+        let s = scenario(
+            &format!("boot-{command}"),
+            session::session_script(
+                MEM,
+                &[],
+                command,
+                &format!("rmmod colinux\necho boot-{command}-done"),
+            ),
+            Duration::from_secs(420),
+        );
+        let (out, sess) = run_one(&s);
+        let ctx = context(&out, &sess);
+        assert_eq!(
+            sess.status,
+            Some(0),
+            "`{command}` should make the daemon exit 0{ctx}"
+        );
+        assert!(
+            sess.daemon_stderr.iter().any(|l| l.contains(reason)),
+            "the daemon did not report \"{reason}\" after `{command}`{ctx}"
+        );
+        assert!(
+            out.passed && out.console.contains(&format!("boot-{command}-done")),
+            "the test host run failed{ctx}"
+        );
+    }
+}
