@@ -21,27 +21,20 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use colinux_tests::SHELL_HELPERS;
+use xtask::build::BuildOptions;
 use xtask::guest_initrd::INIT_MARKER;
-use xtask::run::{self as session, Session, SHELL_READY};
+use xtask::run::{self as session, GuestParts, Session, SHELL_READY};
 use xtask::testhost::{self, Outcome, Scenario};
-
-struct Parts {
-    module: PathBuf,
-    daemon: PathBuf,
-    vmlinux: PathBuf,
-    initrd: PathBuf,
-}
 
 /// Build everything once per test binary: the module against the test
 /// host's kernel, the static daemon, the guest kernel (incremental: about a
 /// second when nothing changed) and the guest initramfs.
-fn parts() -> &'static Parts {
-    static PARTS: OnceLock<Parts> = OnceLock::new();
+fn parts() -> &'static GuestParts {
+    static PARTS: OnceLock<GuestParts> = OnceLock::new();
     PARTS.get_or_init(|| {
         let manifest = xtask::manifest::Manifest::load_default().unwrap();
         build_parts(&manifest.series.base)
@@ -49,47 +42,15 @@ fn parts() -> &'static Parts {
 }
 
 /// The 6.12 LTS guest, from the series `rebase` made of `linux-patches/`.
-fn parts_6_12() -> &'static Parts {
-    static PARTS: OnceLock<Parts> = OnceLock::new();
+fn parts_6_12() -> &'static GuestParts {
+    static PARTS: OnceLock<GuestParts> = OnceLock::new();
     PARTS.get_or_init(|| build_parts("6.12.100"))
 }
 
-fn build_parts(version: &str) -> Parts {
-    {
-        let module = xtask::driver_build::build_driver(None).unwrap();
-        let daemon = xtask::userland::build_static("colinux-daemon", "colinux-daemon").unwrap();
-        let manifest = xtask::manifest::Manifest::load_default().unwrap();
-        let version = version.to_string();
-        let guest = xtask::build::build_kernel(
-            &manifest,
-            &xtask::build::BuildOptions {
-                version: version.clone(),
-                fetch: xtask::fetch::FetchOptions {
-                    tarball: None,
-                    sources: vec![],
-                },
-                series_dir: xtask::series::series_for(
-                    &manifest,
-                    &xtask::paths::repo_root(),
-                    &version,
-                )
-                .unwrap(),
-                configs_dir: xtask::paths::repo_root().join("kernel-configs"),
-                base_config: "tinyconfig".into(),
-                force: false,
-                jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
-                build_dir: None,
-            },
-        )
-        .unwrap();
-        let initrd = xtask::guest_initrd::build().unwrap();
-        Parts {
-            module,
-            daemon,
-            vmlinux: guest.vmlinux,
-            initrd,
-        }
-    }
+fn build_parts(version: &str) -> GuestParts {
+    let manifest = xtask::manifest::Manifest::load_default().unwrap();
+    let build = BuildOptions::guest(&manifest, version).unwrap();
+    GuestParts::build(&manifest, &build).unwrap()
 }
 
 /// One boot test at a time.
@@ -102,12 +63,8 @@ fn scenario(name: &str, script: String, timeout: Duration) -> Scenario {
     scenario_with(parts(), name, script, timeout)
 }
 
-fn scenario_with(p: &Parts, name: &str, script: String, timeout: Duration) -> Scenario {
-    Scenario::new(name, format!("{SHELL_HELPERS}\n{script}"))
-        .file(p.module.clone(), session::HOST_MODULE, 0o644)
-        .file(p.daemon.clone(), session::HOST_DAEMON, 0o755)
-        .file(p.vmlinux.clone(), session::HOST_VMLINUX, 0o644)
-        .file(p.initrd.clone(), session::HOST_INITRD, 0o644)
+fn scenario_with(p: &GuestParts, name: &str, script: String, timeout: Duration) -> Scenario {
+    p.scenario(name, format!("{SHELL_HELPERS}\n{script}"))
         .timeout(timeout)
 }
 

@@ -18,52 +18,18 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use xtask::build::BuildOptions;
 use xtask::guest_initrd::INIT_MARKER;
-use xtask::run::{self as session, SHELL_READY};
-use xtask::testhost::{self, Scenario};
+use xtask::run::{self as session, GuestParts, SHELL_READY};
+use xtask::testhost;
 
-struct Parts {
-    module: PathBuf,
-    daemon: PathBuf,
-    vmlinux: PathBuf,
-    initrd: PathBuf,
-}
-
-/// The module against the test host's kernel, the static daemon, the
-/// guest kernel (incremental) and its initramfs, as `boot.rs` builds them.
-fn parts() -> Parts {
-    let module = xtask::driver_build::build_driver(None).unwrap();
-    let daemon = xtask::userland::build_static("colinux-daemon", "colinux-daemon").unwrap();
+/// What the boot needs, as `boot.rs` builds it.
+fn parts() -> GuestParts {
     let manifest = xtask::manifest::Manifest::load_default().unwrap();
-    let version = manifest.series.base.clone();
-    let guest = xtask::build::build_kernel(
-        &manifest,
-        &xtask::build::BuildOptions {
-            version: version.clone(),
-            fetch: xtask::fetch::FetchOptions {
-                tarball: None,
-                sources: vec![],
-            },
-            series_dir: xtask::series::series_for(&manifest, &xtask::paths::repo_root(), &version)
-                .unwrap(),
-            configs_dir: xtask::paths::repo_root().join("kernel-configs"),
-            base_config: "tinyconfig".into(),
-            force: false,
-            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            build_dir: None,
-        },
-    )
-    .unwrap();
-    let initrd = xtask::guest_initrd::build().unwrap();
-    Parts {
-        module,
-        daemon,
-        vmlinux: guest.vmlinux,
-        initrd,
-    }
+    let build = BuildOptions::guest(&manifest, &manifest.series.base).unwrap();
+    GuestParts::build(&manifest, &build).unwrap()
 }
 
 /// The socket in the test host.
@@ -176,11 +142,8 @@ fn fact(console: &str, key: &str) -> Option<String> {
 #[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
 fn a_late_client_sees_the_boot_log_types_detaches_and_the_guest_runs_on() {
     let p = parts();
-    let s = Scenario::new("console-attach", script())
-        .file(p.module, session::HOST_MODULE, 0o644)
-        .file(p.daemon, session::HOST_DAEMON, 0o755)
-        .file(p.vmlinux, session::HOST_VMLINUX, 0o644)
-        .file(p.initrd, session::HOST_INITRD, 0o644)
+    let s = p
+        .scenario("console-attach", script())
         .timeout(Duration::from_secs(420));
     let out = testhost::run(&s).unwrap();
     let c = &out.console;

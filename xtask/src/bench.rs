@@ -1031,18 +1031,11 @@ pub fn bench_boot(
     build: &crate::build::BuildOptions,
     o: &BootBenchOptions,
 ) -> Result<String> {
-    use crate::run::{HOST_DAEMON, HOST_INITRD, HOST_MODULE, HOST_VMLINUX};
-    use crate::testhost::{self, Scenario};
-    let guest = crate::build::build_kernel(manifest, build)?;
-    let module = crate::driver_build::build_driver(None)?;
-    let daemon = crate::userland::build_static("colinux-daemon", "colinux-daemon")?;
-    let initrd = crate::guest_initrd::build()?;
+    use crate::testhost;
+    let parts = crate::run::GuestParts::build(manifest, build)?;
     let programs = build_guest_bench()?;
-    let mut s = Scenario::new("bench-boot", boot_bench_script(o))
-        .file(module, HOST_MODULE, 0o644)
-        .file(daemon, HOST_DAEMON, 0o755)
-        .file(guest.vmlinux.clone(), HOST_VMLINUX, 0o644)
-        .file(initrd, HOST_INITRD, 0o644)
+    let mut s = parts
+        .scenario("bench-boot", boot_bench_script(o))
         .timeout(std::time::Duration::from_secs(1800));
     for (name, path) in programs {
         s = s.file(path, format!("/root/{name}"), 0o755);

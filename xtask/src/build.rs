@@ -35,6 +35,28 @@ pub struct BuildOptions {
     pub build_dir: Option<PathBuf>,
 }
 
+impl BuildOptions {
+    /// The repository's own guest build of `version`: its series
+    /// ([`crate::series::series_for`]), `tinyconfig` + `kernel-configs/`, the
+    /// usual sources, every CPU, the cache's build directory.
+    pub fn guest(manifest: &Manifest, version: &str) -> Result<BuildOptions> {
+        let root = crate::paths::repo_root();
+        Ok(BuildOptions {
+            version: version.to_string(),
+            fetch: FetchOptions {
+                tarball: None,
+                sources: vec![],
+            },
+            series_dir: crate::series::series_for(manifest, &root, version)?,
+            configs_dir: root.join("kernel-configs"),
+            base_config: "tinyconfig".into(),
+            force: false,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            build_dir: None,
+        })
+    }
+}
+
 /// What came out.
 #[derive(Debug, Clone)]
 pub struct BuildOutput {

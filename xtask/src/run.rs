@@ -17,6 +17,7 @@
 //! guest's console on the terminal instead; `--payload` runs the 32-bit test
 //! payload through the passage (the job before Linux booted).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -332,6 +333,39 @@ pub fn sessions(console: &str) -> Vec<Session> {
 /// The daemon's exit status of the first session in `console`.
 pub fn session_status(console: &str) -> Option<i32> {
     sessions(console).first().and_then(|s| s.status)
+}
+
+/// What booting a guest in the test host takes, built (each step is
+/// incremental): the module for the test host's kernel, the static daemon,
+/// the guest kernel and its initramfs.
+#[derive(Debug, Clone)]
+pub struct GuestParts {
+    pub module: PathBuf,
+    pub daemon: PathBuf,
+    pub vmlinux: PathBuf,
+    pub initrd: PathBuf,
+}
+
+impl GuestParts {
+    pub fn build(manifest: &Manifest, build: &BuildOptions) -> Result<GuestParts> {
+        let guest = build_kernel(manifest, build)?;
+        Ok(GuestParts {
+            module: crate::driver_build::build_driver(None)?,
+            daemon: crate::userland::build_static("colinux-daemon", "colinux-daemon")?,
+            vmlinux: guest.vmlinux,
+            initrd: crate::guest_initrd::build()?,
+        })
+    }
+
+    /// A test-host scenario with the four files at [`HOST_MODULE`],
+    /// [`HOST_DAEMON`], [`HOST_VMLINUX`] and [`HOST_INITRD`].
+    pub fn scenario(&self, name: &str, script: String) -> Scenario {
+        Scenario::new(name, script)
+            .file(self.module.clone(), HOST_MODULE, 0o644)
+            .file(self.daemon.clone(), HOST_DAEMON, 0o755)
+            .file(self.vmlinux.clone(), HOST_VMLINUX, 0o644)
+            .file(self.initrd.clone(), HOST_INITRD, 0o644)
+    }
 }
 
 /// Build the guest kernel, its initramfs, the driver and the daemon, and
