@@ -49,13 +49,8 @@ pub fn attach(path: &Path) -> Result<i32> {
     })?;
     console::catch_stop_signals()?;
     let fd = libc::STDIN_FILENO;
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(fd) } == 1;
-    let raw = if tty {
-        Some(RawMode::enable(fd)?)
-    } else {
-        None
-    };
+    let raw = RawMode::if_tty(fd)?;
+    let tty = raw.is_some();
     let nl = if tty { "\r\n" } else { "\n" };
     eprint!(
         "colinux-daemon: attached to the guest console at {}; ctrl-] detaches{nl}",

@@ -34,6 +34,17 @@ pub(crate) struct RawMode {
 }
 
 impl RawMode {
+    /// Raw mode on `fd` if it is a terminal (restored when dropped); None
+    /// for pipes and files.
+    pub(crate) fn if_tty(fd: RawFd) -> Result<Option<RawMode>> {
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(fd) } == 1 {
+            RawMode::enable(fd).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     pub(crate) fn enable(fd: RawFd) -> Result<RawMode> {
         // SAFETY: termios is plain data; an all-zero value is valid and is
         // overwritten by tcgetattr before use.
@@ -95,13 +106,7 @@ impl Console {
     /// Stdin as the guest's console input (raw mode if it is a terminal).
     pub fn stdin() -> Result<Console> {
         let fd = libc::STDIN_FILENO;
-        // SAFETY: isatty only inspects the descriptor.
-        let tty = unsafe { libc::isatty(fd) } == 1;
-        let raw = if tty {
-            Some(RawMode::enable(fd)?)
-        } else {
-            None
-        };
+        let raw = RawMode::if_tty(fd)?;
         Ok(Console {
             fd,
             raw,
