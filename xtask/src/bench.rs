@@ -663,10 +663,7 @@ pub fn build_guest_bench() -> Result<Vec<(String, PathBuf)>> {
         &["gcc", "gcc-multilib"],
     )?;
     let src = crate::paths::repo_root().join(GUEST_BENCH_DIR);
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::paths::repo_root().join("target"));
-    let out_dir = target_dir.join("guest-bench");
+    let out_dir = crate::paths::target_dir().join("guest-bench");
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut out = Vec::new();

@@ -85,10 +85,7 @@ const KBUILD_FILES: &[&str] = &[
 
 /// Where the driver's outputs go: `target/driver/`.
 pub fn output_root() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::repo_root().join("target"))
-        .join("driver")
+    paths::target_dir().join("driver")
 }
 
 /// Build `colinux.ko` against the kernel build directory `kernel_build_dir`

@@ -47,13 +47,17 @@ pub fn kernel_build_dir(version: &str) -> Result<PathBuf> {
     Ok(sub(cache_dir()?, "build")?.join(format!("linux-{version}-i386")))
 }
 
+/// The workspace's target directory: `$CARGO_TARGET_DIR`, else `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
 /// The stable place where `build-kernel` leaves the guest kernel:
 /// `target/guest/linux-<version>/` (`vmlinux`, `bzImage`, `config`).
 pub fn guest_output_dir(version: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    target.join("guest").join(format!("linux-{version}"))
+    target_dir().join("guest").join(format!("linux-{version}"))
 }
 
 fn sub(base: PathBuf, name: &str) -> Result<PathBuf> {

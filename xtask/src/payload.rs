@@ -38,10 +38,7 @@ const CFLAGS: &[&str] = &[
 
 /// Where the payload is built: `<target>/payload`.
 pub fn build_dir() -> PathBuf {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::paths::repo_root().join("target"));
-    target_dir.join("payload")
+    crate::paths::target_dir().join("payload")
 }
 
 /// Write `contents` to `path` unless it already holds exactly that.

@@ -21,10 +21,10 @@ pub fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
     )
     .run()
     .with_context(|| format!("building {bin} for {TARGET}"))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let path = target_dir.join(TARGET).join("release").join(bin);
+    let path = crate::paths::target_dir()
+        .join(TARGET)
+        .join("release")
+        .join(bin);
     if !path.exists() {
         anyhow::bail!("cargo built {bin} but {} does not exist", path.display());
     }

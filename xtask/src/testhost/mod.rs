@@ -396,10 +396,7 @@ fn prepare(s: &Scenario, interactive: bool) -> Result<Prepared> {
 
 /// `target/test-host/` in the workspace's target directory.
 pub fn output_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::repo_root().join("target"))
-        .join("test-host")
+    paths::target_dir().join("test-host")
 }
 
 fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
