@@ -81,7 +81,19 @@ impl Driver {
     /// Run the guest until it needs the daemon (RUN ioctl).
     pub fn run(&self, arg: &mut abi::cooperative_ioctl_run) -> Result<()> {
         arg.abi_version = abi::COOPERATIVE_ABI_VERSION;
-        ioctl(&self.file, abi::ioctl::RUN, arg, "RUN")
+        ioctl(&self.file, abi::ioctl::RUN, arg, "RUN").map_err(|e| {
+            if e.root_cause().downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+                == Some(libc::EBUSY)
+            {
+                e.context(
+                    "the host CPU has VMX turned on (another hypervisor, e.g. KVM, runs a \
+                     virtual machine): a cooperative guest cannot switch while it is",
+                )
+            } else {
+                e
+            }
+        })
     }
 
     /// Destroy the guest and return its memory to the host.

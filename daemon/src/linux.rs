@@ -55,6 +55,21 @@ pub struct Layout {
     pub tables_address: u64,
 }
 
+/// A Linux guest's RAM must fit what its kernel can map (no HIGHMEM yet).
+pub fn check_memory(memory: u64) -> Result<()> {
+    let max = u64::from(abi::COOPERATIVE_MAX_LINUX_MEMORY_SIZE);
+    if memory > max {
+        bail!(
+            "{} MiB of guest RAM is more than the i386 guest kernel can map: it has no HIGHMEM, \
+             so a Linux guest gets at most {} MiB (--mem {})",
+            memory >> 20,
+            max >> 20,
+            max >> 20
+        );
+    }
+    Ok(())
+}
+
 /// Place the initrd after the kernel and check that everything fits.
 pub fn layout(memory: u64, kernel_physical_end: u64, initrd_size: u64) -> Result<Layout> {
     let kernel_end = kernel_physical_end.next_multiple_of(PAGE);
@@ -159,6 +174,7 @@ impl BootPlan {
         initrd: Option<&Path>,
         words: &[String],
     ) -> Result<BootPlan> {
+        check_memory(memory)?;
         let (entry, stack) = entry_and_stack(image)?;
         let initrd = match initrd {
             Some(p) => {
@@ -454,6 +470,17 @@ impl std::fmt::Display for Stats {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_linux_guest_larger_than_its_lowmem_is_refused_with_the_limit() {
+        let max = u64::from(abi::COOPERATIVE_MAX_LINUX_MEMORY_SIZE);
+        assert!(super::check_memory(max).is_ok());
+        let err = super::check_memory(1500 << 20).unwrap_err().to_string();
+        assert!(
+            err.contains("1500 MiB") && err.contains(&format!("at most {} MiB", max >> 20)),
+            "{err}"
+        );
+    }
 
     #[test]
     fn tables_match_the_driver_layout() {

@@ -34,6 +34,7 @@
 #include <linux/module.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
+#include <asm/apic.h>
 #include <asm/debugreg.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/xcr.h>
@@ -66,7 +67,12 @@ extern const u8 colinux_passage_mce32[];
 extern const u8 colinux_passage_nmi64[];
 extern const u8 colinux_passage_mce64[];
 extern const u8 colinux_passage_int_table[];
+extern const u8 colinux_passage_knmi[];
+extern const u8 colinux_passage_kmce[];
 long colinux_passage_enter(void *passage);
+
+/* DR7's local and global enable bits for the four breakpoints. */
+#define DR7_ENABLES	0xffUL
 
 #define PT_PRESENT	0x001ULL
 #define PT_RW		0x002ULL
@@ -156,6 +162,8 @@ struct colinux_passage {
 	 * two switches would show up in the guest's registers.
 	 */
 	struct fxregs_state *guest_fpu;
+	/* The guest's DR0-3 while the host runs (see G_DR7). */
+	unsigned long guest_dr[4];
 };
 
 /* The host transition tables: kernel half of the host's, plus identity. */
@@ -267,6 +275,22 @@ static void passage_fill_switch_idt(struct colinux_passage *p)
 }
 
 /*
+ * The kernel-side switch IDT (see colinux_passage.h): NMI and #MC to the
+ * record-only handlers in the module's text, through the host's kernel
+ * code selector, which the switch GDT has at the same value.
+ */
+static_assert(PASSAGE_CS64 == __KERNEL_CS);
+static void passage_fill_kernel_idt(struct colinux_passage *p)
+{
+	u64 *k = (u64 *)(p->kva + PASSAGE_KIDT);
+
+	passage_gate64(k + 2 * X86_TRAP_NMI, (u64)colinux_passage_knmi);
+	passage_gate64(k + 2 * X86_TRAP_MC, (u64)colinux_passage_kmce);
+	V(u16, PASSAGE_KIDTR) = PASSAGE_KIDT_LIMIT;
+	V(u64, PASSAGE_KIDTR + 2) = (u64)(p->kva + PASSAGE_KIDT);
+}
+
+/*
  * The guest-side IDT: external vectors (32-255), NMI and machine checks
  * belong to the host and are forwarded to it; other exceptions end the
  * guest as a reported fault. Each stub is "push $v;
@@ -355,6 +379,7 @@ static struct colinux_passage *passage_create(void)
 	V(u32, P_GVA) = PASSAGE_GUEST_VA;
 	passage_fill_idt(p);
 	passage_fill_switch_idt(p);
+	passage_fill_kernel_idt(p);
 	return p;
 fail:
 	passage_free(p);
@@ -380,7 +405,7 @@ static void passage_selftest_guest(struct colinux_passage *p, const u8 *entry,
 	V(u32, G_CR0) = X86_CR0_PE | X86_CR0_ET | X86_CR0_NE | X86_CR0_WP |
 			X86_CR0_PG;
 	V(u32, G_CR3) = p->guest_pdpt_phys;
-	V(u32, G_CR4) = X86_CR4_PAE;
+	V(u32, G_CR4) = X86_CR4_PAE | X86_CR4_MCE;
 	V(u16, G_GDTR) = PASSAGE_GGDT_SIZE - 1;
 	V(u32, G_GDTR + 2) = PASSAGE_GUEST_VA + PASSAGE_GGDT;
 	V(u16, G_IDTR) = 256 * 8 - 1;
@@ -397,16 +422,74 @@ static void passage_selftest_guest(struct colinux_passage *p, const u8 *entry,
 
 typedef void (*passage_int_fn)(void);
 
+/* Values passage_switch_seen() reports. */
+#define PASSAGE_SEEN	4
+
+/*
+ * MSRs a guest kernel may write (its own CPU setup, mitigations, debug
+ * features) and the host relies on, where the CPU has them: each is
+ * written back after a switch when the guest left it changed. TSC_AUX is
+ * also written back by the passage itself, before the host's IDT.
+ */
+static struct {
+	u32 index;
+	bool present;
+} passage_msrs[] = {
+	{ MSR_TSC_AUX },
+	{ MSR_IA32_SPEC_CTRL },
+	{ MSR_IA32_TSX_CTRL },
+	{ MSR_IA32_DEBUGCTLMSR },
+	{ MSR_MISC_FEATURES_ENABLES },
+	{ MSR_IA32_MISC_ENABLE },
+	{ MSR_TEST_CTRL },
+	{ MSR_IA32_UMWAIT_CONTROL },
+};
+#define PASSAGE_NR_MSRS	ARRAY_SIZE(passage_msrs)
+
+/* Which of passage_msrs this CPU has (once, at module load). */
+void colinux_passage_probe(void)
+{
+	unsigned int i;
+	u64 v;
+
+	for (i = 0; i < PASSAGE_NR_MSRS; i++)
+		passage_msrs[i].present = !rdmsrl_safe(passage_msrs[i].index, &v);
+}
+
+/*
+ * Testing: behave as if CR4.VMXE were set (as when another hypervisor
+ * has turned VMX on), to exercise the refusal; the test host's CPU has no
+ * VMX to turn on.
+ */
+static bool test_vmx_on;
+module_param(test_vmx_on, bool, 0600);
+MODULE_PARM_DESC(test_vmx_on,
+		 "testing: refuse every switch as if another hypervisor had turned VMX on");
+
+/*
+ * VMX on (KVM or another hypervisor ran VMXON on this CPU) forbids what the
+ * switch does (CR0.PG/PE and CR4 fixed bits): check at every switch, with
+ * interrupts off, since a VM may start at any time between two.
+ */
+static bool passage_vmx_on(void)
+{
+	return (native_read_cr4() & X86_CR4_VMXE) || READ_ONCE(test_vmx_on);
+}
+
 /* Host CPU state the 32-bit world may change and the switch does not own. */
 struct passage_host_state {
 	u64 sysenter_cs, sysenter_esp, sysenter_eip, pat, xcr0;
 	u64 star, lstar, cstar, sfmask;
+	u64 msr[PASSAGE_NR_MSRS];
 	u32 pkru;
 	unsigned long dr7, dr[4], dr6;
 };
 
-static void passage_save_state(struct passage_host_state *h)
+static void passage_save_state(struct colinux_passage *p,
+			       struct passage_host_state *h)
 {
+	unsigned int i;
+
 	rdmsrl(MSR_IA32_SYSENTER_CS, h->sysenter_cs);
 	rdmsrl(MSR_IA32_SYSENTER_ESP, h->sysenter_esp);
 	rdmsrl(MSR_IA32_SYSENTER_EIP, h->sysenter_eip);
@@ -417,20 +500,44 @@ static void passage_save_state(struct passage_host_state *h)
 	rdmsrl(MSR_SYSCALL_MASK, h->sfmask);
 	h->xcr0 = boot_cpu_has(X86_FEATURE_OSXSAVE) ? xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
 	h->pkru = boot_cpu_has(X86_FEATURE_OSPKE) ? rdpkru() : 0;
+	for (i = 0; i < PASSAGE_NR_MSRS; i++)
+		if (passage_msrs[i].present)
+			rdmsrl(passage_msrs[i].index, h->msr[i]);
+	V(u32, P_TSC_AUX_SAVED) = passage_msrs[0].present;
+	V(u32, H_TSC_AUX) = h->msr[0];
+	/*
+	 * The guest world gives sysenter nowhere to go: with SYSENTER_CS 0 it
+	 * raises #GP (the passage clears EFER.SCE for syscall). With the
+	 * host's values a guest user's sysenter would enter ring 0 at the
+	 * low half of the host's entry point.
+	 */
+	wrmsrl(MSR_IA32_SYSENTER_CS, 0);
 	get_debugreg(h->dr7, 7);
+	get_debugreg(h->dr6, 6);
 	if (h->dr7) {
 		/* Host breakpoints are live: keep their addresses too. */
 		get_debugreg(h->dr[0], 0);
 		get_debugreg(h->dr[1], 1);
 		get_debugreg(h->dr[2], 2);
 		get_debugreg(h->dr[3], 3);
-		get_debugreg(h->dr6, 6);
 		set_debugreg(0, 7);
+	}
+	/* The guest's own breakpoints: the passage arms DR7 itself. */
+	if (V(u32, G_DR7) & DR7_ENABLES) {
+		set_debugreg(p->guest_dr[0], 0);
+		set_debugreg(p->guest_dr[1], 1);
+		set_debugreg(p->guest_dr[2], 2);
+		set_debugreg(p->guest_dr[3], 3);
 	}
 }
 
-static void passage_restore_state(const struct passage_host_state *h)
+static void passage_restore_state(struct colinux_passage *p,
+				  const struct passage_host_state *h)
 {
+	unsigned int i;
+	unsigned long dr7;
+	u64 v;
+
 	wrmsrl(MSR_IA32_SYSENTER_CS, h->sysenter_cs);
 	wrmsrl(MSR_IA32_SYSENTER_ESP, h->sysenter_esp);
 	wrmsrl(MSR_IA32_SYSENTER_EIP, h->sysenter_eip);
@@ -443,14 +550,33 @@ static void passage_restore_state(const struct passage_host_state *h)
 		xsetbv(XCR_XFEATURE_ENABLED_MASK, h->xcr0);
 	if (boot_cpu_has(X86_FEATURE_OSPKE))
 		wrpkru(h->pkru);
+	for (i = 0; i < PASSAGE_NR_MSRS; i++) {
+		if (!passage_msrs[i].present)
+			continue;
+		rdmsrl(passage_msrs[i].index, v);
+		if (v != h->msr[i])
+			wrmsrl(passage_msrs[i].index, h->msr[i]);
+	}
+	/*
+	 * The passage disarmed the guest's breakpoints (G_DR7 keeps them);
+	 * DR7 is the host's again whatever it was, and DR6 too.
+	 */
+	if (V(u32, G_DR7) & DR7_ENABLES) {
+		get_debugreg(p->guest_dr[0], 0);
+		get_debugreg(p->guest_dr[1], 1);
+		get_debugreg(p->guest_dr[2], 2);
+		get_debugreg(p->guest_dr[3], 3);
+	}
 	if (h->dr7) {
 		set_debugreg(h->dr[0], 0);
 		set_debugreg(h->dr[1], 1);
 		set_debugreg(h->dr[2], 2);
 		set_debugreg(h->dr[3], 3);
-		set_debugreg(h->dr6, 6);
-		set_debugreg(h->dr7, 7);
 	}
+	set_debugreg(h->dr6, 6);
+	get_debugreg(dr7, 7);
+	if (dr7 != h->dr7)
+		set_debugreg(h->dr7, 7);
 }
 
 /*
@@ -460,9 +586,28 @@ static void passage_restore_state(const struct passage_host_state *h)
  * saved and restored here. An interrupt the guest world took is raised
  * again through the host's IDT before interrupts are enabled, so the host
  * handles it as its own. Returns the PASSAGE_EXIT_* reason; @seen, if not
- * NULL, gets SYSENTER_CS and XCR0 as the guest left them and whether an
- * NMI was recorded during the switch.
+ * NULL, gets SYSENTER_CS and XCR0 as the guest left them, whether an NMI
+ * was recorded during the switch and DR7 as the passage left it
+ * (PASSAGE_SEEN values).
  */
+/*
+ * Whether the guest world's exit on @vector is one to raise in the host:
+ * NMI and #MC, and external vectors the local APIC really has in service
+ * (it delivered them; the host's handler acknowledges them). A guest that
+ * executes `int $v` itself does not make the host run the handler of a
+ * vector that did not arrive (REBOOT_VECTOR, say).
+ */
+static bool passage_replayable(u32 vector)
+{
+	if (vector == X86_TRAP_NMI || vector == X86_TRAP_MC)
+		return true;
+	if (vector < FIRST_EXTERNAL_VECTOR || vector > 0xff)
+		return false;
+	if (!boot_cpu_has(X86_FEATURE_APIC))
+		return true;
+	return apic_read(APIC_ISR + (vector / 32) * 0x10) & BIT(vector % 32);
+}
+
 static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 {
 	struct desc_ptr *rw = (struct desc_ptr *)(p->kva + H_GDTR_RW);
@@ -472,9 +617,14 @@ static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 
 	kernel_fpu_begin();
 	local_irq_save(flags);
+	if (passage_vmx_on()) {
+		local_irq_restore(flags);
+		kernel_fpu_end();
+		return PASSAGE_EXIT_REFUSED;
+	}
 	rw->size = GDT_SIZE - 1;
 	rw->address = (unsigned long)get_cpu_gdt_rw(smp_processor_id());
-	passage_save_state(&h);
+	passage_save_state(p, &h);
 	V(u32, P_EXIT_REASON) = 0;
 	if (p->guest_fpu)
 		asm volatile("fxrstor %0" : : "m" (*p->guest_fpu));
@@ -486,23 +636,22 @@ static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 		seen[1] = boot_cpu_has(X86_FEATURE_OSXSAVE) ?
 			  xgetbv(XCR_XFEATURE_ENABLED_MASK) : 0;
 		seen[2] = V(u32, P_NMI_PENDING);
+		get_debugreg(seen[3], 7);
 	}
-	passage_restore_state(&h);
+	passage_restore_state(p, &h);
 	reason = V(u32, P_EXIT_REASON);
 	/* Events the switch itself recorded go to the host's handlers. */
 	if (V(u32, P_NMI_PENDING)) {
 		V(u32, P_NMI_PENDING) = 0;
-		((passage_int_fn)(colinux_passage_int_table + 8 * X86_TRAP_NMI))();
+		((passage_int_fn)(colinux_passage_int_table + 16 * X86_TRAP_NMI))();
 	}
 	if (V(u32, P_MCE_PENDING)) {
 		V(u32, P_MCE_PENDING) = 0;
-		((passage_int_fn)(colinux_passage_int_table + 8 * X86_TRAP_MC))();
+		((passage_int_fn)(colinux_passage_int_table + 16 * X86_TRAP_MC))();
 	}
-	if (reason == PASSAGE_EXIT_IRQ) {
-		passage_int_fn fn = (passage_int_fn)(colinux_passage_int_table +
-						     8 * (V(u32, P_EXIT_VECTOR) & 0xff));
-		fn();
-	}
+	if (reason == PASSAGE_EXIT_IRQ && passage_replayable(V(u32, P_EXIT_VECTOR)))
+		((passage_int_fn)(colinux_passage_int_table +
+				  16 * (V(u32, P_EXIT_VECTOR) & 0xff)))();
 	local_irq_restore(flags);
 	kernel_fpu_end();
 	return reason;
@@ -520,7 +669,7 @@ int colinux_passage_selftest_run(unsigned long rounds)
 	u64 start, cycles;
 	int cpus_seen = 0, last_cpu = -1;
 
-	if (native_read_cr4() & X86_CR4_VMXE) {
+	if (passage_vmx_on()) {
 		pr_warn("passage self-test: VMX is on (another hypervisor); not switching\n");
 		return -EBUSY;
 	}
@@ -570,7 +719,7 @@ int colinux_passage_busy_run(unsigned long seconds)
 	struct colinux_passage *p;
 	int ret = 0;
 
-	if (native_read_cr4() & X86_CR4_VMXE)
+	if (passage_vmx_on())
 		return -EBUSY;
 	p = passage_create();
 	if (!p)
@@ -621,7 +770,7 @@ int colinux_passage_fault_run(void)
 	};
 	int i, ret = 0;
 
-	if (native_read_cr4() & X86_CR4_VMXE)
+	if (passage_vmx_on())
 		return -EBUSY;
 	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct colinux_passage *p = passage_create();
@@ -650,11 +799,14 @@ int colinux_passage_fault_run(void)
 int colinux_passage_clobber_run(void)
 {
 	struct colinux_passage *p;
-	u64 before_cs, before_xcr0, after_cs, after_xcr0, seen[3];
+	u64 before_cs, before_xcr0, after_cs, after_xcr0, seen[PASSAGE_SEEN];
+	u64 before_aux = 0, after_aux = 0;
+	unsigned long before_dr7, after_dr7;
+	bool aux = boot_cpu_has(X86_FEATURE_RDTSCP) || boot_cpu_has(X86_FEATURE_RDPID);
 	u32 reason;
 	int ret = 0;
 
-	if (native_read_cr4() & X86_CR4_VMXE)
+	if (passage_vmx_on())
 		return -EBUSY;
 	if (!boot_cpu_has(X86_FEATURE_XSAVE))
 		return -EOPNOTSUPP;
@@ -664,14 +816,29 @@ int colinux_passage_clobber_run(void)
 	passage_selftest_guest(p, colinux_passage_selftest_clobber, 0);
 	rdmsrl(MSR_IA32_SYSENTER_CS, before_cs);
 	before_xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
+	if (aux)
+		rdmsrl(MSR_TSC_AUX, before_aux);
+	get_debugreg(before_dr7, 7);
 	reason = passage_switch_seen(p, seen);
 	rdmsrl(MSR_IA32_SYSENTER_CS, after_cs);
 	after_xcr0 = xgetbv(XCR_XFEATURE_ENABLED_MASK);
+	if (aux)
+		rdmsrl(MSR_TSC_AUX, after_aux);
+	get_debugreg(after_dr7, 7);
 	pr_info("passage state test: exit %u; SYSENTER_CS host %#llx, guest %#llx, restored %#llx; XCR0 host %#llx, guest %#llx, restored %#llx\n",
 		reason, before_cs, seen[0], after_cs, before_xcr0, seen[1],
 		after_xcr0);
+	pr_info("passage state test: TSC_AUX host %#llx, guest %#llx, restored %#llx; DR7 host %#lx, guest %#x, during the switch %#llx, restored %#lx\n",
+		before_aux, V(u32, P_SELFTEST_COUNT), after_aux, before_dr7, V(u32, G_DR7),
+		seen[3], after_dr7);
 	if (reason != PASSAGE_EXIT_CALL || seen[0] != 0x73 || seen[1] != 3 ||
 	    after_cs != before_cs || after_xcr0 != before_xcr0)
+		ret = -EIO;
+	if (aux && (V(u32, P_SELFTEST_COUNT) != 0x5a5 || after_aux != before_aux))
+		ret = -EIO;
+	/* The guest armed breakpoint 0: disarmed in the passage, not in the host. */
+	if ((V(u32, G_DR7) & DR7_ENABLES) != 1 || (seen[3] & DR7_ENABLES) ||
+	    after_dr7 != before_dr7)
 		ret = -EIO;
 	passage_free(p);
 	return ret;
@@ -703,6 +870,8 @@ int colinux_passage_clobber_run(void)
 
 static_assert(PASSAGE_GUEST_VA == COOPERATIVE_PASSAGE_GUEST_VA);
 static_assert(PASSAGE_CS32 == COOPERATIVE_PASSAGE_CODE_SELECTOR);
+static_assert(PASSAGE_DS32 == COOPERATIVE_PASSAGE_DATA_SELECTOR);
+static_assert(PASSAGE_GUEST_DS == COOPERATIVE_PASSAGE_DATA_SELECTOR);
 static_assert(PASSAGE_IDT_GVA == COOPERATIVE_PASSAGE_IDT_GUEST_VA);
 static_assert(sizeof(struct cooperative_m2p_entry) == 8);
 
@@ -913,6 +1082,8 @@ static int run_boot_check(const struct colinux_run *r,
 		bad = "abi_version is not the driver's";
 	else if (b->memory_size != ram)
 		bad = "memory_size is not the guest's RAM size";
+	else if (ram > COOPERATIVE_MAX_LINUX_MEMORY_SIZE)
+		bad = "memory_size: more than an i386 guest without HIGHMEM maps (COOPERATIVE_MAX_LINUX_MEMORY_SIZE)";
 	else if (b->kernel_end > ram)
 		bad = "kernel_end lies beyond guest RAM";
 	else if (!b->initrd_address && b->initrd_size)
@@ -1133,8 +1304,6 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 	if (r->dead)
 		return -ESRCH;
 	if (!r->started) {
-		if (native_read_cr4() & X86_CR4_VMXE)
-			return -EBUSY;
 		ret = run_start(r, arg->entry, arg->stack);
 		if (!ret && arg->boot)
 			ret = run_boot(r, arg->boot);
@@ -1163,8 +1332,12 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 		run_timer(v);
 		V(u32, G_INJECT) = run_inject(r, v);
 		reason = passage_switch(p);
-		r->last_exit = reason;
 		V(u32, G_INJECT) = 0;
+		if (reason == PASSAGE_EXIT_REFUSED) {
+			run_warn("RUN refused: VMX is on on this CPU (another hypervisor, e.g. KVM running a VM); a cooperative guest cannot switch while it is");
+			return -EBUSY;
+		}
+		r->last_exit = reason;
 
 		if (reason == PASSAGE_EXIT_IRQ) {
 			arg->interrupts++;
@@ -1232,11 +1405,11 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 int colinux_passage_nmi_run(void)
 {
 	struct colinux_passage *p;
-	u64 seen[3] = { 0 };
+	u64 seen[PASSAGE_SEEN] = { 0 };
 	u32 reason;
 	int ret = 0;
 
-	if (native_read_cr4() & X86_CR4_VMXE)
+	if (passage_vmx_on())
 		return -EBUSY;
 	p = passage_create();
 	if (!p)

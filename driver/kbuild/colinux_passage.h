@@ -90,6 +90,8 @@
 #define PASSAGE_EXIT_CALL	1	/* the guest called the passage */
 #define PASSAGE_EXIT_IRQ	2	/* an interrupt to forward to the host */
 #define PASSAGE_EXIT_FAULT	3	/* an exception the guest has no handler for */
+/* Not an exit: the switch was refused (VMX is on), the guest did not run. */
+#define PASSAGE_EXIT_REFUSED	4
 
 /*
  * The second passage page (guest side only, at PASSAGE_GUEST_VA + 4 KiB):
@@ -145,8 +147,38 @@
  * before each switch.
  */
 #define G_INJECT		0xa38	/* u32 */
+/*
+ * The kernel-side switch IDT: 64-bit gates for NMI (2) and machine check
+ * (18) to record-only handlers in the module's text, read at the page's
+ * kernel address. It is loaded on the host side of the switch, wherever
+ * the host's IDT would find host state that is not yet (or no longer)
+ * complete: from before CR4/CR3 change on the way out until the host's
+ * CR3, CR4, segments and segment bases are all back on the way home.
+ */
+#define PASSAGE_KIDTR		0xcd0	/* u16 limit, u64 base */
+#define PASSAGE_KIDT		0xd00	/* 304 bytes */
+#define PASSAGE_KIDT_LIMIT	303
+/*
+ * The guest's DR7 while the host runs: the guest side of the passage
+ * disarms its breakpoints before anything else and re-arms them only once
+ * the guest's IDT is back, so no guest breakpoint (a guest user's, set
+ * through ptrace, included) can fire inside the switch or in the host.
+ */
+#define G_DR7			0xce0	/* u32 */
+/*
+ * The host's TSC_AUX (the CPU number RDPID and RDTSCP give the host's
+ * NMI and #MC entries, to find the per-CPU area), written back on the way
+ * home before the host's IDT is loaded when P_TSC_AUX_SAVED is nonzero.
+ */
+#define H_TSC_AUX		0xce4	/* u32 */
+#define P_TSC_AUX_SAVED		0xce8	/* u32 */
+
 /* The self-test guest's stack grows down from here. */
 #define P_SELFTEST_STACK_TOP	0xf00
+/* The kernel-side IDT stays clear of the self-test stack. */
+#if PASSAGE_KIDT + PASSAGE_KIDT_LIMIT + 1 > P_SELFTEST_STACK_TOP - 128
+#error "the kernel-side switch IDT overlaps the self-test stack"
+#endif
 
 /* The switch-time stack grows down from here (to 0xf00). */
 #define PASSAGE_STACK_TOP	0x1000

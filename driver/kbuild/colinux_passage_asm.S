@@ -33,9 +33,23 @@
  * passage page and runs there (position independent: %ebx/%rbx holds the
  * page's address in the current mapping). Every target of an indirect
  * jump starts with ENDBR64 (a no-op where CET is off) for kernels with IBT.
- * Interrupts stay disabled throughout; an NMI that arrives while paging is
- * off or the IDT belongs to the other world is not survivable (see
- * docs/ARCHITECTURE.md).
+ * Interrupts stay disabled throughout. NMIs and machine checks cannot be
+ * masked: from the first change of host state on the way out until the
+ * host's state is whole again on the way back, a switch-time IDT is
+ * loaded whose NMI and #MC gates only record the event (the kernel-side
+ * one in the module's text while the host's kernel half is mapped, the
+ * dual-format one in the passage page while paging is off or the guest's
+ * tables are loaded); the host replays what was recorded through its own
+ * IDT once the switch is over. The record handlers return without iret,
+ * so NMIs stay blocked until that replay. CR4.MCE stays set in every step
+ * and in the guest, so a machine check is an exception, never a shutdown.
+ *
+ * The guest world runs with SYSENTER_CS = 0 (set by the C caller) and
+ * EFER.SCE clear: a guest user's sysenter raises #GP and its syscall #UD
+ * in the guest, instead of entering ring 0 at the host's entry points.
+ * Every guest-side entry loads the ABI's flat data selector into DS before
+ * it touches memory: a guest user can hold any segment in DS (one it made
+ * with set_thread_area) when an interrupt enters the passage.
  */
 #include <linux/linkage.h>
 #include <asm/nospec-branch.h>
@@ -43,13 +57,17 @@
 
 #define CP_CR0_PG		0x80000000
 #define CP_CR4_PAE		0x00000020
+#define CP_CR4_MCE		0x00000040
 #define CP_CR4_PCIDE	0x00020000
 #define CP_CR4_CET		0x00800000
 #define CP_MSR_EFER	0xc0000080
 #define CP_MSR_FS_BASE	0xc0000100
 #define CP_MSR_GS_BASE	0xc0000101
 #define CP_MSR_KGS_BASE	0xc0000102
+#define CP_MSR_TSC_AUX	0xc0000103
+#define CP_EFER_SCE	0x00000001
 #define CP_EFER_LME	0x00000100
+#define CP_DR7_ENABLES	0xff
 
 #define ENDBR64		.byte 0xf3, 0x0f, 0x1e, 0xfa
 #define OFF(label)	((label) - colinux_passage_template)
@@ -101,6 +119,7 @@ SYM_FUNC_START(colinux_passage_enter)
 	lea	.Lhost_return(%rip), %rax
 	mov	%rax, H_RET(%rdi)
 	mov	%rdi, H_KVA(%rdi)
+	lidt	PASSAGE_KIDTR(%rdi)	/* NMI/#MC recorded from here on */
 	mov	%cr4, %rax
 	and	$~(CP_CR4_PCIDE | CP_CR4_CET), %rax
 	mov	%rax, %cr4
@@ -146,6 +165,14 @@ SYM_FUNC_START(colinux_passage_enter)
 	mov	H_KGSBASE(%rsi), %eax
 	mov	H_KGSBASE+4(%rsi), %edx
 	wrmsr
+	cmpl	$0, P_TSC_AUX_SAVED(%rsi)
+	je	1f
+	mov	$CP_MSR_TSC_AUX, %ecx
+	mov	H_TSC_AUX(%rsi), %eax
+	xor	%edx, %edx
+	wrmsr
+1:	/* The host's state is whole: its own IDT last. */
+	lidt	H_IDTR(%rsi)
 	popfq
 	pop	%r15
 	pop	%r14
@@ -158,22 +185,95 @@ SYM_FUNC_START(colinux_passage_enter)
 SYM_FUNC_END(colinux_passage_enter)
 
 /*
- * Forwarding an interrupt to the host: colinux_passage_int_table + 8 * v
+ * Forwarding an interrupt to the host: colinux_passage_int_table + 16 * v
  * is a function that raises vector v through the host's own IDT, so the
  * host's handler runs (and acknowledges the APIC) exactly as if the
- * interrupt had arrived in the host.
+ * interrupt had arrived in the host. It returns through the kernel's
+ * return thunk (RET), as the host's mitigations chose it.
  */
-	.balign 8
+	.balign 16
 	.globl	colinux_passage_int_table
 colinux_passage_int_table:
 	vector = 0
 	.rept	256
+	.balign	16
 	ENDBR64
 	.byte	0xcd, vector		/* int $vector */
-	.byte	0xc3			/* ret */
-	.byte	0xcc
+	RET
 	vector = vector + 1
 	.endr
+
+/*
+ * The record-only handlers of the kernel-side switch IDT (64-bit, module
+ * text, no IST: the stack in use is a host kernel stack). They find the
+ * passage page through IDTR, whose base is its PASSAGE_KIDT, set a flag
+ * the C caller replays, and return without iretq (which would unblock
+ * NMIs before the replay): the interrupted RIP and RFLAGS go below the
+ * interrupted RSP, then popfq and a return through the return thunk.
+ */
+.macro KRECORD flag
+	ENDBR64
+	push	%rax
+	push	%rbx
+	sub	$16, %rsp
+	sidt	(%rsp)
+	mov	2(%rsp), %rax
+	add	$16, %rsp
+	movl	$1, (\flag - PASSAGE_KIDT)(%rax)
+	EVENT_RETURN64
+.endm
+
+/*
+ * Return from an event frame (RIP, CS, RFLAGS, RSP, SS above %rax and %rbx
+ * pushed by the handler) to the same privilege level without iretq: the
+ * words the return needs are written below the interrupted RSP (each
+ * frame slot is read before anything is written over it), then popfq and
+ * a near return through the kernel's return thunk (the kernel-side
+ * handlers interrupt only 64-bit kernel code) ...
+ */
+.macro EVENT_RETURN64
+	mov	40(%rsp), %rax		/* the interrupted RSP */
+	mov	16(%rsp), %rbx		/* RIP */
+	mov	%rbx, -8(%rax)
+	mov	32(%rsp), %rbx		/* RFLAGS */
+	mov	%rbx, -16(%rax)
+	mov	8(%rsp), %rbx		/* the handler's saved %rax */
+	mov	%rbx, -24(%rax)
+	mov	(%rsp), %rbx
+	lea	-24(%rax), %rsp
+	pop	%rax
+	popfq
+	RET
+.endm
+
+/*
+ * ... or a far return (lretq), which also reloads CS, for the handlers in
+ * the passage page: they interrupt 64-bit and compatibility-mode code,
+ * where the host's return thunk is not mapped at its address.
+ */
+.macro EVENT_RETURN64_FAR
+	mov	40(%rsp), %rax		/* the interrupted RSP */
+	mov	24(%rsp), %rbx		/* CS */
+	mov	%rbx, -8(%rax)
+	mov	16(%rsp), %rbx		/* RIP */
+	mov	%rbx, -16(%rax)
+	mov	32(%rsp), %rbx		/* RFLAGS */
+	mov	%rbx, -24(%rax)
+	mov	8(%rsp), %rbx		/* the handler's saved %rax */
+	mov	%rbx, -32(%rax)
+	mov	(%rsp), %rbx
+	lea	-32(%rax), %rsp
+	pop	%rax
+	popfq
+	lretq
+.endm
+
+	.globl	colinux_passage_knmi
+	.globl	colinux_passage_kmce
+colinux_passage_knmi:
+	KRECORD	P_NMI_PENDING
+colinux_passage_kmce:
+	KRECORD	P_MCE_PENDING
 
 /* The code copied into the passage page. */
 	.section .rodata, "a"
@@ -222,9 +322,9 @@ colinux_passage_template:
 	mov	%eax, %cr0		/* paging off: IA-32e mode is left */
 	mov	$CP_MSR_EFER, %ecx
 	rdmsr
-	and	$~CP_EFER_LME, %eax
+	and	$~(CP_EFER_LME | CP_EFER_SCE), %eax	/* the guest gets no syscall */
 	wrmsr
-	mov	$CP_CR4_PAE, %eax
+	mov	$(CP_CR4_PAE | CP_CR4_MCE), %eax
 	mov	%eax, %cr4
 	mov	G_TRANS_CR3(%ebx), %eax
 	mov	%eax, %cr3
@@ -244,6 +344,7 @@ colinux_passage_template:
 	mov	G_CR3(%ebx), %eax
 	mov	%eax, %cr3
 	mov	G_CR4(%ebx), %eax
+	or	$CP_CR4_MCE, %eax	/* machine checks stay exceptions */
 	mov	%eax, %cr4
 	lgdt	G_GDTR(%ebx)
 	lldt	G_LDT(%ebx)
@@ -259,11 +360,20 @@ colinux_passage_template:
 	mov	G_GS(%ebx), %gs
 	mov	G_SS(%ebx), %ss
 	mov	G_ESP(%ebx), %esp
-	/* The guest's IDT once on the guest's stack: an NMI from here on is
-	 * the guest's to forward. */
-	lidt	G_IDTR(%ebx)
+	/*
+	 * Every segment, then the guest's IDT: an NMI from there on is the
+	 * guest's to forward, and finds the world it saves whole. DS may be a
+	 * guest user's segment: the rest reads the page through CS, which is
+	 * flat (the ABI's code selector).
+	 */
 	mov	G_DS(%ebx), %ds
-	cmpl	$0, G_INJECT(%ebx)
+	lidt	%cs:G_IDTR(%ebx)
+	/* The guest's breakpoints again, now that its IDT takes a #DB. */
+	mov	%cs:G_DR7(%ebx), %eax
+	test	$CP_DR7_ENABLES, %al
+	jz	1f
+	mov	%eax, %dr7
+1:	cmpl	$0, %cs:G_INJECT(%ebx)
 	jne	2f
 	popal
 	iret
@@ -271,10 +381,36 @@ colinux_passage_template:
 	 * Deliver a virtual interrupt: the guest's registers back, its iret
 	 * frame stays on its stack, and it continues at G_INJECT, reached
 	 * through the page's fixed guest address (%ebx is the guest's again
-	 * after popal; DS is the guest's flat data segment).
+	 * after popal) and CS.
 	 */
 2:	popal
-	jmp	*(PASSAGE_GUEST_VA + G_INJECT)
+	jmp	*%cs:(PASSAGE_GUEST_VA + G_INJECT)
+
+/*
+ * The start of every guest-side entry, after its pushal: DS (whatever the
+ * guest held, maybe a user's segment with any base) saved and replaced by
+ * the ABI's flat data selector, %ebx = the page at its guest address, the
+ * guest's IDT saved and the switch-time one loaded (NMI/#MC recorded from
+ * then on), the guest's breakpoints disarmed.
+ */
+.macro GUEST_ENTRY_PROLOGUE
+	mov	%ds, %ecx
+	mov	$PASSAGE_DS32, %eax
+	mov	%eax, %ds
+	call	1f
+1:	pop	%ebx
+	sub	$OFF(1b), %ebx		/* %ebx = the page, guest address */
+	sidt	G_IDTR(%ebx)
+	lidt	PASSAGE_SIDTR_GVA(%ebx)
+	mov	%ecx, G_DS(%ebx)
+	mov	%dr7, %eax
+	mov	%eax, G_DR7(%ebx)
+	test	$CP_DR7_ENABLES, %al
+	jz	2f
+	xor	%eax, %eax
+	mov	%eax, %dr7
+2:
+.endm
 
 /*
  * ---- the guest entry: the guest calls here ----
@@ -283,11 +419,7 @@ colinux_passage_template:
  */
 colinux_passage_guest_entry:
 	pushal
-	call	1f
-1:	pop	%ebx
-	sub	$OFF(1b), %ebx		/* %ebx = the page, guest address */
-	sidt	G_IDTR(%ebx)
-	lidt	PASSAGE_SIDTR_GVA(%ebx)	/* NMI/#MC recorded from here on */
+	GUEST_ENTRY_PROLOGUE
 	/* Only now: a nested NMI before the lidt has had its own round trip. */
 	movl	$PASSAGE_EXIT_CALL, P_EXIT_REASON(%ebx)
 .Lguest_save:
@@ -299,7 +431,6 @@ colinux_passage_guest_entry:
 	mov	%eax, G_EFLAGS(%ebx)
 	mov	%esp, G_ESP(%ebx)
 	mov	%ss, G_SS(%ebx)
-	mov	%ds, G_DS(%ebx)
 	mov	%es, G_ES(%ebx)
 	mov	%fs, G_FS(%ebx)
 	mov	%gs, G_GS(%ebx)
@@ -359,10 +490,10 @@ colinux_passage_guest_entry:
 	.code64
 .Lid64_back:
 	/*
-	 * The host's TR before its IDT (whose NMI gate uses an IST stack found
-	 * through TR), both before leaving the identity page (which holds the
-	 * switch-time IDT). ltr needs the TSS descriptor not busy, in the
-	 * writable GDT alias.
+	 * The host's TR and GDT before leaving the identity page (which holds
+	 * the switch-time IDT); then the kernel-side switch IDT, until the
+	 * host's CR3, CR4 and segment bases are back. ltr needs the TSS
+	 * descriptor not busy, in the writable GDT alias.
 	 */
 	mov	H_KVA(%rbx), %rdi
 	mov	H_RSP(%rdi), %rsp	/* the host stack, mapped here too */
@@ -374,7 +505,8 @@ colinux_passage_guest_entry:
 	ltr	H_TR(%rdi)
 	lgdt	H_GDTR(%rdi)
 	lldt	H_LDT(%rdi)
-	lidt	H_IDTR(%rdi)
+	/* Not yet the host's IDT: its CR3, CR4 and segment bases come first. */
+	lidt	PASSAGE_KIDTR(%rdi)
 	ANNOTATE_RETPOLINE_SAFE
 	jmp	*H_RET(%rdi)
 
@@ -388,11 +520,7 @@ colinux_passage_guest_entry:
 	.code32
 colinux_passage_guest_irq:
 	pushal
-	call	1f
-1:	pop	%ebx
-	sub	$OFF(1b), %ebx
-	sidt	G_IDTR(%ebx)
-	lidt	PASSAGE_SIDTR_GVA(%ebx)
+	GUEST_ENTRY_PROLOGUE
 	mov	32(%esp), %eax		/* the vector the stub pushed */
 	and	$0xff, %eax
 	mov	%eax, P_EXIT_VECTOR(%ebx)
@@ -420,11 +548,7 @@ colinux_passage_guest_irq:
 /* An exception with no guest handler: report it; the guest is not resumed. */
 colinux_passage_guest_fault:
 	pushal
-	call	1f
-1:	pop	%ebx
-	sub	$OFF(1b), %ebx
-	sidt	G_IDTR(%ebx)
-	lidt	PASSAGE_SIDTR_GVA(%ebx)
+	GUEST_ENTRY_PROLOGUE
 	mov	%cr2, %eax
 	mov	%eax, P_EXIT_CR2(%ebx)
 	mov	36(%esp), %eax		/* EIP, or the error code */
@@ -439,33 +563,50 @@ colinux_passage_guest_fault:
  * ---- events during the switch: record, replay in the host ----
  * Reached through the switch-time IDT, in whichever mode the switch is.
  */
+/*
+ * They return without iret, which would unblock NMIs before the host's
+ * replay, with a far return to the interrupted CS: this code runs copied into the passage
+ * page, in modes and mappings where the host's return thunk cannot be
+ * reached (32-bit code, identity and guest addresses), only while an NMI
+ * or #MC is being recorded, with interrupts off. DS is loaded with the
+ * flat data selector (valid in the switch GDT and, by the ABI, in the
+ * guest's): whatever the interrupted code had may not be flat.
+ */
+.macro RECORD32 flag
+	push	%ds
+	push	%eax
+	mov	$PASSAGE_DS32, %eax
+	mov	%eax, %ds
+	call	1f
+1:	pop	%eax
+	movl	$1, (\flag - OFF(1b))(%eax)
+	/* 0: %eax, 4: %ds, 8: EIP, 12: CS, 16: EFLAGS -> EFLAGS, EIP, CS */
+	mov	16(%esp), %eax
+	xchg	%eax, 8(%esp)
+	xchg	%eax, 12(%esp)
+	mov	%eax, 16(%esp)
+	pop	%eax
+	pop	%ds
+	popfl
+	lret
+.endm
 colinux_passage_nmi32:
-	push	%eax
-	call	1f
-1:	pop	%eax
-	movl	$1, (P_NMI_PENDING - OFF(1b))(%eax)
-	pop	%eax
-	iret
+	RECORD32 P_NMI_PENDING
 colinux_passage_mce32:
-	push	%eax
-	call	1f
-1:	pop	%eax
-	movl	$1, (P_MCE_PENDING - OFF(1b))(%eax)
-	pop	%eax
-	iret
+	RECORD32 P_MCE_PENDING
 	.code64
 colinux_passage_nmi64:
 	push	%rax
+	push	%rbx
 	lea	colinux_passage_template(%rip), %rax
 	movl	$1, P_NMI_PENDING(%rax)
-	pop	%rax
-	iretq
+	EVENT_RETURN64_FAR
 colinux_passage_mce64:
 	push	%rax
+	push	%rbx
 	lea	colinux_passage_template(%rip), %rax
 	movl	$1, P_MCE_PENDING(%rax)
-	pop	%rax
-	iretq
+	EVENT_RETURN64_FAR
 	.code32
 
 /*
@@ -499,8 +640,9 @@ colinux_passage_selftest_busy:
 
 /*
  * ---- a self-test guest that changes host-visible CPU state ----
- * SYSENTER MSRs, PAT, the x87 control word, MXCSR and XCR0, then calls
- * back; the host must find its own values again.
+ * SYSENTER MSRs, PAT, the x87 control word, MXCSR, XCR0, TSC_AUX and an
+ * armed breakpoint in DR7, then calls back; the host must find its own
+ * values again.
  */
 colinux_passage_selftest_clobber:
 	call	1f
@@ -532,6 +674,18 @@ colinux_passage_selftest_clobber:
 	xor	%edx, %edx
 	mov	$3, %eax		/* XCR0 = x87 | SSE */
 	xsetbv
+	cmpl	$0, P_TSC_AUX_SAVED(%ebx)	/* the CPU has TSC_AUX */
+	je	1f
+	mov	$CP_MSR_TSC_AUX, %ecx
+	mov	$0x5a5, %eax
+	xor	%edx, %edx
+	wrmsr
+	rdmsr				/* what the guest world now has */
+	mov	%eax, P_SELFTEST_COUNT(%ebx)
+1:	xor	%eax, %eax		/* breakpoint 0: execution at 0 */
+	mov	%eax, %dr0
+	mov	$1, %eax
+	mov	%eax, %dr7
 	pushfl
 	cli
 	push	%cs

@@ -3,6 +3,8 @@
 #ifndef COLINUX_PASSAGE_C_H
 #define COLINUX_PASSAGE_C_H
 
+/* Find which of the MSRs the passage restores this CPU has (at load). */
+void colinux_passage_probe(void);
 /* Run the passage self-test: @rounds round trips host -> guest -> host. */
 int colinux_passage_selftest_run(unsigned long rounds);
 /* Run a guest that computes with interrupts on for @seconds. */

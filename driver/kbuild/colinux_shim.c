@@ -19,10 +19,13 @@
 #include <linux/kernel.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
+#include <linux/mmzone.h>
+#include <linux/nodemask.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/security.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -60,6 +63,26 @@ static_assert(sizeof(((struct cooperative_ioctl_run *)0)->reserved) ==
 #define COLINUX_PAGE_GFP	(GFP_KERNEL_ACCOUNT | __GFP_DMA32 | __GFP_ZERO | \
 				 __GFP_NOWARN)
 
+/*
+ * The host-wide limit on guest RAM: all guests together get at most half
+ * of the host's RAM below 4 GiB (ZONE_DMA32, where guest RAM comes from:
+ * devices that can only address 32 bits need the rest) and half of all
+ * its RAM. colinux_guest_pages counts what the guests hold, under
+ * colinux_create_lock.
+ */
+static DEFINE_MUTEX(colinux_create_lock);
+static unsigned long colinux_guest_pages;
+
+static unsigned long colinux_limit_pages(void)
+{
+	unsigned long dma32 = 0;
+	int nid;
+
+	for_each_online_node(nid)
+		dma32 += zone_managed_pages(&NODE_DATA(nid)->node_zones[ZONE_DMA32]);
+	return min(totalram_pages(), dma32) / 2;
+}
+
 /* Longest log message the core sends. */
 #define COLINUX_LOG_MAX		256
 
@@ -67,6 +90,7 @@ struct colinux_file {
 	struct mutex lock;		/* serialises the ioctls of this file */
 	struct colinux_guest *guest;	/* owned by the core; NULL if none */
 	struct colinux_run *run;	/* its passage and page tables, once run */
+	unsigned long pages;		/* guest RAM counted in colinux_guest_pages */
 };
 
 int colinux_shim_alloc_page(u64 *frame)
@@ -176,12 +200,49 @@ static int colinux_open(struct inode *inode, struct file *file)
 	/* A guest runs in ring 0: whoever controls it controls the host. */
 	if (!capable(CAP_SYS_RAWIO))
 		return -EPERM;
+	/*
+	 * For the same reason a locked-down kernel (Secure Boot lockdown,
+	 * lockdown=integrity or confidentiality) forbids it, as it forbids
+	 * /dev/mem: the guest kernel can read and write all of host memory.
+	 */
+	if (security_locked_down(LOCKDOWN_DEV_MEM)) {
+		pr_warn_ratelimited("%s[%d]: /dev/colinux refused: the kernel is locked down (a cooperative guest kernel has the access to host memory that lockdown forbids)\n",
+				    current->comm, task_pid_nr(current));
+		return -EPERM;
+	}
 	cf = kzalloc(sizeof(*cf), GFP_KERNEL_ACCOUNT);
 	if (!cf)
 		return -ENOMEM;
 	mutex_init(&cf->lock);
 	file->private_data = cf;
 	return nonseekable_open(inode, file);
+}
+
+/* The file's guest RAM no longer counts against the host-wide limit. */
+static void colinux_uncount(struct colinux_file *cf)
+{
+	mutex_lock(&colinux_create_lock);
+	colinux_guest_pages -= cf->pages;
+	cf->pages = 0;
+	mutex_unlock(&colinux_create_lock);
+}
+
+/* CREATE within what the host-wide limit leaves. */
+static long colinux_create(struct colinux_file *cf,
+			   struct cooperative_ioctl_create *arg)
+{
+	unsigned long limit = colinux_limit_pages(), left;
+	long ret;
+
+	mutex_lock(&colinux_create_lock);
+	left = limit > colinux_guest_pages ? limit - colinux_guest_pages : 0;
+	ret = colinux_core_create(&cf->guest, arg, left);
+	if (ret >= 0) {
+		cf->pages = arg->memory_size >> PAGE_SHIFT;
+		colinux_guest_pages += cf->pages;
+	}
+	mutex_unlock(&colinux_create_lock);
+	return ret;
 }
 
 static int colinux_release(struct inode *inode, struct file *file)
@@ -191,6 +252,7 @@ static int colinux_release(struct inode *inode, struct file *file)
 	/* The last reference is gone: nobody else can hold the mutex. */
 	colinux_run_free(cf->run);
 	colinux_core_destroy(&cf->guest);
+	colinux_uncount(cf);
 	mutex_destroy(&cf->lock);
 	kfree(cf);
 	return 0;
@@ -258,9 +320,7 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 		return -EINTR;
 	switch (cmd) {
 	case COOPERATIVE_IOCTL_CREATE:
-		/* At most half of the host's RAM; the core says why not. */
-		ret = colinux_core_create(&cf->guest, &arg.create,
-					  totalram_pages() / 2);
+		ret = colinux_create(cf, &arg.create);
 		break;
 	case COOPERATIVE_IOCTL_LOAD:
 		ret = colinux_core_load(&cf->guest, &arg.load);
@@ -275,6 +335,7 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 		colinux_run_free(cf->run);
 		cf->run = NULL;
 		ret = colinux_core_destroy(&cf->guest);
+		colinux_uncount(cf);
 		break;
 	}
 	mutex_unlock(&cf->lock);
@@ -309,6 +370,7 @@ static int __init colinux_init(void)
 {
 	int ret;
 
+	colinux_passage_probe();
 	if (passage_selftest) {
 		ret = colinux_passage_selftest_run(passage_selftest);
 		if (ret)

@@ -115,7 +115,9 @@ fn errno_name(e: Errno) -> &'static str {
 
 /// CREATE: validate `arg`, allocate `memory_size` bytes of guest RAM as host
 /// pages and put the new guest in `slot`. `max_pages` is the most the host
-/// may give (the shim passes half of its RAM). Returns the guest's id.
+/// may give (the shim passes what its host-wide limit leaves: half of the
+/// RAM below 4 GiB, where guest RAM comes from, less the other guests').
+/// Returns the guest's id.
 pub fn create<H: Host>(
     host: &mut H,
     slot: &mut Slot,
@@ -174,9 +176,9 @@ pub fn create<H: Host>(
             Msg::new()
                 .s("CREATE of ")
                 .bytes(size)
-                .s(" refused: more than half of the host's RAM (limit ")
+                .s(" refused: more than the host-wide limit for guest RAM leaves (")
                 .bytes(max_pages.saturating_mul(PAGE_SIZE))
-                .s(")"),
+                .s(" left: half of the host's RAM below 4 GiB, less other guests)"),
         );
         return Err(Errno::ENOMEM);
     }

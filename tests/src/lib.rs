@@ -1,6 +1,8 @@
 //! Integration tests live in `tests/tests/`; this library holds what the
 //! test-host scenarios share.
 
+pub mod guest;
+
 /// Shell functions for test-host scenarios (busybox sh), prepended to
 /// their scripts:
 /// - `free_kb`: free memory in kB — MemFree plus the pages parked on the

@@ -21,97 +21,13 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use colinux_tests::SHELL_HELPERS;
-use xtask::build::BuildOptions;
+use colinux_tests::guest::{
+    context, parts_6_12, run_one, scenario, scenario_with, serial, step_output, MEM,
+};
 use xtask::guest_initrd::INIT_MARKER;
-use xtask::run::{self as session, GuestParts, Session, SHELL_READY};
-use xtask::testhost::{self, Outcome, Scenario};
-
-/// Build everything once per test binary: the module against the test
-/// host's kernel, the static daemon, the guest kernel (incremental: about a
-/// second when nothing changed) and the guest initramfs.
-fn parts() -> &'static GuestParts {
-    static PARTS: OnceLock<GuestParts> = OnceLock::new();
-    PARTS.get_or_init(|| {
-        let manifest = xtask::manifest::Manifest::load_default().unwrap();
-        build_parts(&manifest.series.base)
-    })
-}
-
-/// The 6.12 LTS guest, from the series `rebase` made of `linux-patches/`.
-fn parts_6_12() -> &'static GuestParts {
-    static PARTS: OnceLock<GuestParts> = OnceLock::new();
-    PARTS.get_or_init(|| build_parts("6.12.100"))
-}
-
-fn build_parts(version: &str) -> GuestParts {
-    let manifest = xtask::manifest::Manifest::load_default().unwrap();
-    let build = BuildOptions::guest(&manifest, version).unwrap();
-    GuestParts::build(&manifest, &build).unwrap()
-}
-
-/// One boot test at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn scenario(name: &str, script: String, timeout: Duration) -> Scenario {
-    scenario_with(parts(), name, script, timeout)
-}
-
-fn scenario_with(p: &GuestParts, name: &str, script: String, timeout: Duration) -> Scenario {
-    p.scenario(name, format!("{SHELL_HELPERS}\n{script}"))
-        .timeout(timeout)
-}
-
-/// Run `s`; the one session it holds (the outcome is not checked here).
-fn run_one(s: &Scenario) -> (Outcome, Session) {
-    let out = testhost::run(s).unwrap();
-    let sessions = session::sessions(&out.console);
-    let one = sessions.into_iter().next().unwrap_or_default();
-    (out, one)
-}
-
-/// The context a failure message shows: the rig's verdict, the guest's
-/// console, the daemon's stderr and the host console's last lines.
-fn context(out: &Outcome, s: &Session) -> String {
-    let tail: Vec<&str> = out.console.lines().rev().take(40).collect();
-    format!(
-        "\n--- test host: {} (log: {})\n--- daemon exit status: {:?}\n--- guest console ({} lines):\n{}\n--- daemon stderr:\n{}\n--- host console, last lines:\n{}\n",
-        out.reason,
-        out.log.display(),
-        s.status,
-        s.guest.len(),
-        s.guest.join("\n"),
-        s.daemon_stderr.join("\n"),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
-}
-
-/// The guest's output for typed step `n` (1-based): the lines between the
-/// marker of the step before (the shell's first answer for step 1) and its
-/// own marker. `None` if the step never finished.
-fn step_output(s: &Session, n: usize) -> Option<&[String]> {
-    let start_marker = if n == 1 {
-        SHELL_READY.to_string()
-    } else {
-        format!("colinux-run: step-{}-done", n - 1)
-    };
-    let end_marker = format!("colinux-run: step-{n}-done");
-    let start = s.guest.iter().position(|l| l.contains(&start_marker))?;
-    let end = start
-        + s.guest[start..]
-            .iter()
-            .position(|l| l.contains(&end_marker))?;
-    Some(&s.guest[start + 1..end])
-}
-
-/// The guest RAM the tests give (MiB).
-const MEM: u64 = 128;
+use xtask::run::{self as session, Session, SHELL_READY};
 
 #[test]
 #[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]

@@ -628,8 +628,9 @@ pub const GUEST_BENCH_DIR: &str = "tests/guest-bench";
 
 /// The guest benchmark programs (`<GUEST_BENCH_DIR>/<name>.c`), installed as
 /// `/bin/<name>` in the guest's initramfs and `/root/<name>` in the test
-/// host.
-pub const GUEST_BENCH_PROGRAMS: &[&str] = &["cpuloop", "ppidloop"];
+/// host; `hostile` is not a benchmark but what the boot tests run as a
+/// hostile guest user (sysenter, syscall, a user segment in DS).
+pub const GUEST_BENCH_PROGRAMS: &[&str] = &["cpuloop", "ppidloop", "hostile"];
 
 /// gcc flags of the guest benchmark programs: freestanding i386, static,
 /// no libc, no libgcc.

@@ -221,7 +221,7 @@ fn create_validates_its_argument() {
         Err(Errno::ENOMEM)
     );
     assert!(
-        fake.last_log().contains("more than half of the host's RAM"),
+        fake.last_log().contains("more than the host-wide limit"),
         "{}",
         fake.last_log()
     );

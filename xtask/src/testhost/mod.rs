@@ -71,6 +71,10 @@ pub struct Scenario {
     pub memory_mb: u32,
     /// Virtual CPUs (default 2).
     pub cpus: u32,
+    /// QEMU's `-cpu` model (default `max`: under TCG an AMD-like CPU with
+    /// SMEP, SMAP, PCID, LA57, …). `max,vendor=GenuineIntel` gives Linux's
+    /// Intel paths (e.g. its machine-check severities).
+    pub cpu_model: String,
     /// Extra kernel command line, appended to the rig's
     /// (`console=ttyS0 panic=-1 …`).
     pub append: String,
@@ -80,6 +84,19 @@ pub struct Scenario {
     /// `grep -E` patterns of kernel log problem lines that are expected and
     /// must not fail the scenario (default none).
     pub klog_ignore: Vec<String>,
+    /// QEMU monitor commands sent when a console line contains a trigger
+    /// (default none; with none, QEMU has no monitor). This is how a
+    /// scenario asks for what only the machine can do, e.g. `mce` to inject
+    /// a machine check on a CPU at a moment the script chooses.
+    pub monitor: Vec<MonitorAction>,
+}
+
+/// Send `command` to QEMU's human monitor each time a console line contains
+/// `trigger`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorAction {
+    pub trigger: String,
+    pub command: String,
 }
 
 impl Scenario {
@@ -93,10 +110,22 @@ impl Scenario {
             timeout: Duration::from_secs(120),
             memory_mb: 2048,
             cpus: 2,
+            cpu_model: "max".to_string(),
             append: String::new(),
             check_klog: true,
             klog_ignore: Vec::new(),
+            monitor: Vec::new(),
         }
+    }
+
+    /// Send `command` to the QEMU monitor whenever a console line contains
+    /// `trigger` (builder style).
+    pub fn on_console(mut self, trigger: impl Into<String>, command: impl Into<String>) -> Self {
+        self.monitor.push(MonitorAction {
+            trigger: trigger.into(),
+            command: command.into(),
+        });
+        self
     }
 
     /// Add a file (builder style).
@@ -228,6 +257,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     });
 
     let marker = init::marker(&prepared.nonce);
+    let mut monitor = Monitor::new(prepared.monitor_socket(s));
     let deadline = started + s.timeout + SLACK;
     let mut st = State::default();
     let mut console = String::new();
@@ -241,6 +271,10 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
         match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
             Ok(line) => {
                 writeln!(log, "{line}")?;
+                for a in s.monitor.iter().filter(|a| line.contains(&a.trigger)) {
+                    let sent = monitor.send(&a.command);
+                    writeln!(log, "### monitor <- {}: {}", a.command, sent)?;
+                }
                 log.flush()?;
                 tracing::debug!("{}: {line}", s.name);
                 st.parse(&line, &marker, started);
@@ -343,7 +377,7 @@ impl Prepared {
             "console=ttyS0,115200 panic=-1 loglevel=4 rdinit=/init {}",
             s.append
         );
-        cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max"])
+        cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", &s.cpu_model])
             .args(["-smp", &s.cpus.to_string(), "-m", &s.memory_mb.to_string()])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)
@@ -353,10 +387,58 @@ impl Prepared {
             .args(["-nodefaults", "-no-reboot", "-display", "none"]);
         if interactive {
             cmd.args(["-serial", "mon:stdio"]);
+        } else if let Some(sock) = self.monitor_socket(s) {
+            cmd.args(["-serial", "stdio", "-monitor"]).arg(format!(
+                "unix:{},server=on,wait=off",
+                sock.display()
+            ));
         } else {
             cmd.args(["-serial", "stdio", "-monitor", "none"]);
         }
         cmd
+    }
+
+    /// The monitor's socket, when the scenario uses the monitor.
+    fn monitor_socket(&self, s: &Scenario) -> Option<PathBuf> {
+        (!s.monitor.is_empty()).then(|| self.dir.join(format!("{}.monitor", self.name)))
+    }
+}
+
+/// A connection to QEMU's human monitor (connected on first use; what the
+/// monitor answers is read and dropped by a thread, so it never blocks).
+struct Monitor {
+    path: Option<PathBuf>,
+    stream: Option<std::os::unix::net::UnixStream>,
+}
+
+impl Monitor {
+    fn new(path: Option<PathBuf>) -> Monitor {
+        Monitor { path, stream: None }
+    }
+
+    /// Send one command; says how it went, for the log.
+    fn send(&mut self, command: &str) -> String {
+        if self.stream.is_none() {
+            let Some(path) = &self.path else {
+                return "no monitor".to_string();
+            };
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(stream) => {
+                    if let Ok(mut reader) = stream.try_clone() {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                        });
+                    }
+                    self.stream = Some(stream);
+                }
+                Err(e) => return format!("cannot connect to {}: {e}", path.display()),
+            }
+        }
+        match self.stream.as_mut().map(|st| writeln!(st, "{command}")) {
+            Some(Ok(())) => "sent".to_string(),
+            Some(Err(e)) => format!("failed: {e}"),
+            None => "no monitor".to_string(),
+        }
     }
 }
 
