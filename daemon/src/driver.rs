@@ -82,7 +82,8 @@ impl Driver {
     pub fn run(&self, arg: &mut abi::cooperative_ioctl_run) -> Result<()> {
         arg.abi_version = abi::COOPERATIVE_ABI_VERSION;
         ioctl(&self.file, abi::ioctl::RUN, arg, "RUN").map_err(|e| {
-            if e.root_cause().downcast_ref::<std::io::Error>()
+            if e.root_cause()
+                .downcast_ref::<std::io::Error>()
                 .and_then(std::io::Error::raw_os_error)
                 == Some(libc::EBUSY)
             {

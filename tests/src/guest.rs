@@ -95,4 +95,3 @@ pub fn step_output(s: &Session, n: usize) -> Option<&[String]> {
 
 /// The guest RAM the tests give (MiB).
 pub const MEM: u64 = 128;
-

@@ -388,10 +388,8 @@ impl Prepared {
         if interactive {
             cmd.args(["-serial", "mon:stdio"]);
         } else if let Some(sock) = self.monitor_socket(s) {
-            cmd.args(["-serial", "stdio", "-monitor"]).arg(format!(
-                "unix:{},server=on,wait=off",
-                sock.display()
-            ));
+            cmd.args(["-serial", "stdio", "-monitor"])
+                .arg(format!("unix:{},server=on,wait=off", sock.display()));
         } else {
             cmd.args(["-serial", "stdio", "-monitor", "none"]);
         }
