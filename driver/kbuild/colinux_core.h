@@ -36,6 +36,14 @@ int colinux_core_info(struct colinux_guest *const *guest,
 /* The host frame of each guest page: *@frames (valid until destroy), *@count. */
 int colinux_core_frames(struct colinux_guest *const *guest, const u64 **frames,
 			u64 *count);
+/* RUN's @arg for the guest; @started: an earlier RUN started it. */
+int colinux_core_run_check(struct colinux_guest *const *guest,
+			   const struct cooperative_ioctl_run *arg, int started);
+/* A Linux guest's boot parameters @boot, for @ram bytes of guest RAM. */
+int colinux_core_boot_check(const struct cooperative_boot_params *boot,
+			    u64 ram);
+/* The guest started or ended: COOPERATIVE_GUEST_STATE_RUNNING or _DEAD. */
+void colinux_core_set_state(struct colinux_guest **guest, u32 state);
 /* Free the guest and all its memory; *@guest becomes NULL. -EINVAL if none. */
 int colinux_core_destroy(struct colinux_guest **guest);
 

@@ -28,6 +28,8 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/sched/signal.h>
+#include <linux/workqueue.h>
+#include <linux/percpu.h>
 #include <linux/io.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
@@ -35,6 +37,7 @@
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <asm/apic.h>
+#include <asm/nmi.h>
 #include <asm/debugreg.h>
 #include <asm/fpu/api.h>
 #include <asm/fpu/xcr.h>
@@ -42,6 +45,7 @@
 #include <asm/irq_vectors.h>
 #include <asm/trapnr.h>
 #include <asm/msr.h>
+#include <asm/nospec-branch.h>
 #include <asm/processor.h>
 #include <asm/special_insns.h>
 #include <asm/tlbflush.h>
@@ -49,6 +53,7 @@
 #include <linux/cooperative.h>
 #include "colinux_passage.h"
 #include "colinux_passage_c.h"
+#include "colinux_core.h"
 
 extern const u8 colinux_passage_template[];
 extern const u8 colinux_passage_template_end[];
@@ -164,6 +169,14 @@ struct colinux_passage {
 	struct fxregs_state *guest_fpu;
 	/* The guest's DR0-3 while the host runs (see G_DR7). */
 	unsigned long guest_dr[4];
+	/*
+	 * For the watchdog (see run_watchdog): the CPU of the last switch,
+	 * whether the guest world is running there now, and how many
+	 * switches have come back.
+	 */
+	int cpu;
+	bool in_guest;
+	unsigned long switches;
 };
 
 /* The host transition tables: kernel half of the host's, plus identity. */
@@ -446,15 +459,6 @@ static struct {
 };
 #define PASSAGE_NR_MSRS	ARRAY_SIZE(passage_msrs)
 
-/* Which of passage_msrs this CPU has (once, at module load). */
-void colinux_passage_probe(void)
-{
-	unsigned int i;
-	u64 v;
-
-	for (i = 0; i < PASSAGE_NR_MSRS; i++)
-		passage_msrs[i].present = !rdmsrl_safe(passage_msrs[i].index, &v);
-}
 
 /*
  * Testing: behave as if CR4.VMXE were set (as when another hypervisor
@@ -628,7 +632,11 @@ static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 	V(u32, P_EXIT_REASON) = 0;
 	if (p->guest_fpu)
 		asm volatile("fxrstor %0" : : "m" (*p->guest_fpu));
+	WRITE_ONCE(p->cpu, smp_processor_id());
+	WRITE_ONCE(p->in_guest, true);
 	colinux_passage_enter(p->kva);
+	WRITE_ONCE(p->in_guest, false);
+	WRITE_ONCE(p->switches, p->switches + 1);
 	if (p->guest_fpu)
 		asm volatile("fxsave %0" : "=m" (*p->guest_fpu));
 	if (seen) {
@@ -792,6 +800,31 @@ int colinux_passage_fault_run(void)
 }
 
 /*
+ * The module's own returns go through the return thunk the host selected:
+ * with X86_FEATURE_RETHUNK the loader must have patched every listed
+ * `jmp __x86_return_thunk` (here: the int table's) away from the default.
+ */
+int colinux_passage_thunk_check(void)
+{
+	int v, unpatched = 0;
+
+	if ((!IS_ENABLED(CONFIG_RETHUNK) && !IS_ENABLED(CONFIG_MITIGATION_RETHUNK)) ||
+	    !boot_cpu_has(X86_FEATURE_RETHUNK))
+		return 0;
+	for (v = 0; v < 256; v++) {
+		const u8 *jmp = colinux_passage_int_table + 16 * v + 6;
+		s32 rel;
+
+		memcpy(&rel, jmp + 1, sizeof(rel));
+		if (jmp[0] == 0xe9 && jmp + 5 + rel == (const u8 *)__x86_return_thunk)
+			unpatched++;
+	}
+	pr_info("passage return-thunk check: %d of 256 forwarding returns left on the default thunk\n",
+		unpatched);
+	return unpatched ? -EIO : 0;
+}
+
+/*
  * A guest that changes SYSENTER MSRs, PAT, FPU/SSE control and XCR0:
  * the host must see the guest's values right after the switch and its
  * own after the restore.
@@ -828,7 +861,7 @@ int colinux_passage_clobber_run(void)
 	pr_info("passage state test: exit %u; SYSENTER_CS host %#llx, guest %#llx, restored %#llx; XCR0 host %#llx, guest %#llx, restored %#llx\n",
 		reason, before_cs, seen[0], after_cs, before_xcr0, seen[1],
 		after_xcr0);
-	pr_info("passage state test: TSC_AUX host %#llx, guest %#llx, restored %#llx; DR7 host %#lx, guest %#x, during the switch %#llx, restored %#lx\n",
+	pr_info("passage state test: TSC_AUX host %#llx, guest %#x, restored %#llx; DR7 host %#lx, guest %#x, during the switch %#llx, restored %#lx\n",
 		before_aux, V(u32, P_SELFTEST_COUNT), after_aux, before_dr7, V(u32, G_DR7),
 		seen[3], after_dr7);
 	if (reason != PASSAGE_EXIT_CALL || seen[0] != 0x73 || seen[1] != 3 ||
@@ -896,6 +929,9 @@ struct colinux_run {
 	struct fxregs_state *guest_fpu;	/* its FPU registers (the passage's) */
 	u32 last_exit;			/* PASSAGE_EXIT_* of the last switch */
 	enum run_wait wait;
+	struct delayed_work watchdog;	/* see run_watchdog() */
+	unsigned long watched_switches;	/* p->switches at its last look */
+	unsigned long kicks;		/* NMIs it sent */
 };
 
 /* A rate-limited complaint about the daemon's or the guest's input. */
@@ -908,10 +944,85 @@ static int run_map(struct colinux_run *r, u32 va, u64 phys)
 	return pt_map_pae(&r->tables, r->pdpt, va, phys);
 }
 
+/*
+ * A guest that never leaves the guest world (a guest kernel spinning with
+ * interrupts off takes no host interrupt, so no switch comes back) would
+ * hold its CPU forever, and its daemon could not even be killed: the
+ * kill's IPI is an interrupt too. A watchdog on another CPU looks every
+ * RUN_KICK_MS; when the guest world has been running since its last look
+ * without a switch coming back, it sends that CPU an NMI, which the guest
+ * world forwards like any NMI. The host's NMI handlers then run, ours
+ * (colinux_nmi) claims it, and RUN sees pending signals and the end of its
+ * slice as after any exit. On a one-CPU host there is no other CPU to send
+ * it from.
+ */
+#define RUN_KICK_MS	50
+
+static DEFINE_PER_CPU(bool, colinux_nmi_kick);
+
+static int colinux_nmi(unsigned int type, struct pt_regs *regs)
+{
+	if (!this_cpu_read(colinux_nmi_kick))
+		return NMI_DONE;
+	this_cpu_write(colinux_nmi_kick, false);
+	return NMI_HANDLED;
+}
+
+/* The watchdog's next look, from a CPU other than @guest_cpu if any. */
+static void run_watchdog_queue(struct colinux_run *r, int guest_cpu)
+{
+	int next = cpumask_any_but(cpu_online_mask, guest_cpu);
+
+	if (next >= nr_cpu_ids)
+		next = guest_cpu;
+	queue_delayed_work_on(next, system_wq, &r->watchdog,
+			      msecs_to_jiffies(RUN_KICK_MS));
+}
+
+static void run_watchdog(struct work_struct *work)
+{
+	struct colinux_run *r = container_of(to_delayed_work(work),
+					     struct colinux_run, watchdog);
+	struct colinux_passage *p = r->p;
+	unsigned long switches = READ_ONCE(p->switches);
+	int cpu = READ_ONCE(p->cpu);
+
+	if (READ_ONCE(p->in_guest) && switches == r->watched_switches &&
+	    cpu != raw_smp_processor_id() && cpu_online(cpu)) {
+		per_cpu(colinux_nmi_kick, cpu) = true;
+		/* The flag before the NMI that finds it. */
+		smp_mb();
+		apic->send_IPI(cpu, NMI_VECTOR);
+		r->kicks++;
+	}
+	r->watched_switches = switches;
+	run_watchdog_queue(r, cpu);
+}
+
+int colinux_passage_init(void)
+{
+	unsigned int i;
+	u64 v;
+
+	for (i = 0; i < PASSAGE_NR_MSRS; i++)
+		passage_msrs[i].present = !rdmsrl_safe(passage_msrs[i].index, &v);
+	return register_nmi_handler(NMI_LOCAL, colinux_nmi, 0, "colinux");
+}
+
+void colinux_passage_exit(void)
+{
+	unregister_nmi_handler(NMI_LOCAL, "colinux");
+}
+
 void colinux_run_free(struct colinux_run *r)
 {
 	if (!r)
 		return;
+	if (r->started)
+		cancel_delayed_work_sync(&r->watchdog);
+	if (r->kicks)
+		pr_info("%s[%d]: the guest was kicked out of the guest world by %lu NMIs\n",
+			current->comm, task_pid_nr(current), r->kicks);
 	pt_pool_free(&r->tables);
 	kvfree(r->tables.pages);
 	if (r->shared_page)
@@ -1068,43 +1179,11 @@ static int run_start(struct colinux_run *r, u64 entry, u64 stack)
 	return 0;
 }
 
-/* Check the daemon's boot parameters; names the first bad field. */
+/* The daemon's boot parameters: the core checks and names the first bad field. */
 static int run_boot_check(const struct colinux_run *r,
 			  const struct cooperative_boot_params *b)
 {
-	u64 ram = r->nr_frames << PAGE_SHIFT;
-	const u8 *nul = memchr(b->command_line, 0, sizeof(b->command_line));
-	const char *bad = NULL;
-
-	if (b->magic != COOPERATIVE_ABI_MAGIC)
-		bad = "magic is not COOPERATIVE_ABI_MAGIC";
-	else if (b->abi_version != COOPERATIVE_ABI_VERSION)
-		bad = "abi_version is not the driver's";
-	else if (b->memory_size != ram)
-		bad = "memory_size is not the guest's RAM size";
-	else if (ram > COOPERATIVE_MAX_LINUX_MEMORY_SIZE)
-		bad = "memory_size: more than an i386 guest without HIGHMEM maps (COOPERATIVE_MAX_LINUX_MEMORY_SIZE)";
-	else if (b->kernel_end > ram)
-		bad = "kernel_end lies beyond guest RAM";
-	else if (!b->initrd_address && b->initrd_size)
-		bad = "initrd_size without initrd_address";
-	else if (b->initrd_address &&
-		 (b->initrd_address < b->kernel_end ||
-		  b->initrd_address > ram || b->initrd_size > ram - b->initrd_address))
-		bad = "initrd_address/initrd_size: not between kernel_end and the end of RAM";
-	else if (b->flags)
-		bad = "flags: none are defined";
-	else if (b->cpu_khz || b->p2m_address || b->m2p_address ||
-		 b->m2p_entries || b->tables_pages || b->host_time_ns)
-		bad = "cpu_khz, p2m/m2p, tables_pages, host_time_ns: the driver fills them, they must be zero";
-	else if (!nul)
-		bad = "command_line is not NUL-terminated";
-	else if (memchr_inv(nul, 0, b->command_line + sizeof(b->command_line) - nul))
-		bad = "command_line: bytes after its NUL must be zero";
-	if (!bad)
-		return 0;
-	run_warn("RUN: bad boot parameters: %s", bad);
-	return -EINVAL;
+	return colinux_core_boot_check(b, r->nr_frames << PAGE_SHIFT);
 }
 
 /*
@@ -1294,6 +1373,14 @@ static bool run_message(struct colinux_run *r, struct cooperative_vcpu_state *v,
 	return true;
 }
 
+u32 colinux_run_state(const struct colinux_run *r)
+{
+	if (r->dead)
+		return COOPERATIVE_GUEST_STATE_DEAD;
+	return r->started ? COOPERATIVE_GUEST_STATE_RUNNING :
+			    COOPERATIVE_GUEST_STATE_CREATED;
+}
+
 int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 {
 	struct cooperative_vcpu_state *v = &r->shared->vcpu[0];
@@ -1311,6 +1398,8 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 			return ret;
 		r->started = true;
 		r->linux_boot = arg->boot != 0;
+		INIT_DELAYED_WORK(&r->watchdog, run_watchdog);
+		run_watchdog_queue(r, raw_smp_processor_id());
 	} else if (arg->entry || arg->stack || arg->boot) {
 		return -EINVAL;
 	}

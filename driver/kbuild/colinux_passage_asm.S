@@ -69,6 +69,29 @@
 #define CP_EFER_LME	0x00000100
 #define CP_DR7_ENABLES	0xff
 
+/*
+ * Returns from the module's text: through the kernel's return thunk, and
+ * listed in .return_sites so that the module loader patches each to the
+ * thunk the host's mitigations selected (retbleed, SRSO, ITS), as objtool
+ * would list them; objtool does not process this file (it changes CPU
+ * modes), so the list is made here.
+ */
+#if defined(CONFIG_RETHUNK) || defined(CONFIG_MITIGATION_RETHUNK)
+.macro PASSAGE_RET
+.Lret_\@:
+	jmp	__x86_return_thunk
+	.pushsection .return_sites, "a"
+	.balign	4
+	.long	.Lret_\@ - .
+	.popsection
+	int3
+.endm
+#else
+.macro PASSAGE_RET
+	RET
+.endm
+#endif
+
 #define ENDBR64		.byte 0xf3, 0x0f, 0x1e, 0xfa
 #define OFF(label)	((label) - colinux_passage_template)
 
@@ -181,7 +204,7 @@ SYM_FUNC_START(colinux_passage_enter)
 	pop	%rbx
 	pop	%rbp
 	xor	%eax, %eax
-	RET
+	PASSAGE_RET
 SYM_FUNC_END(colinux_passage_enter)
 
 /*
@@ -189,7 +212,7 @@ SYM_FUNC_END(colinux_passage_enter)
  * is a function that raises vector v through the host's own IDT, so the
  * host's handler runs (and acknowledges the APIC) exactly as if the
  * interrupt had arrived in the host. It returns through the kernel's
- * return thunk (RET), as the host's mitigations chose it.
+ * return thunk (PASSAGE_RET), as the host's mitigations chose it.
  */
 	.balign 16
 	.globl	colinux_passage_int_table
@@ -199,7 +222,7 @@ colinux_passage_int_table:
 	.balign	16
 	ENDBR64
 	.byte	0xcd, vector		/* int $vector */
-	RET
+	PASSAGE_RET
 	vector = vector + 1
 	.endr
 
@@ -228,8 +251,8 @@ colinux_passage_int_table:
  * pushed by the handler) to the same privilege level without iretq: the
  * words the return needs are written below the interrupted RSP (each
  * frame slot is read before anything is written over it), then popfq and
- * a near return through the kernel's return thunk (the kernel-side
- * handlers interrupt only 64-bit kernel code) ...
+ * a near return through the kernel's return thunk (PASSAGE_RET; the
+ * kernel-side handlers interrupt only 64-bit kernel code) ...
  */
 .macro EVENT_RETURN64
 	mov	40(%rsp), %rax		/* the interrupted RSP */
@@ -243,7 +266,7 @@ colinux_passage_int_table:
 	lea	-24(%rax), %rsp
 	pop	%rax
 	popfq
-	RET
+	PASSAGE_RET
 .endm
 
 /*

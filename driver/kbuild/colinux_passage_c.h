@@ -3,8 +3,12 @@
 #ifndef COLINUX_PASSAGE_C_H
 #define COLINUX_PASSAGE_C_H
 
-/* Find which of the MSRs the passage restores this CPU has (at load). */
-void colinux_passage_probe(void);
+/*
+ * At module load: find which MSRs the passage restores this CPU has, and
+ * register the NMI handler of the run watchdog; at unload, unregister it.
+ */
+int colinux_passage_init(void);
+void colinux_passage_exit(void);
 /* Run the passage self-test: @rounds round trips host -> guest -> host. */
 int colinux_passage_selftest_run(unsigned long rounds);
 /* Run a guest that computes with interrupts on for @seconds. */
@@ -13,6 +17,8 @@ int colinux_passage_busy_run(unsigned long seconds);
 int colinux_passage_fault_run(void);
 /* Run a guest that changes MSRs/FPU/XCR0; the host's must come back. */
 int colinux_passage_clobber_run(void);
+/* The module's returns were patched to the host's return thunk. */
+int colinux_passage_thunk_check(void);
 /* An NMI in the switch-time IDT is recorded and replayed to the host. */
 int colinux_passage_nmi_run(void);
 
@@ -23,5 +29,7 @@ struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames);
 void colinux_run_free(struct colinux_run *r);
 /* Run the guest until it needs the daemon (see COOPERATIVE_IOCTL_RUN). */
 int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg);
+/* COOPERATIVE_GUEST_STATE_CREATED (not started), _RUNNING or _DEAD. */
+u32 colinux_run_state(const struct colinux_run *r);
 
 #endif /* COLINUX_PASSAGE_C_H */

@@ -258,17 +258,22 @@ static int colinux_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
-/* RUN: check the argument, set the guest up to run once, run it. */
+/*
+ * RUN: the core checks the argument; the passage sets the guest up to run
+ * once and runs it; the core learns whether it started or ended (INFO).
+ */
 static long colinux_shim_run(struct colinux_file *cf,
 			     struct cooperative_ioctl_run *arg)
 {
 	const u64 *frames;
 	u64 count;
+	long ret;
 
-	if (arg->abi_version != COOPERATIVE_ABI_VERSION)
-		return -EPROTO;
-	if (arg->flags || arg->reserved[0] || arg->reserved[1])
-		return -EINVAL;
+	ret = colinux_core_run_check(&cf->guest, arg,
+				     cf->run && colinux_run_state(cf->run) !=
+				     COOPERATIVE_GUEST_STATE_CREATED);
+	if (ret)
+		return ret;
 	if (colinux_core_frames(&cf->guest, &frames, &count))
 		return -EINVAL;
 	if (!cf->run) {
@@ -278,7 +283,9 @@ static long colinux_shim_run(struct colinux_file *cf,
 			return PTR_ERR(run);
 		cf->run = run;
 	}
-	return colinux_run(cf->run, arg);
+	ret = colinux_run(cf->run, arg);
+	colinux_core_set_state(&cf->guest, colinux_run_state(cf->run));
+	return ret;
 }
 
 static long colinux_ioctl(struct file *file, unsigned int cmd,
@@ -370,11 +377,13 @@ static int __init colinux_init(void)
 {
 	int ret;
 
-	colinux_passage_probe();
+	ret = colinux_passage_init();
+	if (ret)
+		return ret;
 	if (passage_selftest) {
 		ret = colinux_passage_selftest_run(passage_selftest);
 		if (ret)
-			return ret;
+			goto fail;
 	}
 	if (passage_faults) {
 		ret = colinux_passage_fault_run();
@@ -382,27 +391,33 @@ static int __init colinux_init(void)
 			ret = colinux_passage_clobber_run();
 		if (!ret)
 			ret = colinux_passage_nmi_run();
+		if (!ret)
+			ret = colinux_passage_thunk_check();
 		if (ret)
-			return ret;
+			goto fail;
 	}
 	if (passage_busy) {
 		ret = colinux_passage_busy_run(passage_busy);
 		if (ret)
-			return ret;
+			goto fail;
 	}
 	ret = misc_register(&colinux_device);
 	if (ret) {
 		pr_err("cannot register /dev/colinux: %d\n", ret);
-		return ret;
+		goto fail;
 	}
 	pr_info("ready: /dev/colinux, ABI version %u\n",
 		COOPERATIVE_ABI_VERSION);
 	return 0;
+fail:
+	colinux_passage_exit();
+	return ret;
 }
 
 static void __exit colinux_exit(void)
 {
 	misc_deregister(&colinux_device);
+	colinux_passage_exit();
 }
 
 module_init(colinux_init);

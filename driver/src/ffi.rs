@@ -9,7 +9,10 @@
 use core::ffi::{c_int, c_void};
 use core::ptr::NonNull;
 
-use colinux_abi::{cooperative_ioctl_create, cooperative_ioctl_info, cooperative_ioctl_load};
+use colinux_abi::{
+    cooperative_boot_params, cooperative_ioctl_create, cooperative_ioctl_info,
+    cooperative_ioctl_load, cooperative_ioctl_run,
+};
 
 use crate::guest::{self, Slot};
 use crate::host::{Errno, Host, Level};
@@ -153,6 +156,50 @@ pub unsafe extern "C" fn colinux_core_destroy(slot: *mut Slot) -> c_int {
     // SAFETY: the caller's contract above.
     let slot = unsafe { &mut *slot };
     to_c(guest::destroy(&mut Kernel, slot))
+}
+
+/// RUN's argument for the file's guest (`started`: nonzero when an earlier
+/// RUN started it). 0 or -errno (EPROTO, ESRCH, EINVAL), the reason logged.
+///
+/// # Safety
+/// `slot` as for [`colinux_core_create`]; `arg` points to a RUN argument in
+/// kernel memory.
+#[no_mangle]
+pub unsafe extern "C" fn colinux_core_run_check(
+    slot: *const Slot,
+    arg: *const cooperative_ioctl_run,
+    started: c_int,
+) -> c_int {
+    // SAFETY: the caller's contract above.
+    let (slot, arg) = unsafe { (&*slot, &*arg) };
+    to_c(crate::run::check_run(&mut Kernel, slot, arg, started != 0))
+}
+
+/// A Linux guest's boot parameters for a guest of `ram` bytes. 0 or
+/// -EINVAL, the first bad field logged.
+///
+/// # Safety
+/// `boot` points to boot parameters in kernel memory.
+#[no_mangle]
+pub unsafe extern "C" fn colinux_core_boot_check(
+    boot: *const cooperative_boot_params,
+    ram: u64,
+) -> c_int {
+    // SAFETY: the caller's contract above.
+    let boot = unsafe { &*boot };
+    to_c(crate::run::check_boot(&mut Kernel, ram, boot))
+}
+
+/// The file's guest has started or ended (`COOPERATIVE_GUEST_STATE_*`;
+/// only forward moves are taken).
+///
+/// # Safety
+/// As for [`colinux_core_create`].
+#[no_mangle]
+pub unsafe extern "C" fn colinux_core_set_state(slot: *mut Slot, state: u32) {
+    // SAFETY: the caller's contract above.
+    let slot = unsafe { &mut *slot };
+    crate::run::set_state(slot, state);
 }
 
 /// The host frame of every guest-physical page of the file's guest:

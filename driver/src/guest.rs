@@ -17,9 +17,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use colinux_abi::{
     cooperative_ioctl_create, cooperative_ioctl_info, cooperative_ioctl_load,
-    COOPERATIVE_ABI_VERSION, COOPERATIVE_GUEST_STATE_CREATED, COOPERATIVE_GUEST_STATE_NONE,
-    COOPERATIVE_MAX_MEMORY_SIZE, COOPERATIVE_MIN_MEMORY_SIZE, COOPERATIVE_PAGE_SHIFT,
-    COOPERATIVE_PAGE_SIZE,
+    COOPERATIVE_ABI_VERSION, COOPERATIVE_GUEST_STATE_CREATED, COOPERATIVE_GUEST_STATE_DEAD,
+    COOPERATIVE_GUEST_STATE_NONE, COOPERATIVE_MAX_MEMORY_SIZE, COOPERATIVE_MIN_MEMORY_SIZE,
+    COOPERATIVE_PAGE_SHIFT, COOPERATIVE_PAGE_SIZE,
 };
 
 use crate::host::{Errno, Host, Level};
@@ -54,6 +54,9 @@ pub struct Guest {
     highest_frame: u64,
     loaded_bytes: u64,
     loads: u32,
+    /// `COOPERATIVE_GUEST_STATE_CREATED`, `_RUNNING` or `_DEAD` (see
+    /// [`crate::run::set_state`]).
+    state: u32,
 }
 
 // The shim's allocator guarantees 8-byte alignment.
@@ -63,6 +66,20 @@ impl Guest {
     /// This guest's id.
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Bytes of guest RAM.
+    pub fn memory_size(&self) -> u64 {
+        self.memory_size
+    }
+
+    /// Where the guest is in its life (`COOPERATIVE_GUEST_STATE_*`).
+    pub fn state(&self) -> u32 {
+        self.state
+    }
+
+    pub(crate) fn set_state(&mut self, state: u32) {
+        self.state = state;
     }
 
     /// The host frame of every guest page, by guest pfn.
@@ -94,7 +111,7 @@ impl Slot {
         self.0.map(|g| unsafe { g.as_ref() })
     }
 
-    fn guest_mut(&mut self) -> Option<&mut Guest> {
+    pub(crate) fn guest_mut(&mut self) -> Option<&mut Guest> {
         // SAFETY: as in `guest`; `&mut self` makes the access exclusive.
         self.0.map(|mut g| unsafe { g.as_mut() })
     }
@@ -264,6 +281,7 @@ pub fn create<H: Host>(
         highest_frame: highest,
         loaded_bytes: 0,
         loads: 0,
+        state: COOPERATIVE_GUEST_STATE_CREATED,
     };
     // SAFETY: `raw` is a fresh allocation of size_of::<Guest>() bytes,
     // aligned to 8 (enough, checked above), owned by nobody else.
@@ -333,6 +351,18 @@ pub fn load<H: Host>(
         return Err(Errno::EINVAL);
     };
     let id = guest.id;
+    if guest.state != COOPERATIVE_GUEST_STATE_CREATED {
+        warn(
+            host,
+            id,
+            Msg::new().s(if guest.state == COOPERATIVE_GUEST_STATE_DEAD {
+                "LOAD refused: the guest has ended; its RAM is not rewritten"
+            } else {
+                "LOAD refused: the guest is running; its RAM is not rewritten"
+            }),
+        );
+        return Err(Errno::EBUSY);
+    }
     let end = arg
         .guest_address
         .checked_add(arg.size)
@@ -427,7 +457,7 @@ pub fn info(slot: &Slot, arg: &mut cooperative_ioctl_info) -> Result<(), Errno> 
             highest_frame: g.highest_frame,
             loaded_bytes: g.loaded_bytes,
             loads: g.loads,
-            state: COOPERATIVE_GUEST_STATE_CREATED,
+            state: g.state,
             reserved: [0; 4],
         },
     };

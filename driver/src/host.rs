@@ -13,13 +13,15 @@ use core::ptr::NonNull;
 pub struct Errno(pub i32);
 
 impl Errno {
+    /// The guest has ended: it cannot run again.
+    pub const ESRCH: Errno = Errno(3);
     /// Interrupted (a fatal signal arrived during a long operation).
     pub const EINTR: Errno = Errno(4);
     /// The host is out of memory, or the request exceeds what it may give.
     pub const ENOMEM: Errno = Errno(12);
     /// A daemon address could not be read.
     pub const EFAULT: Errno = Errno(14);
-    /// This file already has a guest.
+    /// This file already has a guest, or the guest has run (LOAD).
     pub const EBUSY: Errno = Errno(16);
     /// An argument is out of range, a reserved field is not zero, or the
     /// file has no guest to act on.

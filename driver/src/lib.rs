@@ -12,6 +12,8 @@
 //!   functions, the unit tests with a fake.
 //! - [`guest`]: the guest and the ioctl logic, generic over the host.
 //! - [`msg`]: log messages without `core::fmt` (no indirect calls).
+//! - [`run`]: the checks of what the daemon hands RUN, and the guest's
+//!   state from its first RUN to its end.
 //! - `ffi` (not in unit tests): the `extern "C"` functions the shim calls
 //!   (`colinux_core_*`) and the shim functions the core calls.
 //!
@@ -22,6 +24,7 @@
 pub mod guest;
 pub mod host;
 pub mod msg;
+pub mod run;
 
 #[cfg(not(test))]
 mod ffi;

@@ -27,6 +27,17 @@
 	PAYLOAD_ENTRY payload_busy, payload_c_busy
 	PAYLOAD_ENTRY payload_busy3, payload_c_busy3
 
+/*
+ * A guest kernel that never gives the CPU back: interrupts off, a loop.
+ * Only an NMI gets it out of the guest world (the driver's run watchdog).
+ */
+	.globl payload_spin
+	.type payload_spin, @function
+payload_spin:
+	cli
+1:	jmp	1b
+	.size payload_spin, . - payload_spin
+
 /* EAX = shared state, EBX = C function to call. */
 payload_common_entry:
 	cli

@@ -7,7 +7,9 @@
 //! - killed: the daemon is SIGKILLed while it holds a guest; memory comes
 //!   back and the module unloads.
 //! - hostile: only root may open the device; every malformed ioctl gets its
-//!   error code; thousands of random ioctls; truncated and non-i386 kernels
+//!   error code; RUN and every ioctl after it (a tiny guest that calls the
+//!   passage and faults: INFO's RUNNING and DEAD, LOAD refused, ESRCH);
+//!   thousands of random ioctls; truncated and non-i386 kernels
 //!   are refused with a clear message. The rig fails any run whose host
 //!   kernel log shows a BUG, WARNING, Oops or lockup.
 
@@ -183,6 +185,7 @@ fn hostile_input_gets_errors_not_oopses() {
 insmod /root/colinux.ko
 /root/colinux-probe unprivileged
 /root/colinux-probe malformed
+/root/colinux-probe run
 /root/colinux-probe fuzz 4000 12345
 /root/colinux-probe fuzz 2000 987654321
 # Bad kernels are refused by the daemon with a reason.

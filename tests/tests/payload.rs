@@ -143,6 +143,45 @@ echo killed-ok
     assert!(out.console.contains("killed-ok"));
 }
 
+/// A guest kernel that spins with interrupts off never leaves the guest
+/// world by itself (no host interrupt gets in): the driver's run watchdog
+/// must get it out with NMIs, so the host's CPU keeps serving its own
+/// interrupts (no lockup reports) and a SIGKILL ends the daemon. A kill that
+/// does not end it within 20 s counts as a hang.
+#[test]
+#[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
+fn a_guest_spinning_with_interrupts_off_can_be_killed() {
+    let out = run(scenario(
+        "payload-spin",
+        r#"
+before=$(free_kb)
+for cpu in 0 1; do
+    taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 64 --run --entry payload_spin > /tmp/out 2>&1 &
+    D=$!
+    sleep 3
+    kill -0 $D || { echo "the spinning guest's daemon died by itself"; cat /tmp/out; exit 1; }
+    kill -9 $D
+    n=0
+    while kill -0 $D 2>/dev/null; do
+        n=$((n + 1))
+        [ $n -le 200 ] || { echo "spin: the daemon on cpu $cpu did not die within 20 s of SIGKILL"; exit 1; }
+        sleep 0.1
+    done
+    wait $D || true
+    echo "spin: daemon on cpu $cpu killed"
+done
+dmesg | grep 'kicked out of the guest world' | tail -2
+dmesg | grep -q 'kicked out of the guest world'
+after=$(free_kb)
+diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
+echo "MemFree kB: before=$before after=$after (difference $diff)"
+[ $diff -le $((4 * 1024)) ] || { echo "memory was not returned"; exit 1; }
+echo spin-ok
+"#,
+    ));
+    assert!(out.console.contains("spin-ok"));
+}
+
 #[test]
 #[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
 fn nmi_sent_to_the_cpu_running_the_guest_reaches_the_host() {

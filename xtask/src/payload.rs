@@ -130,6 +130,7 @@ mod tests {
             "payload_exceptions",
             "payload_busy",
             "payload_busy3",
+            "payload_spin",
         ] {
             assert!(
                 nm.lines().any(|l| l.split_whitespace().nth(2) == Some(sym)),

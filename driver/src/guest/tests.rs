@@ -434,3 +434,152 @@ fn guests_get_distinct_ids() {
     let b = new_guest(&mut fake, 8 * MIB);
     assert_ne!(a.guest().expect("a").id(), b.guest().expect("b").id());
 }
+
+// ---- RUN's checks and the guest's state (crate::run) ----
+
+use crate::run::{check_boot, check_run, set_state};
+use colinux_abi::{
+    cooperative_boot_params, cooperative_ioctl_run, COOPERATIVE_ABI_MAGIC,
+    COOPERATIVE_GUEST_STATE_RUNNING, COOPERATIVE_MAX_LINUX_MEMORY_SIZE,
+};
+
+const VA: u64 = 0xc000_0000;
+
+fn run_arg(entry: u64, stack: u64) -> cooperative_ioctl_run {
+    cooperative_ioctl_run {
+        abi_version: COOPERATIVE_ABI_VERSION,
+        entry,
+        stack,
+        ..Default::default()
+    }
+}
+
+fn state(slot: &Slot) -> u32 {
+    let mut i = cooperative_ioctl_info {
+        abi_version: COOPERATIVE_ABI_VERSION,
+        ..Default::default()
+    };
+    info(slot, &mut i).expect("info");
+    i.state
+}
+
+#[test]
+fn run_checks_version_flags_and_the_first_runs_entry_and_stack() {
+    let mut fake = Fake::new();
+    assert_eq!(
+        check_run(&mut fake, &Slot::empty(), &run_arg(VA, VA + 0x1000), false),
+        Err(Errno::EINVAL),
+        "no guest"
+    );
+    let slot = new_guest(&mut fake, 8 * MIB);
+    let ok = run_arg(VA + 0x1000, VA + 0x2000);
+    assert_eq!(check_run(&mut fake, &slot, &ok, false), Ok(()));
+    let mut a = ok;
+    a.abi_version += 1;
+    assert_eq!(check_run(&mut fake, &slot, &a, false), Err(Errno::EPROTO));
+    let mut a = ok;
+    a.flags = 1;
+    assert_eq!(check_run(&mut fake, &slot, &a, false), Err(Errno::EINVAL));
+    let mut a = ok;
+    a.reserved[1] = 1;
+    assert_eq!(check_run(&mut fake, &slot, &a, false), Err(Errno::EINVAL));
+    for (entry, stack, what) in [
+        (0, VA + 0x2000, "entry 0"),
+        (VA - 1, VA + 0x2000, "entry below RAM"),
+        (VA + 8 * MIB, VA + 0x2000, "entry at the end of RAM"),
+        (VA + 0x1000, VA + 8 * MIB + 4, "stack beyond RAM"),
+        (VA + 0x1000, VA + 0x2002, "misaligned stack"),
+        (VA + 0x1000, VA + 4, "no room for the start frame"),
+    ] {
+        assert_eq!(
+            check_run(&mut fake, &slot, &run_arg(entry, stack), false),
+            Err(Errno::EINVAL),
+            "{what}"
+        );
+        assert!(
+            fake.last_log().contains("RUN refused"),
+            "{what}: {}",
+            fake.last_log()
+        );
+    }
+    // Once started: no entry, stack or boot any more.
+    assert_eq!(check_run(&mut fake, &slot, &ok, true), Err(Errno::EINVAL));
+    assert_eq!(check_run(&mut fake, &slot, &run_arg(0, 0), true), Ok(()));
+}
+
+#[test]
+fn a_guest_that_has_run_is_not_rewritten_and_a_dead_one_does_not_run() {
+    let mut fake = Fake::new();
+    let mut slot = new_guest(&mut fake, 8 * MIB);
+    assert_eq!(state(&slot), COOPERATIVE_GUEST_STATE_CREATED);
+    assert_eq!(load(&mut fake, &mut slot, &load_arg(0, 0, 16, 0)), Ok(()));
+    set_state(&mut slot, COOPERATIVE_GUEST_STATE_RUNNING);
+    assert_eq!(state(&slot), COOPERATIVE_GUEST_STATE_RUNNING);
+    assert_eq!(
+        load(&mut fake, &mut slot, &load_arg(0, 0, 16, 0)),
+        Err(Errno::EBUSY)
+    );
+    assert!(fake.last_log().contains("running"), "{}", fake.last_log());
+    set_state(&mut slot, COOPERATIVE_GUEST_STATE_DEAD);
+    assert_eq!(state(&slot), COOPERATIVE_GUEST_STATE_DEAD);
+    // Only forward.
+    set_state(&mut slot, COOPERATIVE_GUEST_STATE_RUNNING);
+    assert_eq!(state(&slot), COOPERATIVE_GUEST_STATE_DEAD);
+    assert_eq!(
+        load(&mut fake, &mut slot, &load_arg(0, 0, 16, 0)),
+        Err(Errno::EBUSY)
+    );
+    assert_eq!(
+        check_run(&mut fake, &slot, &run_arg(0, 0), true),
+        Err(Errno::ESRCH)
+    );
+    destroy(&mut fake, &mut slot).expect("destroy");
+}
+
+/// A change that makes boot parameters bad.
+type Spoil = fn(&mut cooperative_boot_params);
+
+fn boot(ram: u64) -> cooperative_boot_params {
+    cooperative_boot_params {
+        magic: COOPERATIVE_ABI_MAGIC,
+        abi_version: COOPERATIVE_ABI_VERSION,
+        memory_size: ram,
+        kernel_end: 0x60_0000,
+        initrd_address: 0x60_0000,
+        initrd_size: 0x20_0000,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn boot_parameters_are_checked_field_by_field() {
+    let mut fake = Fake::new();
+    let ram = 128 * MIB;
+    assert_eq!(check_boot(&mut fake, ram, &boot(ram)), Ok(()));
+    let cases: [(&str, Spoil); 10] = [
+        ("magic", |b| b.magic = 0),
+        ("abi_version", |b| b.abi_version = 0),
+        ("memory_size", |b| b.memory_size -= 4096),
+        ("kernel_end", |b| b.kernel_end = 129 * MIB),
+        ("initrd_size without", |b| b.initrd_address = 0),
+        ("initrd_address/initrd_size", |b| b.initrd_size = 127 * MIB),
+        ("flags", |b| b.flags = 1),
+        ("driver fills", |b| b.p2m_address = 1),
+        ("not NUL-terminated", |b| b.command_line = [b'x'; 256]),
+        ("after its NUL", |b| b.command_line[10] = b'x'),
+    ];
+    for (what, spoil) in cases {
+        let mut b = boot(ram);
+        spoil(&mut b);
+        assert_eq!(check_boot(&mut fake, ram, &b), Err(Errno::EINVAL), "{what}");
+        assert!(
+            fake.last_log().contains(what),
+            "{what}: {}",
+            fake.last_log()
+        );
+    }
+    // Larger than the i386 guest maps.
+    let big = u64::from(COOPERATIVE_MAX_LINUX_MEMORY_SIZE) + 4096;
+    assert_eq!(check_boot(&mut fake, big, &boot(big)), Err(Errno::EINVAL));
+    assert!(fake.last_log().contains("HIGHMEM"), "{}", fake.last_log());
+}

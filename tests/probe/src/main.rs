@@ -4,6 +4,11 @@
 //!
 //! - `malformed`: every ioctl misuse the driver must refuse, with the errno
 //!   it must give.
+//! - `run`: RUN and every ioctl after it, with a tiny guest that calls the
+//!   passage once and then faults: malformed RUNs refused, LOAD and CREATE
+//!   refused while it runs and once it is dead, INFO's state, ESRCH for a
+//!   dead guest. (Random RUNs are not fuzzed: a RUN that starts random
+//!   guest code is a hostile guest *kernel*, which the host trusts.)
 //! - `fuzz N SEED`: N random ioctls (numbers, sizes, pointers, contents);
 //!   only "no crash" is checked here, the test then checks the kernel log.
 //! - `unprivileged`: drop to uid/gid 65534 and try to open the device.
@@ -296,6 +301,190 @@ fn malformed() -> usize {
     c.failed
 }
 
+/// RUN and every ioctl after it: a tiny guest (loaded at guest-physical
+/// 0x1000) that asks the daemon for one operation (DEBUG_LINE) through the
+/// passage and then executes ud2. Malformed RUNs are refused; once it runs,
+/// LOAD and CREATE are refused and INFO says RUNNING; after its fault INFO
+/// says DEAD and RUN says ESRCH.
+fn run_lifecycle() -> usize {
+    let mut c = Checks { failed: 0 };
+    let (einval, efault, eproto, ebusy, esrch) = (
+        libc::EINVAL,
+        libc::EFAULT,
+        libc::EPROTO,
+        libc::EBUSY,
+        libc::ESRCH,
+    );
+    let va = u64::from(abi::COOPERATIVE_KERNEL_VA_OFFSET);
+    let good = || abi::cooperative_ioctl_run {
+        abi_version: abi::COOPERATIVE_ABI_VERSION,
+        entry: va + 0x1000,
+        stack: va + 0x3000,
+        ..Default::default()
+    };
+    let f = open();
+    let mut r = good();
+    c.expect(
+        "RUN before CREATE",
+        raw(&f, abi::ioctl::RUN, ptr(&mut r)),
+        Some(einval),
+    );
+    let mut a = create_arg(16 << 20);
+    c.expect("CREATE", raw(&f, abi::ioctl::CREATE, ptr(&mut a)), None);
+
+    let shared = abi::COOPERATIVE_SHARED_STATE_GUEST_VA;
+    let op = shared
+        + (std::mem::offset_of!(abi::cooperative_shared_state, vcpu)
+            + std::mem::offset_of!(abi::cooperative_vcpu_state, operation)) as u32;
+    let entry = shared + std::mem::offset_of!(abi::cooperative_shared_state, passage_entry) as u32;
+    let mut code = vec![0xc7, 0x05]; // movl $DEBUG_LINE, operation
+    code.extend(op.to_le_bytes());
+    code.extend(abi::COOPERATIVE_OP_DEBUG_LINE.to_le_bytes());
+    code.extend([0x9c, 0xfa, 0x0e, 0xff, 0x15]); // pushfl; cli; push %cs; call *
+    code.extend(entry.to_le_bytes());
+    code.extend([0x0f, 0x0b]); // ud2
+    let mut l = abi::cooperative_ioctl_load {
+        abi_version: abi::COOPERATIVE_ABI_VERSION,
+        guest_address: 0x1000,
+        user_address: code.as_ptr() as u64,
+        size: code.len() as u64,
+        ..Default::default()
+    };
+    c.expect(
+        "LOAD the guest",
+        raw(&f, abi::ioctl::LOAD, ptr(&mut l)),
+        None,
+    );
+
+    let mut bad_boot = abi::cooperative_boot_params::default();
+    type Spoil = fn(&mut abi::cooperative_ioctl_run, u64);
+    let cases: [(&str, Spoil, i32); 8] = [
+        (
+            "RUN with another ABI version",
+            |r, _| r.abi_version += 1,
+            eproto,
+        ),
+        ("RUN with flags", |r, _| r.flags = 1, einval),
+        (
+            "RUN with a reserved field",
+            |r, _| r.reserved[0] = 1,
+            einval,
+        ),
+        (
+            "RUN with entry outside RAM",
+            |r, _| r.entry = 0x1000,
+            einval,
+        ),
+        (
+            "RUN with entry beyond RAM",
+            |r, _| r.entry += 16 << 20,
+            einval,
+        ),
+        ("RUN with a misaligned stack", |r, _| r.stack += 2, einval),
+        (
+            "RUN with unreadable boot parameters",
+            |r, _| r.boot = 8,
+            efault,
+        ),
+        ("RUN with bad boot parameters", |r, p| r.boot = p, einval),
+    ];
+    for (what, spoil, want) in cases {
+        let mut r = good();
+        spoil(&mut r, ptr(&mut bad_boot) as u64);
+        c.expect(what, raw(&f, abi::ioctl::RUN, ptr(&mut r)), Some(want));
+    }
+
+    let mut r = good();
+    c.expect("RUN", raw(&f, abi::ioctl::RUN, ptr(&mut r)), None);
+    if r.exit_reason != abi::COOPERATIVE_RUN_EXIT_OPERATION
+        || r.operation != abi::COOPERATIVE_OP_DEBUG_LINE
+    {
+        println!(
+            "FAIL: RUN came back with exit {} operation {}, want the guest's DEBUG_LINE",
+            r.exit_reason, r.operation
+        );
+        c.failed += 1;
+    }
+    let state = |f: &File, c: &mut Checks, what: &str, want: u32| {
+        let mut info = abi::cooperative_ioctl_info {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            ..Default::default()
+        };
+        c.expect(what, raw(f, abi::ioctl::INFO, ptr(&mut info)), None);
+        if info.state != want {
+            println!("FAIL: {what}: state {}, want {want}", info.state);
+            c.failed += 1;
+        }
+    };
+    state(
+        &f,
+        &mut c,
+        "INFO while running",
+        abi::COOPERATIVE_GUEST_STATE_RUNNING,
+    );
+    c.expect(
+        "LOAD into a running guest",
+        raw(&f, abi::ioctl::LOAD, ptr(&mut l)),
+        Some(ebusy),
+    );
+    let mut a = create_arg(16 << 20);
+    c.expect(
+        "CREATE beside a running guest",
+        raw(&f, abi::ioctl::CREATE, ptr(&mut a)),
+        Some(ebusy),
+    );
+    let mut r = good();
+    c.expect(
+        "RUN with an entry once started",
+        raw(&f, abi::ioctl::RUN, ptr(&mut r)),
+        Some(einval),
+    );
+    let mut r = abi::cooperative_ioctl_run {
+        abi_version: abi::COOPERATIVE_ABI_VERSION,
+        ..Default::default()
+    };
+    c.expect(
+        "RUN on to the fault",
+        raw(&f, abi::ioctl::RUN, ptr(&mut r)),
+        None,
+    );
+    if r.exit_reason != abi::COOPERATIVE_RUN_EXIT_FAULT || r.vector != 6 {
+        println!(
+            "FAIL: RUN came back with exit {} vector {}, want the guest's ud2 (fault, vector 6)",
+            r.exit_reason, r.vector
+        );
+        c.failed += 1;
+    }
+    state(
+        &f,
+        &mut c,
+        "INFO after the fault",
+        abi::COOPERATIVE_GUEST_STATE_DEAD,
+    );
+    let mut r = abi::cooperative_ioctl_run {
+        abi_version: abi::COOPERATIVE_ABI_VERSION,
+        ..Default::default()
+    };
+    c.expect(
+        "RUN a dead guest",
+        raw(&f, abi::ioctl::RUN, ptr(&mut r)),
+        Some(esrch),
+    );
+    c.expect(
+        "LOAD into a dead guest",
+        raw(&f, abi::ioctl::LOAD, ptr(&mut l)),
+        Some(ebusy),
+    );
+    c.expect("DESTROY", raw(&f, abi::ioctl::DESTROY, 0), None);
+    let mut r = good();
+    c.expect(
+        "RUN after DESTROY",
+        raw(&f, abi::ioctl::RUN, ptr(&mut r)),
+        Some(einval),
+    );
+    c.failed
+}
+
 fn fuzz(n: usize, mut seed: u64) -> usize {
     let mut next = move || {
         seed ^= seed << 13;
@@ -411,6 +600,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let failed = match args.get(1).map(String::as_str) {
         Some("malformed") => malformed(),
+        Some("run") => run_lifecycle(),
         Some("fuzz") => {
             let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3000);
             let seed = args
@@ -427,7 +617,7 @@ fn main() {
         ),
         _ => {
             eprintln!(
-                "usage: colinux-probe malformed | fuzz [N [SEED]] | unprivileged | getppid [N]"
+                "usage: colinux-probe malformed | run | fuzz [N [SEED]] | unprivileged | getppid [N]"
             );
             2
         }
