@@ -38,30 +38,36 @@ use crate::{codegen, hostkernel, paths, sysdeps};
 /// The Rust target of the core.
 pub const CORE_TARGET: &str = "x86_64-unknown-none";
 
-/// The functions the core exports to the shim (`driver/src/ffi.rs`).
-pub const CORE_EXPORTS: &[&str] = &[
-    "colinux_core_create",
-    "colinux_core_load",
-    "colinux_core_info",
-    "colinux_core_destroy",
-    "colinux_core_frames",
-];
+/// The interface between the shim and the core, which owns the list of
+/// functions each side provides.
+const CORE_HEADER: &str = "driver/kbuild/colinux_core.h";
 
-/// The functions the shim provides to the core (`colinux_core.h`); the core
-/// object may need these and nothing else.
-pub const SHIM_FUNCTIONS: &[&str] = &[
-    "colinux_shim_alloc_page",
-    "colinux_shim_free_page",
-    "colinux_shim_copy_from_user",
-    "colinux_shim_zero",
-    "colinux_shim_alloc",
-    "colinux_shim_free",
-    "colinux_shim_log",
-    "colinux_shim_memcpy",
-    "colinux_shim_memmove",
-    "colinux_shim_memset",
-    "colinux_shim_memcmp",
-];
+/// The functions `driver/kbuild/colinux_core.h` declares whose names start
+/// with `prefix` (`colinux_core_`: the core exports them to the shim;
+/// `colinux_shim_`: the shim provides them, and the core object may need
+/// these and nothing else).
+pub fn interface_functions(prefix: &str) -> Result<Vec<String>> {
+    let path = paths::repo_root().join(CORE_HEADER);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut names: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices(prefix) {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let declared = text[i + name.len()..].starts_with('(');
+        let boundary =
+            i == 0 || !text[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        if declared && boundary && name.len() > prefix.len() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        bail!("{} declares no {prefix}* function", path.display());
+    }
+    Ok(names)
+}
 
 /// Compiler-generated calls renamed to shim functions.
 const RENAMED: &[(&str, &str)] = &[
@@ -234,8 +240,8 @@ fn link_core(lib: &Path, object: &Path) -> Result<()> {
     let linked = work.path().join("linked.o");
     let mut ld = Command::new("ld");
     ld.args(["-r", "--gc-sections"]);
-    for e in CORE_EXPORTS {
-        ld.args(["-u", e]);
+    for e in interface_functions("colinux_core_")? {
+        ld.args(["-u", &e]);
     }
     run(ld
         .args(["-o"])
@@ -310,10 +316,8 @@ pub fn check_core(object: &Path) -> Result<()> {
             object.display()
         );
     }
-    let foreign: Vec<&String> = undefined
-        .iter()
-        .filter(|s| !SHIM_FUNCTIONS.contains(&s.as_str()))
-        .collect();
+    let shim = interface_functions("colinux_shim_")?;
+    let foreign: Vec<&String> = undefined.iter().filter(|s| !shim.contains(s)).collect();
     if !foreign.is_empty() {
         bail!(
             "the driver core needs symbols the shim does not provide: {foreign:?}; it may use \
@@ -324,7 +328,7 @@ pub fn check_core(object: &Path) -> Result<()> {
         .arg("--defined-only")
         .arg("-g")
         .arg(object))?;
-    for e in CORE_EXPORTS {
+    for e in interface_functions("colinux_core_")? {
         if !defined.lines().any(|l| l.ends_with(&format!(" T {e}"))) {
             bail!("the driver core does not export {e}");
         }
@@ -443,6 +447,23 @@ fn run_kbuild(kdir: &Path, build: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interface_header_lists_each_sides_functions() {
+        let core = interface_functions("colinux_core_").expect("core functions");
+        for f in [
+            "colinux_core_create",
+            "colinux_core_run_check",
+            "colinux_core_set_state",
+        ] {
+            assert!(core.iter().any(|c| c == f), "{f} missing from {core:?}");
+        }
+        let shim = interface_functions("colinux_shim_").expect("shim functions");
+        assert!(shim.iter().any(|c| c == "colinux_shim_memcpy"), "{shim:?}");
+        // The panic handler's function is deliberately not declared.
+        assert!(!shim.iter().any(|c| c == "colinux_shim_panic"), "{shim:?}");
+        assert!(core.iter().chain(&shim).all(|f| !f.ends_with('_')));
+    }
 
     #[test]
     fn parses_binutils_output() {
