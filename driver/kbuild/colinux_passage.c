@@ -800,28 +800,46 @@ int colinux_passage_fault_run(void)
 }
 
 /*
- * The module's own returns go through the return thunk the host selected:
- * with X86_FEATURE_RETHUNK the loader must have patched every listed
- * `jmp __x86_return_thunk` (here: the int table's) away from the default.
+ * A C function whose whole body is its return: objtool lists that return
+ * site and the module loader patches it as the host's mitigations say
+ * (a jump to the selected return thunk, or a plain ret).
+ */
+static noinline notrace void passage_ret_probe(void)
+{
+	barrier();
+}
+
+/* The opcode of a return instruction and, for a jmp rel32, its target. */
+static const u8 *passage_ret_form(const u8 *insn, u8 *op)
+{
+	s32 rel;
+
+	*op = insn[0];
+	if (insn[0] != 0xe9)
+		return NULL;
+	memcpy(&rel, insn + 1, sizeof(rel));
+	return insn + 5 + rel;
+}
+
+/*
+ * The assembly's returns, which it lists in .return_sites itself, must have
+ * been patched like the C code's: the same instruction to the same thunk.
  */
 int colinux_passage_thunk_check(void)
 {
-	int v, unpatched = 0;
+	const u8 *want_target, *target;
+	u8 want_op, op;
+	int v, differ = 0;
 
-	if ((!IS_ENABLED(CONFIG_RETHUNK) && !IS_ENABLED(CONFIG_MITIGATION_RETHUNK)) ||
-	    !boot_cpu_has(X86_FEATURE_RETHUNK))
-		return 0;
+	want_target = passage_ret_form((const u8 *)passage_ret_probe, &want_op);
 	for (v = 0; v < 256; v++) {
-		const u8 *jmp = colinux_passage_int_table + 16 * v + 6;
-		s32 rel;
-
-		memcpy(&rel, jmp + 1, sizeof(rel));
-		if (jmp[0] == 0xe9 && jmp + 5 + rel == (const u8 *)__x86_return_thunk)
-			unpatched++;
+		target = passage_ret_form(colinux_passage_int_table + 16 * v + 6, &op);
+		if (op != want_op || target != want_target)
+			differ++;
 	}
-	pr_info("passage return-thunk check: %d of 256 forwarding returns left on the default thunk\n",
-		unpatched);
-	return unpatched ? -EIO : 0;
+	pr_info("passage return-thunk check: C returns as %#x to %pS; %d of 256 forwarding returns differ\n",
+		want_op, want_target, differ);
+	return differ ? -EIO : 0;
 }
 
 /*

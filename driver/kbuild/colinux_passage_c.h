@@ -17,7 +17,7 @@ int colinux_passage_busy_run(unsigned long seconds);
 int colinux_passage_fault_run(void);
 /* Run a guest that changes MSRs/FPU/XCR0; the host's must come back. */
 int colinux_passage_clobber_run(void);
-/* The module's returns were patched to the host's return thunk. */
+/* The assembly's returns were patched like the C code's (return thunk). */
 int colinux_passage_thunk_check(void);
 /* An NMI in the switch-time IDT is recorded and replayed to the host. */
 int colinux_passage_nmi_run(void);

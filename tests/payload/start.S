@@ -38,6 +38,20 @@ payload_spin:
 1:	jmp	1b
 	.size payload_spin, . - payload_spin
 
+/*
+ * A guest kernel that raises the host's REBOOT_VECTOR (0xf8) itself, then
+ * an invalid opcode: the host must not run its reboot handler for a vector
+ * its local APIC never delivered (that handler stops the CPU); the guest
+ * resumes after the int and ends on the ud2 (fault, vector 6).
+ */
+	.globl payload_int_f8
+	.type payload_int_f8, @function
+payload_int_f8:
+	cli
+	int	$0xf8
+	ud2
+	.size payload_int_f8, . - payload_int_f8
+
 /* EAX = shared state, EBX = C function to call. */
 payload_common_entry:
 	cli

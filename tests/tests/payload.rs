@@ -143,6 +143,39 @@ echo killed-ok
     assert!(out.console.contains("killed-ok"));
 }
 
+/// A guest kernel executing `int $0xf8` comes back through the passage as
+/// if the host's REBOOT_VECTOR had arrived; the host must not run that
+/// handler (it would stop the CPU) since its APIC never delivered it. The
+/// guest ends on its next instruction, an invalid opcode, and the CPU it ran
+/// on still runs host tasks.
+#[test]
+#[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
+fn a_guest_raising_a_host_vector_itself_does_not_run_its_handler() {
+    let out = run(scenario(
+        "payload-int-f8",
+        r#"
+for cpu in 0 1; do
+    rc=0
+    taskset -c $cpu /root/colinux-daemon --kernel /root/payload.elf --mem 64 --run --entry payload_int_f8 > /tmp/out 2>&1 || rc=$?
+    cat /tmp/out
+    [ $rc = 3 ] || { echo "int-f8: daemon status $rc, want 3 (guest fault)"; exit 1; }
+    grep -q 'vector 6' /tmp/out || { echo "int-f8: the guest did not end on its ud2"; exit 1; }
+    # Run something on that CPU: it must still be the host's.
+    n=0
+    ( taskset -c $cpu sh -c 'echo int-f8: cpu '$cpu' alive' ) &
+    P=$!
+    while kill -0 $P 2>/dev/null; do
+        n=$((n + 1))
+        [ $n -le 100 ] || { echo "int-f8: cpu $cpu runs no host task any more"; exit 1; }
+        sleep 0.1
+    done
+done
+echo int-f8-ok
+"#,
+    ));
+    assert!(out.console.contains("int-f8-ok"));
+}
+
 /// A guest kernel that spins with interrupts off never leaves the guest
 /// world by itself (no host interrupt gets in): the driver's run watchdog
 /// must get it out with NMIs, so the host's CPU keeps serving its own

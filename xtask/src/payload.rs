@@ -131,6 +131,7 @@ mod tests {
             "payload_busy",
             "payload_busy3",
             "payload_spin",
+            "payload_int_f8",
         ] {
             assert!(
                 nm.lines().any(|l| l.split_whitespace().nth(2) == Some(sym)),
