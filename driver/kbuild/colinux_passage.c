@@ -457,8 +457,8 @@ static struct {
 	{ MSR_TEST_CTRL },
 	{ MSR_IA32_UMWAIT_CONTROL },
 };
-#define PASSAGE_NR_MSRS	ARRAY_SIZE(passage_msrs)
 
+#define PASSAGE_NR_MSRS	ARRAY_SIZE(passage_msrs)
 
 /*
  * Testing: behave as if CR4.VMXE were set (as when another hypervisor
@@ -1441,7 +1441,7 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 		reason = passage_switch(p);
 		V(u32, G_INJECT) = 0;
 		if (reason == PASSAGE_EXIT_REFUSED) {
-			run_warn("RUN refused: VMX is on on this CPU (another hypervisor, e.g. KVM running a VM); a cooperative guest cannot switch while it is");
+			run_warn("RUN refused: this CPU has VMX turned on (another hypervisor, e.g. KVM running a VM); a cooperative guest cannot switch while it is");
 			return -EBUSY;
 		}
 		r->last_exit = reason;
