@@ -232,7 +232,7 @@ colinux_passage_int_table:
  * passage page through IDTR, whose base is its PASSAGE_KIDT, set a flag
  * the C caller replays, and return without iretq (which would unblock
  * NMIs before the replay): the interrupted RIP and RFLAGS go below the
- * interrupted RSP, then popfq and a return through the return thunk.
+ * interrupted RSP, then popfq and a far return (EVENT_RETURN64_FAR).
  */
 .macro KRECORD flag
 	ENDBR64
@@ -243,36 +243,18 @@ colinux_passage_int_table:
 	mov	2(%rsp), %rax
 	add	$16, %rsp
 	movl	$1, (\flag - PASSAGE_KIDT)(%rax)
-	EVENT_RETURN64
+	EVENT_RETURN64_FAR
 .endm
 
 /*
  * Return from an event frame (RIP, CS, RFLAGS, RSP, SS above %rax and %rbx
  * pushed by the handler) to the same privilege level without iretq: the
- * words the return needs are written below the interrupted RSP (each
- * frame slot is read before anything is written over it), then popfq and
- * a near return through the kernel's return thunk (PASSAGE_RET; the
- * kernel-side handlers interrupt only 64-bit kernel code) ...
- */
-.macro EVENT_RETURN64
-	mov	40(%rsp), %rax		/* the interrupted RSP */
-	mov	16(%rsp), %rbx		/* RIP */
-	mov	%rbx, -8(%rax)
-	mov	32(%rsp), %rbx		/* RFLAGS */
-	mov	%rbx, -16(%rax)
-	mov	8(%rsp), %rbx		/* the handler's saved %rax */
-	mov	%rbx, -24(%rax)
-	mov	(%rsp), %rbx
-	lea	-24(%rax), %rsp
-	pop	%rax
-	popfq
-	PASSAGE_RET
-.endm
-
-/*
- * ... or a far return (lretq), which also reloads CS, for the handlers in
- * the passage page: they interrupt 64-bit and compatibility-mode code,
- * where the host's return thunk is not mapped at its address.
+ * words the return needs (CS, RIP, RFLAGS, the handler's %rax) are written
+ * below the interrupted RSP (each frame slot is read before anything is
+ * written over it), then popfq and a far return (lretq), which also
+ * reloads CS: the handlers in the passage page interrupt 64-bit and
+ * compatibility-mode code. The host's return-thunk patching covers near
+ * returns only; these run only while an NMI or #MC is being recorded.
  */
 .macro EVENT_RETURN64_FAR
 	mov	40(%rsp), %rax		/* the interrupted RSP */
