@@ -109,7 +109,7 @@ pub fn build_driver(kernel_build_dir: Option<&Path>) -> Result<PathBuf> {
             (k.build_dir, k.release)
         }
     };
-    let core = build_core()?;
+    let core = build_core(&kdir.join("tools/objtool/objtool"))?;
     let out = output_root().join(&release);
     let build = out.join("build");
     prepare_kbuild_dir(&build, &core)?;
@@ -163,8 +163,9 @@ fn run(cmd: &mut Command) -> Result<String> {
 }
 
 /// Build the Rust core and make the object Kbuild links:
-/// `target/driver/core/colinux_core.o`.
-pub fn build_core() -> Result<PathBuf> {
+/// `target/driver/core/colinux_core.o`. `objtool` (the kernel build
+/// directory's) lists the core's returns in `.return_sites`.
+pub fn build_core(objtool: &Path) -> Result<PathBuf> {
     let root = output_root();
     let target_dir = root.join("cargo");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -177,6 +178,12 @@ pub fn build_core() -> Result<PathBuf> {
         // Without full RELRO rustc calls external functions directly, not
         // through the GOT, which the kernel's module loader cannot resolve.
         "-Crelro-level=off",
+        // Every return through the kernel's return thunk, as the kernel's
+        // own code returns (retbleed, SRSO, ITS): `objtool --rethunk` lists
+        // the sites and the module loader patches them to the host's
+        // choice. An unstable flag, enabled with RUSTC_BOOTSTRAP as the
+        // kernel's own Rust build does.
+        "-Zfunction-return=thunk-extern",
     ]
     .join("\x1f");
     tracing::info!("building the driver core (colinux-driver-core for {CORE_TARGET})");
@@ -196,6 +203,7 @@ pub fn build_core() -> Result<PathBuf> {
         ])
         .arg(&target_dir)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+        .env("RUSTC_BOOTSTRAP", "1")
         .env_remove("RUSTFLAGS")
         // Not LTO: it would merge libcore's module flags, which make calls go
         // through the GOT. One codegen unit keeps it one object.
@@ -213,13 +221,13 @@ pub fn build_core() -> Result<PathBuf> {
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let object = out_dir.join("colinux_core.o");
-    link_core(&lib, &object)?;
+    link_core(&lib, &object, objtool)?;
     Ok(object)
 }
 
 /// Combine the workspace's objects of `lib` into one relocatable object for
 /// the kernel, and check it.
-fn link_core(lib: &Path, object: &Path) -> Result<()> {
+fn link_core(lib: &Path, object: &Path, objtool: &Path) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix(".link-")
         .tempdir_in(object.parent().context("object has no directory")?)
@@ -276,6 +284,15 @@ fn link_core(lib: &Path, object: &Path) -> Result<()> {
     objcopy.arg("-w").arg("--keep-global-symbol=colinux_core_*");
     let tmp = work.path().join("colinux_core.o");
     run(objcopy.arg(&clean).arg(&tmp))?;
+    run(Command::new(objtool)
+        .args(["--rethunk", "--module"])
+        .arg(&tmp))
+    .with_context(|| {
+        format!(
+            "{} could not list the core's return sites",
+            objtool.display()
+        )
+    })?;
     check_core(&tmp)?;
     std::fs::rename(&tmp, object)
         .or_else(|_| std::fs::copy(&tmp, object).map(|_| ()))
@@ -317,11 +334,15 @@ pub fn check_core(object: &Path) -> Result<()> {
         );
     }
     let shim = interface_functions("colinux_shim_")?;
-    let foreign: Vec<&String> = undefined.iter().filter(|s| !shim.contains(s)).collect();
+    let foreign: Vec<&String> = undefined
+        .iter()
+        .filter(|s| !shim.contains(s) && s.as_str() != RETURN_THUNK)
+        .collect();
     if !foreign.is_empty() {
         bail!(
             "the driver core needs symbols the shim does not provide: {foreign:?}; it may use \
-             only the colinux_shim_* functions of driver/kbuild/colinux_core.h"
+             only the colinux_shim_* functions of driver/kbuild/colinux_core.h (and the \
+             kernel's {RETURN_THUNK})"
         );
     }
     let defined = run(Command::new("nm")
@@ -352,7 +373,29 @@ pub fn check_core(object: &Path) -> Result<()> {
     {
         bail!("the driver core uses SSE registers, which kernel code must not: {l}");
     }
+    if let Some(l) = code.lines().find(|l| is_plain_return(l)) {
+        bail!("the driver core has a plain return, not one through {RETURN_THUNK}: {l}");
+    }
+    let sections = run(Command::new("objdump").arg("-h").arg(object))?;
+    let thunk_jumps = relocs.lines().filter(|l| l.contains(RETURN_THUNK)).count();
+    if thunk_jumps > 0 && !sections.contains(".return_sites") {
+        bail!(
+            "the driver core returns through {RETURN_THUNK} but has no .return_sites for the \
+             module loader to patch them"
+        );
+    }
     Ok(())
+}
+
+/// The kernel's return thunk, which the core's returns jump to.
+const RETURN_THUNK: &str = "__x86_return_thunk";
+
+/// `objdump -d --no-show-raw-insn` line of a near `ret`.
+fn is_plain_return(line: &str) -> bool {
+    line.split('\t')
+        .nth(1)
+        .and_then(|insn| insn.split_whitespace().next())
+        .is_some_and(|m| m == "ret" || m == "retq")
 }
 
 fn is_indirect_branch(line: &str) -> bool {
