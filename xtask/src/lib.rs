@@ -9,7 +9,8 @@
 //! - [`rebase`]: moving the series to a new release; [`refresh`]: patch files from commits.
 //! - [`guest_initrd`]: the guest's initramfs (i386 busybox, `/init`).
 //! - [`kconfig`]: merging config fragments; [`build`]: the kernel build.
-//! - [`sysdeps`]: installing the system packages a task needs.
+//! - [`sysdeps`]: installing the system packages a task needs; [`toolchain`]:
+//!   the Rust targets and components `rust-toolchain.toml` names.
 //! - [`bench`]: the benchmarks behind `docs/BENCHMARKS.md`.
 
 pub mod bench;
@@ -31,5 +32,6 @@ pub mod run;
 pub mod series;
 pub mod sysdeps;
 pub mod testhost;
+pub mod toolchain;
 pub mod tree;
 pub mod userland;

@@ -239,6 +239,8 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: logs and CI output stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -251,6 +253,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let manifest = Manifest::load_default()?;
+    // Before anything builds for the driver's or the test host's targets.
+    xtask::toolchain::ensure()?;
     match cli.cmd {
         Cmd::FetchKernel(args) => {
             let version = args.version(&manifest);
