@@ -469,6 +469,11 @@ struct RebaseArgs {
     /// The work tree [default: <cache>/rebase/<version>]
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Do not stop at conflicts: report each conflicted patch, leave it out
+    /// of the rebased series and go on (a survey of a whole series; needs
+    /// --output, so that no patch is lost from the series)
+    #[arg(long, requires = "output", requires = "onto")]
+    keep_going: bool,
 }
 
 fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
@@ -488,14 +493,19 @@ fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
         };
         let v1_tree = xtask::fetch::fetch_kernel(manifest, &v1, &fetch)?;
         let v2_tree = xtask::fetch::fetch_kernel(manifest, v2, &fetch)?;
-        xtask::rebase::start(&xtask::rebase::RebaseOptions {
+        let opts = xtask::rebase::RebaseOptions {
             series_dir: series,
             out_dir,
             v1_tree: v1_tree.path,
             v2_tree: v2_tree.path,
             work_dir: args.work_dir.clone().unwrap_or_else(|| root.join(v2)),
             manifest: in_place.then(|| manifest.path.clone()),
-        })?
+        };
+        if args.keep_going {
+            xtask::rebase::start_keep_going(&opts)?
+        } else {
+            xtask::rebase::start(&opts)?
+        }
     } else {
         let work = match args.work_dir.clone() {
             Some(w) => w,
