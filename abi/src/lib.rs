@@ -1,10 +1,12 @@
 //! The colinux ABI, for Rust: guest↔host structures and constants and the
 //! driver↔daemon ioctls.
 //!
-//! The single definition is the C header `include/uapi/linux/cooperative.h`
-//! in the guest patch series (`linux-patches/`); [`generated`] is bindgen's
-//! output for it, written by `cargo xtask codegen` and committed. CI fails
-//! when it is stale. This crate adds what bindgen cannot express (the ioctl
+//! Two C headers define them, each in one place: the guest↔host ABI is
+//! `include/uapi/linux/cooperative.h` in the guest patch series
+//! (`linux-patches/`), the driver↔daemon ioctls are the driver's
+//! `driver/include/colinux/ioctl.h`. [`generated`] is bindgen's output for
+//! both, written by `cargo xtask codegen` and committed. CI fails when it
+//! is stale. This crate adds what bindgen cannot express (the ioctl
 //! numbers, which C builds with function-like macros) and checks, at compile
 //! time, that the layouts match the sizes the header exports.
 #![no_std]

@@ -12,6 +12,7 @@
 
 #include <linux/types.h>
 #include <linux/cooperative.h>
+#include <colinux/ioctl.h>
 
 /* A guest, owned by the core; a file holds a pointer to at most one. */
 struct colinux_guest;

@@ -1,7 +1,8 @@
-//! The ABI seen from C and from Rust must agree: gcc compiles the header
-//! taken from the patch series for i386 (the guest) and x86_64 (the host)
-//! and prints every structure's size and alignment and the ioctl numbers;
-//! the Rust bindings must give the same values.
+//! The ABI seen from C and from Rust must agree: gcc compiles the guest
+//! ABI header taken from the patch series and the driver's ioctl header for
+//! i386 (the guest) and x86_64 (the host) and prints every structure's size
+//! and alignment and the ioctl numbers; the Rust bindings must give the same
+//! values. The ioctl type must not be one the kernel has registered.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -13,7 +14,7 @@ use colinux_abi as abi;
 
 const PROBE: &str = r#"
 #include <stdio.h>
-#include <linux/cooperative.h>
+#include <colinux_abi.h>
 #define S(t) printf("size " #t " %zu\nalign " #t " %zu\n", sizeof(struct t), _Alignof(struct t))
 int main(void)
 {
@@ -36,11 +37,7 @@ int main(void)
 
 fn c_values(bits: u32) -> BTreeMap<String, u64> {
     let dir = tempfile::tempdir().unwrap();
-    let header =
-        xtask::codegen::header_from_series(&xtask::paths::repo_root().join("linux-patches"))
-            .unwrap();
-    std::fs::create_dir_all(dir.path().join("linux")).unwrap();
-    std::fs::write(dir.path().join("linux/cooperative.h"), header).unwrap();
+    xtask::codegen::write_headers(dir.path()).unwrap();
     std::fs::write(dir.path().join("probe.c"), PROBE).unwrap();
     let exe = dir.path().join("probe");
     let out = std::process::Command::new("gcc")
@@ -117,4 +114,43 @@ fn committed_bindings_are_fresh() {
         fresh == committed,
         "abi/src/generated.rs is stale: run `cargo xtask codegen`"
     );
+}
+
+/// The ioctl type is free in the kernel's registry of ioctl numbers
+/// (Documentation/userspace-api/ioctl/ioctl-number.rst) of the kernel trees
+/// the tests have fetched, so that no other driver's tool can reach our
+/// ioctls by mistake (the old type, 0xC0, is usb/iowarrior's).
+#[test]
+fn the_ioctl_type_is_not_registered_in_the_kernel() {
+    let manifest = xtask::manifest::Manifest::load_default().unwrap();
+    let ty = format!("0x{:02X}", abi::COOPERATIVE_IOCTL_TYPE);
+    // The series base's tree (fetched if absent: the boot tests need it
+    // anyway), and the 6.12 one where a test has fetched it.
+    let base = xtask::fetch::fetch_kernel(
+        &manifest,
+        &manifest.series.base,
+        &xtask::fetch::FetchOptions {
+            tarball: None,
+            sources: vec![],
+        },
+    )
+    .unwrap();
+    let mut checked = 0;
+    for tree in [base.path, xtask::paths::kernel_tree("6.12.100").unwrap()] {
+        let rst = tree.join("Documentation/userspace-api/ioctl/ioctl-number.rst");
+        let Ok(text) = std::fs::read_to_string(&rst) else {
+            continue;
+        };
+        checked += 1;
+        let taken: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(ty.as_str()))
+            .collect();
+        assert!(
+            taken.is_empty(),
+            "ioctl type {ty} is registered in {}: {taken:?}",
+            rst.display()
+        );
+    }
+    assert!(checked > 0, "no kernel tree to check the ioctl registry in");
 }

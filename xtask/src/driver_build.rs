@@ -437,6 +437,10 @@ pub fn prepare_kbuild_dir(build: &Path, core: &Path) -> Result<()> {
         &build.join("include/linux/cooperative.h"),
         header.as_bytes(),
     )?;
+    let ioctl_src = paths::repo_root().join(codegen::IOCTL_HEADER);
+    let ioctl = std::fs::read(&ioctl_src)
+        .with_context(|| format!("cannot read {}", ioctl_src.display()))?;
+    write_if_changed(&build.join("include/colinux/ioctl.h"), &ioctl)?;
     Ok(())
 }
 

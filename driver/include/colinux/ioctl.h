@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * colinux host driver <-> daemon ABI: the ioctls of /dev/colinux.
+ *
+ * A host ABI, owned by the driver (driver/include/colinux/ioctl.h in the
+ * colinux repository): the guest kernel never sees it. The guest <-> host
+ * ABI (boot parameters, shared state, operations, messages) is the guest
+ * series' <linux/cooperative.h>, which this header includes: RUN passes
+ * the guest's operations through (their code and COOPERATIVE_NR_PARAMS
+ * parameters) and points to its boot parameters. Compiled into the host module and, through bindgen,
+ * into the daemon's Rust code, so it follows the rules of
+ * <linux/cooperative.h>: fixed-width types, 64-bit fields __aligned_u64 at
+ * offsets that are multiples of 8, sizes multiples of 8, no pointers, no
+ * enums, reserved fields zero; the end of this header checks the layout.
+ *
+ * Fields the driver rewrites: RUN's out fields (exit_reason, operation,
+ * vector, params, idle_round_trips, interrupts, fault_address, fault_eip,
+ * text, text_size, timeout_ns) and input_size (how much input it took);
+ * INFO's every field. The boot parameters a first RUN points to are read,
+ * checked and completed by the driver (cpu_khz, p2m_address, m2p_address,
+ * m2p_entries, tables_pages, host_time_ns must be zero and are filled in)
+ * before the guest sees them; the daemon's copy is not written.
+ */
+#ifndef _UAPI_COLINUX_IOCTL_H
+#define _UAPI_COLINUX_IOCTL_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+#include <linux/cooperative.h>
+
+/*
+ * The ioctls.
+ *
+ * Each open file of /dev/colinux holds at most one guest. The daemon
+ * creates it (CREATE), copies the guest kernel's loadable segments into
+ * its RAM (LOAD), may read what the driver set up (INFO), and destroys
+ * it (DESTROY, or by closing the file: a killed daemon leaves nothing
+ * behind). Numbers are built with _IOW/_IOR from <linux/ioctl.h>:
+ * type COOPERATIVE_IOCTL_TYPE, number COOPERATIVE_IOCTL_NR_*, and the
+ * size of the argument structure. Every structure carries the ABI
+ * version in use (COOPERATIVE_ABI_VERSION of <linux/cooperative.h>: the
+ * driver and the daemon are built against one guest ABI), and every
+ * reserved field must be zero, so that later fields can be added without
+ * a new ioctl. The type is not registered in the kernel's
+ * Documentation/userspace-api/ioctl/ioctl-number.rst (0xC1-0xC9 are free
+ * there in 6.1 and 6.12).
+ */
+#define COOPERATIVE_IOCTL_TYPE			0xC7
+
+#define COOPERATIVE_IOCTL_NR_CREATE		1
+#define COOPERATIVE_IOCTL_NR_LOAD		2
+#define COOPERATIVE_IOCTL_NR_INFO		3
+#define COOPERATIVE_IOCTL_NR_DESTROY		4
+#define COOPERATIVE_IOCTL_NR_RUN		5
+
+/* Largest guest RAM the driver accepts, in bytes (further limited by the
+ * host's RAM).
+ */
+#define COOPERATIVE_MAX_MEMORY_SIZE		(3ULL << 30)
+/* Smallest guest RAM, in bytes. */
+#define COOPERATIVE_MIN_MEMORY_SIZE		(8ULL << 20)
+
+/* CREATE: make this file's guest and allocate its RAM. */
+struct cooperative_ioctl_create {
+	__u32 abi_version;	/* COOPERATIVE_ABI_VERSION of the daemon */
+	__u32 flags;		/* none defined yet; zero */
+	__aligned_u64 memory_size;	/* bytes of guest RAM, multiple of page size */
+	__aligned_u64 reserved[2];	/* zero */
+};
+
+/*
+ * LOAD: copy size bytes from the daemon's buffer at user_address to
+ * guest-physical address guest_address, then zero zero_size bytes after
+ * them (an ELF segment's memsz beyond its filesz). The whole range must
+ * lie inside guest RAM.
+ */
+struct cooperative_ioctl_load {
+	__u32 abi_version;	/* COOPERATIVE_ABI_VERSION */
+	__u32 flags;		/* none defined yet; zero */
+	__aligned_u64 guest_address;	/* guest-physical destination */
+	__aligned_u64 user_address;	/* daemon virtual address of the data */
+	__aligned_u64 size;		/* bytes to copy */
+	__aligned_u64 zero_size;	/* bytes to zero after them */
+	__aligned_u64 reserved[2];	/* zero */
+};
+
+/* INFO: what the driver has set up for this file's guest. */
+struct cooperative_ioctl_info {
+	__u32 abi_version;	/* in: COOPERATIVE_ABI_VERSION */
+	__u32 guest_id;		/* out: host's number for this guest */
+	__aligned_u64 memory_size;	/* out: bytes of guest RAM */
+	__aligned_u64 pages;		/* out: host pages backing guest RAM */
+	__aligned_u64 pages_below_4g;	/* out: of which at host-physical < 4 GiB */
+	__aligned_u64 lowest_frame;	/* out: lowest host page frame number used */
+	__aligned_u64 highest_frame;	/* out: highest host page frame number used */
+	__aligned_u64 loaded_bytes;	/* out: bytes copied by LOAD so far */
+	__u32 loads;		/* out: LOAD calls that succeeded */
+	__u32 state;		/* out: COOPERATIVE_GUEST_STATE_* */
+	__aligned_u64 reserved[4];	/* zero */
+};
+
+/* Bytes of text RUN can return (DEBUG_LINE, TERMINATE reason). */
+#define COOPERATIVE_RUN_TEXT_SIZE		256
+
+/*
+ * RUN: run the guest on the calling thread until it needs the daemon.
+ * The first RUN starts it at entry with its stack at stack (guest
+ * virtual addresses in the initial page tables, which map all of guest
+ * RAM at COOPERATIVE_KERNEL_VA_OFFSET); interrupts are off at entry and
+ * the passage's IDT is loaded. Later RUNs (entry 0) resume it; status is
+ * then the result of the operation RUN last returned. Host interrupts
+ * are served in the kernel and counted; IDLE returns EXIT_IDLE (unless a
+ * virtual interrupt is already pending), and RUN returns EXIT_YIELD at
+ * least every few milliseconds of guest time so that the daemon can
+ * serve devices and pass console input.
+ */
+struct cooperative_ioctl_run {
+	__u32 abi_version;	/* in: COOPERATIVE_ABI_VERSION */
+	__u32 flags;		/* in: none defined yet; zero */
+	__aligned_u64 entry;	/* in: first RUN: start address, else 0 */
+	__aligned_u64 stack;	/* in: first RUN: stack top, else 0 */
+	__u32 status;		/* in: COOPERATIVE_STATUS_* of the last op */
+	__u32 exit_reason;	/* out: COOPERATIVE_RUN_EXIT_* */
+	__u32 operation;	/* out: OPERATION: the COOPERATIVE_OP_* */
+	__u32 vector;		/* out: FAULT: the exception vector */
+	__aligned_u64 params[COOPERATIVE_NR_PARAMS]; /* out: its params */
+	__aligned_u64 idle_round_trips; /* out: IDLEs served by this RUN */
+	__aligned_u64 interrupts; /* out: host interrupts forwarded */
+	__aligned_u64 fault_address; /* out: FAULT: CR2 */
+	__aligned_u64 fault_eip; /* out: FAULT: EIP, or the error code */
+	__u8 text[COOPERATIVE_RUN_TEXT_SIZE]; /* out: text, NUL-terminated */
+	/*
+	 * in: first RUN: daemon address of a struct cooperative_boot_params
+	 * (memory_size, kernel_end, initrd, command_line; the driver fills
+	 * the rest), else 0.
+	 */
+	__aligned_u64 boot;
+	__aligned_u64 input;	/* in: daemon address of console input, 0: none */
+	__u32 input_size;	/* in: bytes at input; out: bytes the guest got */
+	__u32 text_size;	/* out: bytes in text (without the NUL) */
+	__aligned_u64 timeout_ns; /* out: IDLE: ns to the guest's timer, 0: none */
+	__aligned_u64 reserved[2];	/* zero */
+};
+
+/* Why RUN returned, in cooperative_ioctl_run.exit_reason. */
+#define COOPERATIVE_RUN_EXIT_OPERATION		1 /* an op for the daemon */
+#define COOPERATIVE_RUN_EXIT_FAULT		2 /* unhandled exception: dead */
+#define COOPERATIVE_RUN_EXIT_INTERRUPTED	3 /* a signal: RUN again */
+/* The guest idles: wait for input or timeout_ns, then RUN again. */
+#define COOPERATIVE_RUN_EXIT_IDLE		4
+/* Its time slice is over: serve devices, then RUN again. */
+#define COOPERATIVE_RUN_EXIT_YIELD		5
+
+/* Guest states, in cooperative_ioctl_info.state. */
+#define COOPERATIVE_GUEST_STATE_NONE		0 /* no guest on this file */
+#define COOPERATIVE_GUEST_STATE_CREATED		1 /* RAM allocated, loading */
+#define COOPERATIVE_GUEST_STATE_RUNNING		2 /* RUN has started it */
+#define COOPERATIVE_GUEST_STATE_DEAD		3 /* terminated or faulted */
+
+#define COOPERATIVE_IOCTL_CREATE \
+	_IOW(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_CREATE, \
+	     struct cooperative_ioctl_create)
+#define COOPERATIVE_IOCTL_LOAD \
+	_IOW(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_LOAD, \
+	     struct cooperative_ioctl_load)
+#define COOPERATIVE_IOCTL_INFO \
+	_IOWR(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_INFO, \
+	      struct cooperative_ioctl_info)
+#define COOPERATIVE_IOCTL_DESTROY \
+	_IO(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_DESTROY)
+#define COOPERATIVE_IOCTL_RUN \
+	_IOWR(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_RUN, \
+	      struct cooperative_ioctl_run)
+
+/* Expected sizes, for checks in C and in bindings such as Rust. */
+#define COOPERATIVE_IOCTL_CREATE_SIZE		32
+#define COOPERATIVE_IOCTL_LOAD_SIZE		56
+#define COOPERATIVE_IOCTL_INFO_SIZE		96
+#define COOPERATIVE_IOCTL_RUN_SIZE		440
+
+/* Compile-time layout checks, as in <linux/cooperative.h>. */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
+	!defined(__cplusplus)
+#define COLINUX_IOCTL_LAYOUT_CHECKED	1
+
+#define __COLINUX_IOCTL_SIZE(type, size)				\
+	_Static_assert(sizeof(struct type) == (size),			\
+		       "colinux ioctl ABI: size of struct " #type)
+#define __COLINUX_IOCTL_OFFSET(type, field, offset)			\
+	_Static_assert(__builtin_offsetof(struct type, field) == (offset), \
+		       "colinux ioctl ABI: offset of " #type "." #field)
+
+__COLINUX_IOCTL_SIZE(cooperative_ioctl_create, COOPERATIVE_IOCTL_CREATE_SIZE);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_create, flags, 4);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_create, memory_size, 8);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_create, reserved, 16);
+__COLINUX_IOCTL_SIZE(cooperative_ioctl_load, COOPERATIVE_IOCTL_LOAD_SIZE);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_load, guest_address, 8);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_load, user_address, 16);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_load, size, 24);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_load, zero_size, 32);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_load, reserved, 40);
+__COLINUX_IOCTL_SIZE(cooperative_ioctl_info, COOPERATIVE_IOCTL_INFO_SIZE);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, guest_id, 4);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, memory_size, 8);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, pages, 16);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, pages_below_4g, 24);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, lowest_frame, 32);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, highest_frame, 40);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, loaded_bytes, 48);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, loads, 56);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, state, 60);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_info, reserved, 64);
+__COLINUX_IOCTL_SIZE(cooperative_ioctl_run, COOPERATIVE_IOCTL_RUN_SIZE);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, entry, 8);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, stack, 16);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, status, 24);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, exit_reason, 28);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, operation, 32);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, vector, 36);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, params, 40);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, idle_round_trips, 104);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, interrupts, 112);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, fault_address, 120);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, fault_eip, 128);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, text, 136);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, boot, 392);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, input, 400);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, input_size, 408);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, text_size, 412);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, timeout_ns, 416);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, reserved, 424);
+
+#endif /* C11 and not C++ */
+
+#endif /* _UAPI_COLINUX_IOCTL_H */
