@@ -100,7 +100,7 @@ struct cooperative_ioctl_info {
 };
 
 /* Bytes of text RUN can return (DEBUG_LINE, TERMINATE reason). */
-#define COOPERATIVE_RUN_TEXT_SIZE		256
+#define COOPERATIVE_RUN_TEXT_SIZE		COOPERATIVE_MESSAGE_TEXT_SIZE
 
 /*
  * RUN: run the guest on the calling thread until it needs the daemon.
