@@ -129,10 +129,7 @@ fn the_ioctl_type_is_not_registered_in_the_kernel() {
     let base = xtask::fetch::fetch_kernel(
         &manifest,
         &manifest.series.base,
-        &xtask::fetch::FetchOptions {
-            tarball: None,
-            sources: vec![],
-        },
+        &xtask::fetch::FetchOptions::default(),
     )
     .unwrap();
     let mut checked = 0;

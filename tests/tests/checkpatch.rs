@@ -34,15 +34,9 @@ const ACCEPTED: &[(&str, &str)] = &[
 #[ignore = "needs the linux 6.1.176 tree; run by `cargo xtask test`"]
 fn every_patch_passes_checkpatch() {
     let manifest = Manifest::load_default().unwrap();
-    let tree = xtask::fetch::fetch_kernel(
-        &manifest,
-        &manifest.series.base,
-        &FetchOptions {
-            tarball: None,
-            sources: vec![],
-        },
-    )
-    .unwrap();
+    let tree =
+        xtask::fetch::fetch_kernel(&manifest, &manifest.series.base, &FetchOptions::default())
+            .unwrap();
     let script = tree.path.join("scripts/checkpatch.pl");
     let dir = xtask::paths::repo_root().join("linux-patches");
     let series = xtask::series::load_series(&dir).unwrap();

@@ -45,10 +45,7 @@ fn parts() -> &'static Parts {
                 &manifest,
                 &xtask::build::BuildOptions {
                     version: "6.1.176".into(),
-                    fetch: xtask::fetch::FetchOptions {
-                        tarball: None,
-                        sources: vec![],
-                    },
+                    fetch: xtask::fetch::FetchOptions::default(),
                     series_dir: xtask::paths::repo_root().join("linux-patches"),
                     configs_dir: xtask::paths::repo_root().join("kernel-configs"),
                     base_config: "tinyconfig".into(),

@@ -45,15 +45,7 @@ debian = { package = "colinux-no-such-package", version = "6.1.999-1", file = "l
 fn unknown_version_lists_the_pinned_ones() {
     temp_cache();
     let m = Manifest::load_default().unwrap();
-    let e = fetch_kernel(
-        &m,
-        "6.1.999",
-        &FetchOptions {
-            tarball: None,
-            sources: vec![],
-        },
-    )
-    .unwrap_err();
+    let e = fetch_kernel(&m, "6.1.999", &FetchOptions::default()).unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.contains("unknown kernel version")

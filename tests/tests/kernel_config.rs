@@ -13,10 +13,7 @@ use xtask::manifest::Manifest;
 fn opts(configs: &std::path::Path, build: &std::path::Path) -> BuildOptions {
     BuildOptions {
         version: "6.1.176".into(),
-        fetch: FetchOptions {
-            tarball: None,
-            sources: vec![],
-        },
+        fetch: FetchOptions::default(),
         series_dir: xtask::paths::repo_root().join("linux-patches"),
         configs_dir: configs.to_path_buf(),
         base_config: "tinyconfig".into(),

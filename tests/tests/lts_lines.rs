@@ -17,10 +17,7 @@ use xtask::series::{series_base, series_for};
 const V2: &str = "6.12.100";
 
 fn no_fetch_options() -> FetchOptions {
-    FetchOptions {
-        tarball: None,
-        sources: vec![],
-    }
+    FetchOptions::default()
 }
 
 /// Every file under `dir` (relative path, bytes), sorted.

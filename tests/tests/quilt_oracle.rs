@@ -16,15 +16,7 @@ use xtask::series::{apply_series, ApplyOptions, Outcome};
 fn oracle(version: &str) {
     xtask::sysdeps::ensure("the quilt oracle", xtask::sysdeps::QUILT_ORACLE).unwrap();
     let manifest = Manifest::load_default().unwrap();
-    let tree = fetch_kernel(
-        &manifest,
-        version,
-        &FetchOptions {
-            tarball: None,
-            sources: vec![],
-        },
-    )
-    .unwrap();
+    let tree = fetch_kernel(&manifest, version, &FetchOptions::default()).unwrap();
     let (series, count) = xtask::bench::debian_combined_series(&manifest, version).unwrap();
     assert!(
         count > 100,

@@ -481,15 +481,8 @@ fn bad_input_is_refused() {
 fn refresh_round_trips_the_real_series() {
     let manifest = xtask::manifest::Manifest::load_default().unwrap();
     let base = manifest.series.base.clone();
-    let tree = xtask::fetch::fetch_kernel(
-        &manifest,
-        &base,
-        &xtask::fetch::FetchOptions {
-            tarball: None,
-            sources: vec![],
-        },
-    )
-    .unwrap();
+    let tree = xtask::fetch::fetch_kernel(&manifest, &base, &xtask::fetch::FetchOptions::default())
+        .unwrap();
     let tmp = tempfile::tempdir_in(xtask::paths::cache_dir().unwrap()).unwrap();
     let scratch = tree.scratch_clone(&tmp.path().join("tree")).unwrap();
     let series = xtask::paths::repo_root().join("linux-patches");
@@ -531,10 +524,7 @@ fn refresh_round_trips_the_real_series() {
 #[ignore = "needs the linux trees; run by `cargo xtask test`"]
 fn real_series_moves_to_6_12() {
     let manifest = xtask::manifest::Manifest::load_default().unwrap();
-    let fetch = xtask::fetch::FetchOptions {
-        tarball: None,
-        sources: vec![],
-    };
+    let fetch = xtask::fetch::FetchOptions::default();
     let v1 = xtask::fetch::fetch_kernel(&manifest, &manifest.series.base, &fetch).unwrap();
     let v2 = xtask::fetch::fetch_kernel(&manifest, "6.12.100", &fetch).unwrap();
     let tmp = tempfile::tempdir_in(xtask::paths::cache_dir().unwrap()).unwrap();

@@ -96,14 +96,7 @@ fn quilt_pop_all(tree_dir: &Path, series: &Path) -> Result<()> {
 /// `cargo xtask bench apply`.
 pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<String> {
     crate::sysdeps::ensure("the quilt benchmark", crate::sysdeps::QUILT_ORACLE)?;
-    let tree = fetch_kernel(
-        manifest,
-        version,
-        &FetchOptions {
-            tarball: None,
-            sources: vec![],
-        },
-    )?;
+    let tree = fetch_kernel(manifest, version, &FetchOptions::default())?;
     let (series, count) = debian_combined_series(manifest, version)?;
     let scratch = crate::paths::cache_dir()?.join("scratch");
     tracing::info!("preparing two scratch trees of linux {version}");
@@ -347,10 +340,7 @@ fn entry(tree: &git2::Tree<'_>, path: &str) -> Option<(git2::Oid, i32)> {
 /// rebase engine (keep-going) and with `git rebase`, and compare.
 pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     use std::collections::{BTreeMap, BTreeSet};
-    let fetch = FetchOptions {
-        tarball: None,
-        sources: vec![],
-    };
+    let fetch = FetchOptions::default();
     let t1 = fetch_kernel(manifest, v1, &fetch)?;
     let t2 = fetch_kernel(manifest, v2, &fetch)?;
     let series = crate::fetch::debian_packaging(manifest, v1)?.join("patches");

@@ -43,10 +43,7 @@ impl BuildOptions {
         let root = crate::paths::repo_root();
         Ok(BuildOptions {
             version: version.to_string(),
-            fetch: FetchOptions {
-                tarball: None,
-                sources: vec![],
-            },
+            fetch: FetchOptions::default(),
             series_dir: crate::series::series_for(manifest, &root, version)?,
             configs_dir: root.join("kernel-configs"),
             base_config: "tinyconfig".into(),

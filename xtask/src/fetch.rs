@@ -34,7 +34,7 @@ impl std::fmt::Display for SourceKind {
 }
 
 /// How to fetch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FetchOptions {
     /// A local archive to use (tried first).
     pub tarball: Option<PathBuf>,

@@ -272,15 +272,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(t) => t,
                 None => {
                     let version = manifest.series.base.clone();
-                    xtask::fetch::fetch_kernel(
-                        &manifest,
-                        &version,
-                        &FetchOptions {
-                            tarball: None,
-                            sources: vec![],
-                        },
-                    )?
-                    .path
+                    xtask::fetch::fetch_kernel(&manifest, &version, &FetchOptions::default())?.path
                 }
             };
             let tree = xtask::tree::KernelTree::open(&tree_path)?;
@@ -487,10 +479,7 @@ fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
             .unwrap_or_else(|| paths::repo_root().join("linux-patches"));
         let in_place = args.output.is_none();
         let out_dir = args.output.clone().unwrap_or_else(|| series.clone());
-        let fetch = FetchOptions {
-            tarball: None,
-            sources: vec![],
-        };
+        let fetch = FetchOptions::default();
         let v1_tree = xtask::fetch::fetch_kernel(manifest, &v1, &fetch)?;
         let v2_tree = xtask::fetch::fetch_kernel(manifest, v2, &fetch)?;
         let opts = xtask::rebase::RebaseOptions {
