@@ -41,20 +41,8 @@ fn parts() -> &'static Parts {
         let vmlinux = xtask::paths::guest_output_dir("6.1.176").join("vmlinux");
         if !vmlinux.exists() {
             let manifest = xtask::manifest::Manifest::load_default().unwrap();
-            xtask::build::build_kernel(
-                &manifest,
-                &xtask::build::BuildOptions {
-                    version: "6.1.176".into(),
-                    fetch: xtask::fetch::FetchOptions::default(),
-                    series_dir: xtask::paths::repo_root().join("linux-patches"),
-                    configs_dir: xtask::paths::repo_root().join("kernel-configs"),
-                    base_config: "tinyconfig".into(),
-                    force: false,
-                    jobs: 2,
-                    build_dir: None,
-                },
-            )
-            .unwrap();
+            let build = xtask::build::BuildOptions::guest(&manifest, "6.1.176").unwrap();
+            xtask::build::build_kernel(&manifest, &build).unwrap();
         }
         Parts {
             module,

@@ -110,23 +110,8 @@ fn the_6_12_series_is_what_rebase_makes_of_linux_patches() {
 #[ignore = "builds linux 6.12.100; run by `cargo xtask test`"]
 fn linux_6_12_builds_from_its_series() {
     let m = Manifest::load_default().unwrap();
-    let root = xtask::paths::repo_root();
-    let out = xtask::build::build_kernel(
-        &m,
-        &xtask::build::BuildOptions {
-            version: V2.into(),
-            fetch: no_fetch_options(),
-            series_dir: series_for(&m, &root, V2).unwrap(),
-            configs_dir: root.join("kernel-configs"),
-            base_config: "tinyconfig".into(),
-            force: false,
-            jobs: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-            build_dir: None,
-        },
-    )
-    .unwrap();
+    let out = xtask::build::build_kernel(&m, &xtask::build::BuildOptions::guest(&m, V2).unwrap())
+        .unwrap();
     assert!(out.vmlinux.exists());
     let config = std::fs::read_to_string(&out.config).unwrap();
     assert!(
