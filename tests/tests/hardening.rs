@@ -5,8 +5,8 @@
 //! - a guest *user* executing `sysenter` or `syscall`, or holding a segment
 //!   of its own (with a base) in DS while host interrupts enter the passage,
 //!   gets a signal or runs on; guest and host survive;
-//! - machine checks injected by QEMU on the CPU that runs a busy guest
-//!   reach the host's own #MC handler, again and again;
+//! - machine checks injected by QEMU on the CPU that runs a booting and a
+//!   busy guest reach the host's own #MC handler, again and again;
 //! - VMX turned on while a guest runs (simulated: the test host's CPU has
 //!   none) makes the next switch refuse, with the reason, and a later guest
 //!   runs once it is off;
@@ -103,7 +103,7 @@ const MCE_COUNT: u32 = 40;
 
 #[test]
 #[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
-fn machine_checks_during_guest_work_reach_the_hosts_handler() {
+fn machine_checks_during_guest_boot_and_work_reach_the_hosts_handler() {
     let _serial = serial();
     // Busy for 15 s of guest time, while the host injects.
     let busy =
@@ -118,12 +118,10 @@ dmesg | grep -m 5 'Hardware Error' || true
 rmmod colinux
 echo mce-done"#,
     );
-    // Once the guest's shell is up (its boot has an early window where its
-    // own handlers take machine checks: see docs/SECURITY.md), one injection
+    // From before the guest boots until into its work: one injection
     // request each 0.25 s, which the rig turns into QEMU's `mce`.
     let injector = format!(
-        r#"( until grep -q 'shell-ready' /tmp/guest.log 2>/dev/null; do sleep 0.1; done
-  i=0; while [ $i -lt {MCE_COUNT} ]; do i=$((i + 1)); echo "colinux-inject-mce $i"; sleep 0.25; done ) &
+        r#"( i=0; while [ $i -lt {MCE_COUNT} ]; do i=$((i + 1)); echo "colinux-inject-mce $i"; sleep 0.25; done ) &
 INJECTOR=$!
 GUEST_TASKSET=2
 GUEST_STEP_WAIT=300
