@@ -7,9 +7,11 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use colinux_testrig::guest_initrd::InitrdOptions;
+use colinux_testrig::session::{self, Session, SHELL_READY};
+use colinux_testrig::testhost::{self, Outcome, Scenario};
 use xtask::build::BuildOptions;
-use xtask::run::{self as session, GuestParts, Session, SHELL_READY};
-use xtask::testhost::{self, Outcome, Scenario};
+use xtask::run::GuestParts;
 
 use crate::SHELL_HELPERS;
 
@@ -30,10 +32,24 @@ pub fn parts_6_12() -> &'static GuestParts {
     PARTS.get_or_init(|| build_parts("6.12.100"))
 }
 
+/// [`parts`] with the test programs of `tests/guest-bench/` in the guest's
+/// initramfs (`/bin/hostile`, …).
+pub fn parts_with_programs() -> &'static GuestParts {
+    static PARTS: OnceLock<GuestParts> = OnceLock::new();
+    PARTS.get_or_init(|| {
+        let manifest = xtask::manifest::Manifest::load_default().unwrap();
+        build_parts_with(&manifest.series.base, true)
+    })
+}
+
 pub fn build_parts(version: &str) -> GuestParts {
+    build_parts_with(version, false)
+}
+
+fn build_parts_with(version: &str, test_programs: bool) -> GuestParts {
     let manifest = xtask::manifest::Manifest::load_default().unwrap();
     let build = BuildOptions::guest(&manifest, version).unwrap();
-    GuestParts::build(&manifest, &build).unwrap()
+    GuestParts::build(&manifest, &build, &InitrdOptions { test_programs }).unwrap()
 }
 
 /// One boot test at a time.

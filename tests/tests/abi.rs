@@ -133,7 +133,10 @@ fn the_ioctl_type_is_not_registered_in_the_kernel() {
     )
     .unwrap();
     let mut checked = 0;
-    for tree in [base.path, xtask::paths::kernel_tree("6.12.100").unwrap()] {
+    for tree in [
+        base.path,
+        colinux_buildenv::paths::kernel_tree("6.12.100").unwrap(),
+    ] {
         let rst = tree.join("Documentation/userspace-api/ioctl/ioctl-number.rst");
         let Ok(text) = std::fs::read_to_string(&rst) else {
             continue;

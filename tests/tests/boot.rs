@@ -1,6 +1,6 @@
 //! The i386 Linux guest booted cooperatively by the daemon in Debian's
 //! stock kernel in the QEMU test host, with the initramfs from
-//! `xtask::guest_initrd` (static i386 busybox).
+//! `colinux_testrig::guest_initrd` (static i386 busybox).
 //!
 //! - the boot log and `/init`'s marker appear on the daemon's stdout; typed
 //!   commands run (`uname -a` says i586/i686, `/proc/meminfo` shows the
@@ -12,7 +12,7 @@
 //! - 20 boots in a row in one host session, memory returned, the module
 //!   unloadable.
 //!
-//! The sessions are driven by `xtask::run`'s shell helpers: a feeder types
+//! The sessions are driven by `colinux_testrig::session`'s shell helpers: a feeder types
 //! into the guest's console once it is up, each command followed by a
 //! marker it waits for. The rig fails any run whose host log shows a BUG,
 //! WARNING, Oops, lockup or RCU stall. The tests run one at a time (the
@@ -23,11 +23,11 @@
 
 use std::time::Duration;
 
+use colinux_testrig::guest_initrd::INIT_MARKER;
+use colinux_testrig::session::{self, Session, SHELL_READY};
 use colinux_tests::guest::{
     context, parts_6_12, run_one, scenario, scenario_with, serial, step_output, MEM,
 };
-use xtask::guest_initrd::INIT_MARKER;
-use xtask::run::{self as session, Session, SHELL_READY};
 
 #[test]
 #[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
@@ -321,7 +321,7 @@ fn fpu_sum(line: &str) -> Option<String> {
 #[ignore = "boots the Linux guest in the test host; run by `cargo xtask test`"]
 fn guest_fpu_state_survives_the_hosts_fpu_use() {
     let _serial = serial();
-    let busybox = xtask::guest_initrd::busybox(false).unwrap().path;
+    let busybox = colinux_testrig::guest_initrd::busybox(false).unwrap().path;
     let steps = [FPU_AWK, FPU_AWK];
     let script =
         session::session_script(MEM, &steps, "poweroff", "rmmod colinux\necho boot-fpu-done");

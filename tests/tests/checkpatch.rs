@@ -38,8 +38,8 @@ fn every_patch_passes_checkpatch() {
         xtask::fetch::fetch_kernel(&manifest, &manifest.series.base, &FetchOptions::default())
             .unwrap();
     let script = tree.path.join("scripts/checkpatch.pl");
-    let dir = xtask::paths::repo_root().join("linux-patches");
-    let series = xtask::series::load_series(&dir).unwrap();
+    let dir = colinux_buildenv::paths::repo_root().join("linux-patches");
+    let series = colinux_series::apply::load_series(&dir).unwrap();
     assert!(!series.is_empty());
     let mut problems = Vec::new();
     for patch in &series {

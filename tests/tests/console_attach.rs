@@ -20,16 +20,17 @@
 
 use std::time::Duration;
 
+use colinux_testrig::guest_initrd::INIT_MARKER;
+use colinux_testrig::session::{self, SHELL_READY};
+use colinux_testrig::testhost;
 use xtask::build::BuildOptions;
-use xtask::guest_initrd::INIT_MARKER;
-use xtask::run::{self as session, GuestParts, SHELL_READY};
-use xtask::testhost;
+use xtask::run::GuestParts;
 
 /// What the boot needs, as `boot.rs` builds it.
 fn parts() -> GuestParts {
     let manifest = xtask::manifest::Manifest::load_default().unwrap();
     let build = BuildOptions::guest(&manifest, &manifest.series.base).unwrap();
-    GuestParts::build(&manifest, &build).unwrap()
+    GuestParts::build(&manifest, &build, &Default::default()).unwrap()
 }
 
 /// The socket in the test host.

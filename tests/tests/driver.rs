@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use colinux_testrig::testhost::{self, Scenario};
 use colinux_tests::SHELL_HELPERS;
-use xtask::testhost::{self, Scenario};
 
 struct Parts {
     module: PathBuf,
@@ -36,9 +36,11 @@ fn parts() -> &'static Parts {
     static PARTS: OnceLock<Parts> = OnceLock::new();
     PARTS.get_or_init(|| {
         let module = xtask::driver_build::build_driver(None).unwrap();
-        let daemon = xtask::userland::build_static("colinux-daemon", "colinux-daemon").unwrap();
-        let probe = xtask::userland::build_static("colinux-probe", "colinux-probe").unwrap();
-        let vmlinux = xtask::paths::guest_output_dir("6.1.176").join("vmlinux");
+        let daemon =
+            colinux_testrig::userland::build_static("colinux-daemon", "colinux-daemon").unwrap();
+        let probe =
+            colinux_testrig::userland::build_static("colinux-probe", "colinux-probe").unwrap();
+        let vmlinux = colinux_buildenv::paths::guest_output_dir("6.1.176").join("vmlinux");
         if !vmlinux.exists() {
             let manifest = xtask::manifest::Manifest::load_default().unwrap();
             let build = xtask::build::BuildOptions::guest(&manifest, "6.1.176").unwrap();

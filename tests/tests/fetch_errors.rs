@@ -114,7 +114,7 @@ fn corrupted_download_in_the_cache_is_deleted() {
     let m = broken_manifest(cache);
     // A cached "download" whose checksum does not match: deleted, then the
     // source is tried again (and fails here, having no route).
-    let downloads = xtask::paths::downloads_dir().unwrap();
+    let downloads = colinux_buildenv::paths::downloads_dir().unwrap();
     let cached = downloads.join("linux-6.1.999.tar.xz");
     std::fs::write(&cached, b"truncated").unwrap();
     let e = obtain_archive(

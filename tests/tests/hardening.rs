@@ -19,8 +19,10 @@
 
 use std::time::Duration;
 
-use colinux_tests::guest::{context, run_one, scenario, serial, step_output, MEM};
-use xtask::run::{self as session, Session, HOST_DAEMON, HOST_INITRD, HOST_VMLINUX};
+use colinux_testrig::session::{self, Session, HOST_DAEMON, HOST_INITRD, HOST_VMLINUX};
+use colinux_tests::guest::{
+    context, parts_with_programs, run_one, scenario, scenario_with, serial, step_output, MEM,
+};
 
 /// The exit status the shell reports for the hostile program (the line
 /// `hostile-rc=N` of step `n`).
@@ -40,7 +42,8 @@ fn guest_users_sysenter_syscall_and_own_segments_do_not_reach_ring_0() {
         "/bin/hostile segment; echo hostile-rc=$?",
         "uname -m",
     ];
-    let s = scenario(
+    let s = scenario_with(
+        parts_with_programs(),
         "hostile-user",
         session::session_script(
             MEM,

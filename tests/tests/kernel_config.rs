@@ -14,7 +14,7 @@ fn opts(configs: &std::path::Path, build: &std::path::Path) -> BuildOptions {
     BuildOptions {
         version: "6.1.176".into(),
         fetch: FetchOptions::default(),
-        series_dir: xtask::paths::repo_root().join("linux-patches"),
+        series_dir: colinux_buildenv::paths::repo_root().join("linux-patches"),
         configs_dir: configs.to_path_buf(),
         base_config: "tinyconfig".into(),
         force: false,
@@ -31,7 +31,7 @@ fn options_that_do_not_survive_are_named() {
     let configs = tmp.path().join("configs");
     std::fs::create_dir_all(&configs).unwrap();
     std::fs::copy(
-        xtask::paths::repo_root().join("kernel-configs/cooperative.config"),
+        colinux_buildenv::paths::repo_root().join("kernel-configs/cooperative.config"),
         configs.join("10-cooperative.config"),
     )
     .unwrap();

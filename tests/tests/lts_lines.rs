@@ -1,6 +1,6 @@
 //! Both LTS lines stay buildable: `linux-patches/` for the series base
 //! (6.1.176) and `linux-patches-6.12.100/` for 6.12.100, picked by
-//! `xtask::series::series_for`. The 6.12 series must be exactly what
+//! `xtask::manifest::series_for`. The 6.12 series must be exactly what
 //! `cargo xtask rebase --onto 6.12.100` makes of `linux-patches/` today (so it
 //! never goes stale silently), and it must build a kernel with
 //! `CONFIG_COOPERATIVE=y`.
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use xtask::fetch::FetchOptions;
 use xtask::manifest::Manifest;
-use xtask::series::{series_base, series_for};
+use xtask::manifest::{series_base, series_for};
 
 const V2: &str = "6.12.100";
 
@@ -65,8 +65,8 @@ fn the_series_for_a_version_is_looked_up_by_convention() {
     assert!(e.contains("unknown kernel version"), "{e}");
     // The repository's own 6.12 line.
     assert_eq!(
-        series_for(&m, &xtask::paths::repo_root(), V2).unwrap(),
-        xtask::paths::repo_root().join("linux-patches-6.12.100")
+        series_for(&m, &colinux_buildenv::paths::repo_root(), V2).unwrap(),
+        colinux_buildenv::paths::repo_root().join("linux-patches-6.12.100")
     );
 }
 
@@ -76,10 +76,10 @@ fn the_6_12_series_is_what_rebase_makes_of_linux_patches() {
     let m = Manifest::load_default().unwrap();
     let v1 = xtask::fetch::fetch_kernel(&m, &m.series.base, &no_fetch_options()).unwrap();
     let v2 = xtask::fetch::fetch_kernel(&m, V2, &no_fetch_options()).unwrap();
-    let tmp = tempfile::tempdir_in(xtask::paths::cache_dir().unwrap()).unwrap();
-    let root = xtask::paths::repo_root();
+    let tmp = tempfile::tempdir_in(colinux_buildenv::paths::cache_dir().unwrap()).unwrap();
+    let root = colinux_buildenv::paths::repo_root();
     let out = tmp.path().join("out");
-    let run = xtask::rebase::start(&xtask::rebase::RebaseOptions {
+    let run = colinux_series::rebase::start(&colinux_series::rebase::RebaseOptions {
         series_dir: root.join("linux-patches"),
         out_dir: out.clone(),
         v1_tree: v1.path.clone(),

@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
+use colinux_testrig::testhost::{self, Scenario};
 use colinux_tests::SHELL_HELPERS;
-use xtask::testhost::{self, Scenario};
 
 #[test]
 #[ignore = "boots the test host with the driver; run by `cargo xtask test`"]

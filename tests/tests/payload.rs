@@ -18,8 +18,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use colinux_testrig::testhost::{self, Scenario};
 use colinux_tests::SHELL_HELPERS;
-use xtask::testhost::{self, Scenario};
 
 fn scenario(name: &str, script: &str) -> Scenario {
     static PARTS: OnceLock<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> =
@@ -27,8 +27,8 @@ fn scenario(name: &str, script: &str) -> Scenario {
     let (module, daemon, payload) = PARTS.get_or_init(|| {
         (
             xtask::driver_build::build_driver(None).unwrap(),
-            xtask::userland::build_static("colinux-daemon", "colinux-daemon").unwrap(),
-            xtask::payload::build_payload().unwrap(),
+            colinux_testrig::userland::build_static("colinux-daemon", "colinux-daemon").unwrap(),
+            colinux_testrig::payload::build_payload().unwrap(),
         )
     });
     Scenario::new(

@@ -9,12 +9,13 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+use colinux_series::apply::{apply_series, ApplyOptions, Outcome};
 use xtask::fetch::{fetch_kernel, FetchOptions};
 use xtask::manifest::Manifest;
-use xtask::series::{apply_series, ApplyOptions, Outcome};
 
 fn oracle(version: &str) {
-    xtask::sysdeps::ensure("the quilt oracle", xtask::sysdeps::QUILT_ORACLE).unwrap();
+    colinux_buildenv::sysdeps::ensure("the quilt oracle", colinux_buildenv::sysdeps::QUILT_ORACLE)
+        .unwrap();
     let manifest = Manifest::load_default().unwrap();
     let tree = fetch_kernel(&manifest, version, &FetchOptions::default()).unwrap();
     let (series, count) = xtask::bench::debian_combined_series(&manifest, version).unwrap();
@@ -24,7 +25,7 @@ fn oracle(version: &str) {
     );
     let scratch = tempfile::Builder::new()
         .prefix(&format!("oracle-{version}-"))
-        .tempdir_in(xtask::paths::cache_dir().unwrap())
+        .tempdir_in(colinux_buildenv::paths::cache_dir().unwrap())
         .unwrap();
     let ours = tree.scratch_clone(&scratch.path().join("ours")).unwrap();
     let theirs = tree.scratch_clone(&scratch.path().join("quilt")).unwrap();
@@ -42,14 +43,15 @@ fn oracle(version: &str) {
     assert_eq!(report.patches.len(), count);
     xtask::bench::quilt_push_all(&theirs.path, &series).unwrap();
 
-    let diffs = xtask::tree::compare_dirs(&ours.path, &theirs.path, &[".git", ".pc"], 20).unwrap();
+    let diffs =
+        colinux_series::tree::compare_dirs(&ours.path, &theirs.path, &[".git", ".pc"], 20).unwrap();
     assert!(
         diffs.is_empty(),
         "trees differ from quilt's:\n{}",
         diffs.join("\n")
     );
     // The series really changed the tree, and every patch is its own commit.
-    let changed = xtask::tree::compare_dirs(&ours.path, &tree.path, &[".git"], 1).unwrap();
+    let changed = colinux_series::tree::compare_dirs(&ours.path, &tree.path, &[".git"], 1).unwrap();
     assert!(!changed.is_empty() || tree.head().unwrap() != tree.vanilla().unwrap());
     let repo = ours.repo().unwrap();
     let mut walk = repo.revwalk().unwrap();

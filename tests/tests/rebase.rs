@@ -9,10 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
+use colinux_series::rebase::{self, Outcome, RebaseOptions};
+use colinux_series::refresh::{self, RefreshOptions};
+use colinux_series::tree::{import_vanilla, KernelTree};
 use git2::{build::TreeUpdateBuilder, FileMode, Signature, Time};
-use xtask::rebase::{self, Outcome, RebaseOptions};
-use xtask::refresh::{self, RefreshOptions};
-use xtask::tree::{import_vanilla, KernelTree};
 
 fn numbered(n: usize, prefix: &str) -> String {
     (1..=n).map(|i| format!("{prefix} line {i}\n")).collect()
@@ -483,12 +483,12 @@ fn refresh_round_trips_the_real_series() {
     let base = manifest.series.base.clone();
     let tree = xtask::fetch::fetch_kernel(&manifest, &base, &xtask::fetch::FetchOptions::default())
         .unwrap();
-    let tmp = tempfile::tempdir_in(xtask::paths::cache_dir().unwrap()).unwrap();
+    let tmp = tempfile::tempdir_in(colinux_buildenv::paths::cache_dir().unwrap()).unwrap();
     let scratch = tree.scratch_clone(&tmp.path().join("tree")).unwrap();
-    let series = xtask::paths::repo_root().join("linux-patches");
-    let r = xtask::series::apply_series(
+    let series = colinux_buildenv::paths::repo_root().join("linux-patches");
+    let r = colinux_series::apply::apply_series(
         &scratch,
-        &xtask::series::ApplyOptions {
+        &colinux_series::apply::ApplyOptions {
             series_dir: series.clone(),
             force: false,
             max_fuzz: 2,
@@ -527,8 +527,8 @@ fn real_series_moves_to_6_12() {
     let fetch = xtask::fetch::FetchOptions::default();
     let v1 = xtask::fetch::fetch_kernel(&manifest, &manifest.series.base, &fetch).unwrap();
     let v2 = xtask::fetch::fetch_kernel(&manifest, "6.12.100", &fetch).unwrap();
-    let tmp = tempfile::tempdir_in(xtask::paths::cache_dir().unwrap()).unwrap();
-    let series = xtask::paths::repo_root().join("linux-patches");
+    let tmp = tempfile::tempdir_in(colinux_buildenv::paths::cache_dir().unwrap()).unwrap();
+    let series = colinux_buildenv::paths::repo_root().join("linux-patches");
     let out = tmp.path().join("out");
     let run = rebase::start(&RebaseOptions {
         series_dir: series.clone(),
@@ -542,7 +542,7 @@ fn real_series_moves_to_6_12() {
     let text = run.render();
     eprintln!("{text}");
     assert!(run.finished(), "{text}");
-    let patches = xtask::series::load_series(&series).unwrap().len();
+    let patches = colinux_series::apply::load_series(&series).unwrap().len();
     assert_eq!(run.patches.len(), patches, "{text}");
     // Every patch moves without a stop: cleanly, by a 3-way merge, or by
     // the resolution recorded under linux-patches/resolutions/6.12.100/.

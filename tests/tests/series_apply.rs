@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use xtask::series::{apply_series, check_base, ApplyOptions, Outcome};
-use xtask::tree::{import_vanilla, KernelTree};
+use colinux_series::apply::{apply_series, check_base, ApplyOptions, Outcome};
+use colinux_series::tree::{import_vanilla, KernelTree};
 
 fn numbered(n: usize, prefix: &str) -> String {
     (1..=n).map(|i| format!("{prefix} line {i}\n")).collect()

@@ -1,4 +1,4 @@
-//! The QEMU test host (`xtask::testhost`): Debian's stock x86_64 kernel
+//! The QEMU test host (`colinux_testrig::testhost`): Debian's stock x86_64 kernel
 //! booted under TCG with our initramfs. Proves the rig and the host it gives
 //! the driver: SMP, SMEP/SMAP/NX, the expected kernel release; and that the
 //! rig reports failures, timeouts and kernel warnings as failures.
@@ -11,8 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use xtask::hostkernel;
-use xtask::testhost::{self, Scenario};
+use colinux_testrig::hostkernel;
+use colinux_testrig::testhost::{self, Scenario};
 
 #[test]
 #[ignore = "boots Debian's kernel in QEMU; run by `cargo xtask test`"]

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 use crate::fetch::{fetch_kernel, FetchOptions};
 use crate::manifest::Manifest;
-use crate::series::{apply_series, ApplyOptions};
+use colinux_series::apply::{apply_series, ApplyOptions};
 
 /// A quilt series made of Debian's `patches/series` followed by
 /// `patches-rt/series` (as `rt/…`), in a directory of its own in the cache.
@@ -95,10 +95,13 @@ fn quilt_pop_all(tree_dir: &Path, series: &Path) -> Result<()> {
 
 /// `cargo xtask bench apply`.
 pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<String> {
-    crate::sysdeps::ensure("the quilt benchmark", crate::sysdeps::QUILT_ORACLE)?;
+    colinux_buildenv::sysdeps::ensure(
+        "the quilt benchmark",
+        colinux_buildenv::sysdeps::QUILT_ORACLE,
+    )?;
     let tree = fetch_kernel(manifest, version, &FetchOptions::default())?;
     let (series, count) = debian_combined_series(manifest, version)?;
-    let scratch = crate::paths::cache_dir()?.join("scratch");
+    let scratch = colinux_buildenv::paths::cache_dir()?.join("scratch");
     tracing::info!("preparing two scratch trees of linux {version}");
     let ours = tree.scratch_clone(&scratch.join("bench-ours"))?;
     let theirs = tree.scratch_clone(&scratch.join("bench-quilt"))?;
@@ -126,7 +129,7 @@ pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<St
         t_quilt.push(q);
         tracing::info!("run {run}: in-process {secs:.2}s, quilt {q:.2}s");
     }
-    let diffs = crate::tree::compare_dirs(&ours.path, &theirs.path, &[".git", ".pc"], 10)?;
+    let diffs = colinux_series::tree::compare_dirs(&ours.path, &theirs.path, &[".git", ".pc"], 10)?;
     if !diffs.is_empty() {
         anyhow::bail!("the two trees differ:\n  {}", diffs.join("\n  "));
     }
@@ -170,7 +173,7 @@ pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<St
 
 /// Replace (or append) the `## name` section of docs/BENCHMARKS.md.
 pub fn write_section(name: &str, text: &str) -> Result<()> {
-    let path = crate::paths::repo_root().join("docs/BENCHMARKS.md");
+    let path = colinux_buildenv::paths::repo_root().join("docs/BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_else(|_| {
         "# Benchmarks\n\nWritten by `cargo xtask bench …`; each section is replaced by its command.\n".to_string()
     });
@@ -198,9 +201,9 @@ pub fn write_section(name: &str, text: &str) -> Result<()> {
 /// in TSC cycles, and as a ratio to a `getppid()` system call measured in
 /// the same test host, on the same vCPU.
 pub fn bench_passage(rounds: u64) -> Result<String> {
-    use crate::testhost::{self, Scenario};
+    use colinux_testrig::testhost::{self, Scenario};
     let module = crate::driver_build::build_driver(None)?;
-    let probe = crate::userland::build_static("colinux-probe", "colinux-probe")?;
+    let probe = colinux_testrig::userland::build_static("colinux-probe", "colinux-probe")?;
     let script = format!(
         "set -e\n\
          for i in 1 2 3; do\n\
@@ -251,7 +254,7 @@ pub fn bench_passage(rounds: u64) -> Result<String> {
     passage.sort_unstable();
     getppid.sort_unstable();
     let (mp, mg) = (passage[passage.len() / 2], getppid[getppid.len() / 2]);
-    let release = crate::hostkernel::ensure()?.release;
+    let release = colinux_testrig::hostkernel::ensure()?.release;
     let text = format!(
         "## bench passage\n\n\
          `cargo xtask bench passage` — in the QEMU test host (Debian {release}, `-cpu max`, TCG), \
@@ -344,7 +347,7 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     let t1 = fetch_kernel(manifest, v1, &fetch)?;
     let t2 = fetch_kernel(manifest, v2, &fetch)?;
     let series = crate::fetch::debian_packaging(manifest, v1)?.join("patches");
-    let scratch = crate::paths::cache_dir()?.join("scratch");
+    let scratch = colinux_buildenv::paths::cache_dir()?.join("scratch");
 
     // 1. The series as commits on v1 (xtask apply, one commit per patch).
     tracing::info!("applying Debian's {v1} series to a scratch clone of linux {v1}");
@@ -396,7 +399,7 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     }
     tracing::info!("rebase engine (keep-going): {v1} -> {v2}");
     let started = Instant::now();
-    let run = crate::rebase::start_keep_going(&crate::rebase::RebaseOptions {
+    let run = colinux_series::rebase::start_keep_going(&colinux_series::rebase::RebaseOptions {
         series_dir: series.clone(),
         out_dir: ours_out.clone(),
         v1_tree: t1.path.clone(),
@@ -407,7 +410,7 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     let t_ours = started.elapsed().as_secs_f64();
     let mut ours: BTreeMap<String, Moved> = BTreeMap::new();
     for (name, o) in &run.patches {
-        use crate::rebase::Outcome as O;
+        use colinux_series::rebase::Outcome as O;
         let m = match o {
             O::Clean => Moved::Clean,
             O::Merged { .. } | O::Replayed { .. } | O::Resolved { .. } => Moved::Applied,
@@ -613,85 +616,6 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     Ok(text)
 }
 
-/// The guest benchmark programs' sources, relative to the repository root.
-pub const GUEST_BENCH_DIR: &str = "tests/guest-bench";
-
-/// The guest benchmark programs (`<GUEST_BENCH_DIR>/<name>.c`), installed as
-/// `/bin/<name>` in the guest's initramfs and `/root/<name>` in the test
-/// host; `hostile` is not a benchmark but what the boot tests run as a
-/// hostile guest user (sysenter, syscall, a user segment in DS).
-pub const GUEST_BENCH_PROGRAMS: &[&str] = &["cpuloop", "ppidloop", "hostile"];
-
-/// gcc flags of the guest benchmark programs: freestanding i386, static,
-/// no libc, no libgcc.
-const GUEST_BENCH_CFLAGS: &[&str] = &[
-    "-m32",
-    "-march=i686",
-    "-ffreestanding",
-    "-fno-pic",
-    "-fno-pie",
-    "-no-pie",
-    "-fno-stack-protector",
-    "-fno-asynchronous-unwind-tables",
-    "-mgeneral-regs-only",
-    "-O2",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-nostdlib",
-    "-static",
-    "-Wl,--build-id=none",
-    "-Wl,-z,noexecstack",
-];
-
-/// Build the guest benchmark programs ([`GUEST_BENCH_PROGRAMS`], tiny:
-/// every call) into `<target>/guest-bench/`; returns `(name, path)` each.
-/// The same binaries run in the guest and natively in the test host (an
-/// x86_64 kernel with IA32 emulation).
-pub fn build_guest_bench() -> Result<Vec<(String, PathBuf)>> {
-    crate::sysdeps::ensure(
-        "building the guest benchmark programs",
-        &["gcc", "gcc-multilib"],
-    )?;
-    let src = crate::paths::repo_root().join(GUEST_BENCH_DIR);
-    let out_dir = crate::paths::target_dir().join("guest-bench");
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let mut out = Vec::new();
-    for name in GUEST_BENCH_PROGRAMS {
-        let exe = out_dir.join(name);
-        let tmp = out_dir.join(format!("{name}.tmp.{}", std::process::id()));
-        tracing::debug!("building {}", exe.display());
-        let output = Command::new("gcc")
-            .args(GUEST_BENCH_CFLAGS)
-            .arg(src.join(format!("{name}.c")))
-            .arg("-o")
-            .arg(&tmp)
-            .output()
-            .context("cannot run gcc (is it installed?)")?;
-        if !output.status.success() {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::bail!(
-                "gcc failed to build {} ({}):\n{}",
-                src.join(format!("{name}.c")).display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let data = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
-        crate::guest_initrd::check_elf_i386_static(&data)
-            .with_context(|| format!("{} as built", tmp.display()))?;
-        if std::fs::read(&exe).ok().as_deref() == Some(data.as_slice()) {
-            let _ = std::fs::remove_file(&tmp);
-        } else {
-            std::fs::rename(&tmp, &exe)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), exe.display()))?;
-        }
-        out.push((name.to_string(), exe));
-    }
-    Ok(out)
-}
-
 /// What `cargo xtask bench boot` does.
 #[derive(Debug, Clone)]
 pub struct BootBenchOptions {
@@ -727,8 +651,8 @@ const NATIVE: &str = "colinux-bench-native| ";
 const BOOT: &str = "colinux-bench-boot| ";
 const LOG: &str = "colinux-bench-log| ";
 const IDLE: &str = "colinux-bench-idle| ";
-/// What the guest's `/init` prints after [`crate::guest_initrd::INIT_MARKER`].
-const INIT_UPTIME: &str = crate::guest_initrd::INIT_UPTIME_PREFIX;
+/// What the guest's `/init` prints after [`colinux_testrig::guest_initrd::INIT_MARKER`].
+const INIT_UPTIME: &str = colinux_testrig::guest_initrd::INIT_UPTIME_PREFIX;
 
 /// The test-host script of `bench boot`: the programs natively, then
 /// `boots` guest boots; the first one runs the idle window and the programs
@@ -796,10 +720,10 @@ done
 rmmod colinux
 "#;
     script
-        .replace("@HELPERS@", &crate::run::guest_helpers())
+        .replace("@HELPERS@", &colinux_testrig::session::guest_helpers())
         .replace("@MEM@", &o.mem.to_string())
         .replace("@NATIVE@", native.trim_end())
-        .replace("@MODULE@", crate::run::HOST_MODULE)
+        .replace("@MODULE@", colinux_testrig::session::HOST_MODULE)
         .replace("@STEPS@", &steps)
         .replace("@IDLE@", IDLE)
         .replace("@IDLE_SECS@", &o.idle_secs.to_string())
@@ -880,7 +804,7 @@ pub fn parse_boot_bench(console: &str) -> Result<BootBench> {
     let mut idle: [Option<Vec<f64>>; 2] = [None, None];
     for line in console.lines() {
         if let Some(rest) = after(line, NATIVE) {
-            for p in GUEST_BENCH_PROGRAMS {
+            for p in colinux_testrig::programs::GUEST_BENCH_PROGRAMS {
                 if let Some(s) = program_seconds(&rest, p) {
                     out.native.push((p.to_string(), s));
                 }
@@ -903,7 +827,7 @@ pub fn parse_boot_bench(console: &str) -> Result<BootBench> {
             };
             let text = f.next().unwrap_or("").to_string();
             logs.entry(b).or_default().push((stamp, text));
-        } else if let Some(rest) = after(line, crate::run::DAEMON_PREFIX) {
+        } else if let Some(rest) = after(line, colinux_testrig::session::DAEMON_PREFIX) {
             if out.daemon_summary.is_none() {
                 out.daemon_summary = after(&rest, "guest ran ").map(|s| format!("guest ran {s}"));
             }
@@ -928,7 +852,7 @@ pub fn parse_boot_bench(console: &str) -> Result<BootBench> {
         let Some(log) = logs.get(b) else { continue };
         let stamp =
             |pred: &dyn Fn(&str) -> bool| log.iter().find(|(_, l)| pred(l)).map(|(s, _)| *s);
-        let Some(init) = stamp(&|l| l.trim() == crate::guest_initrd::INIT_MARKER) else {
+        let Some(init) = stamp(&|l| l.trim() == colinux_testrig::guest_initrd::INIT_MARKER) else {
             continue;
         };
         let guest_uptime = log.iter().find_map(|(_, l)| {
@@ -941,7 +865,8 @@ pub fn parse_boot_bench(console: &str) -> Result<BootBench> {
         });
         out.boots.push(BootTime {
             to_init: init - up0,
-            to_shell: stamp(&|l| l.trim() == crate::run::SHELL_READY).map(|s| s - up0),
+            to_shell: stamp(&|l| l.trim() == colinux_testrig::session::SHELL_READY)
+                .map(|s| s - up0),
             guest_uptime,
         });
     }
@@ -971,7 +896,7 @@ pub fn parse_boot_bench(console: &str) -> Result<BootBench> {
     }
     // The program runs are in the first boot's log.
     if let Some(log) = starts.first().and_then(|(b, _)| logs.get(b)) {
-        for p in GUEST_BENCH_PROGRAMS {
+        for p in colinux_testrig::programs::GUEST_BENCH_PROGRAMS {
             for k in 1.. {
                 let begin = format!("colinux-bench: begin-{p}-{k}");
                 let Some(i) = log.iter().position(|(_, l)| l.trim() == begin) else {
@@ -1019,9 +944,15 @@ pub fn bench_boot(
     build: &crate::build::BuildOptions,
     o: &BootBenchOptions,
 ) -> Result<String> {
-    use crate::testhost;
-    let parts = crate::run::GuestParts::build(manifest, build)?;
-    let programs = build_guest_bench()?;
+    use colinux_testrig::testhost;
+    let parts = crate::run::GuestParts::build(
+        manifest,
+        build,
+        &colinux_testrig::guest_initrd::InitrdOptions {
+            test_programs: true,
+        },
+    )?;
+    let programs = colinux_testrig::programs::build_guest_bench()?;
     let mut s = parts
         .scenario("bench-boot", boot_bench_script(o))
         .timeout(std::time::Duration::from_secs(1800));
@@ -1083,7 +1014,7 @@ pub fn bench_boot(
         .iter()
         .map(|g| (g.program.clone(), g.host))
         .collect();
-    for p in GUEST_BENCH_PROGRAMS {
+    for p in colinux_testrig::programs::GUEST_BENCH_PROGRAMS {
         need(
             of(&r.native, p).len() == o.runs.max(1) && of(&guest_own, p).len() == o.runs.max(1),
             &format!("missing runs of {p}"),
@@ -1093,7 +1024,7 @@ pub fn bench_boot(
     let to_shell: Vec<f64> = r.boots.iter().filter_map(|b| b.to_shell).collect();
     let guest_up: Vec<f64> = r.boots.iter().filter_map(|b| b.guest_uptime).collect();
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let release = crate::hostkernel::ensure()?.release;
+    let release = colinux_testrig::hostkernel::ensure()?.release;
     let row = |p: &str, what: &str, target: &str| {
         let (n, g, gh) = (of(&r.native, p), of(&guest_own, p), of(&guest_host, p));
         let ratio = median(&n) / median(&g);
@@ -1152,7 +1083,7 @@ pub fn bench_boot(
         version = build.version,
         mem = o.mem,
         boots = r.boots.len(),
-        marker = crate::guest_initrd::INIT_MARKER,
+        marker = colinux_testrig::guest_initrd::INIT_MARKER,
         ti_min = min(&to_init),
         ti_med = median(&to_init),
         ti = list(&to_init, 2),

@@ -16,14 +16,16 @@ use sha2::{Digest, Sha256};
 
 use crate::fetch::{fetch_kernel, FetchOptions};
 use crate::manifest::Manifest;
-use crate::series::{apply_series, check_base, series_base, ApplyOptions};
+use colinux_series::apply::{apply_series, check_base, ApplyOptions};
+
+use crate::manifest::series_base;
 
 /// What `build-kernel` does.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub version: String,
     pub fetch: FetchOptions,
-    /// The series to apply ([`crate::series::series_for`] picks the one for a
+    /// The series to apply ([`crate::manifest::series_for`] picks the one for a
     /// version); its base ([`series_base`]) must be `version` unless `force`.
     pub series_dir: PathBuf,
     pub configs_dir: PathBuf,
@@ -37,14 +39,14 @@ pub struct BuildOptions {
 
 impl BuildOptions {
     /// The repository's own guest build of `version`: its series
-    /// ([`crate::series::series_for`]), `tinyconfig` + `kernel-configs/`, the
+    /// ([`crate::manifest::series_for`]), `tinyconfig` + `kernel-configs/`, the
     /// usual sources, every CPU, the cache's build directory.
     pub fn guest(manifest: &Manifest, version: &str) -> Result<BuildOptions> {
-        let root = crate::paths::repo_root();
+        let root = colinux_buildenv::paths::repo_root();
         Ok(BuildOptions {
             version: version.to_string(),
             fetch: FetchOptions::default(),
-            series_dir: crate::series::series_for(manifest, &root, version)?,
+            series_dir: crate::manifest::series_for(manifest, &root, version)?,
             configs_dir: root.join("kernel-configs"),
             base_config: "tinyconfig".into(),
             force: false,
@@ -66,9 +68,9 @@ pub struct BuildOutput {
 
 /// Run the whole pipeline.
 pub fn build_kernel(manifest: &Manifest, opts: &BuildOptions) -> Result<BuildOutput> {
-    crate::sysdeps::ensure(
+    colinux_buildenv::sysdeps::ensure(
         "building the i386 guest kernel",
-        crate::sysdeps::KERNEL_BUILD,
+        colinux_buildenv::sysdeps::KERNEL_BUILD,
     )?;
     let tree = fetch_kernel(manifest, &opts.version, &opts.fetch)?;
     let accepted = manifest.accepted_hashes(&opts.version)?;
@@ -89,11 +91,11 @@ pub fn build_kernel(manifest: &Manifest, opts: &BuildOptions) -> Result<BuildOut
     let head = report.head.to_string();
     let build = match &opts.build_dir {
         Some(d) => d.clone(),
-        None => crate::paths::kernel_build_dir(&opts.version)?,
+        None => colinux_buildenv::paths::kernel_build_dir(&opts.version)?,
     };
     std::fs::create_dir_all(&build)
         .with_context(|| format!("cannot create {}", build.display()))?;
-    let _lock = crate::paths::lock_path("build", &build)?;
+    let _lock = colinux_buildenv::paths::lock_path("build", &build)?;
 
     configure(&tree.path, &build, &head, opts)?;
 
@@ -121,7 +123,7 @@ pub fn build_kernel(manifest: &Manifest, opts: &BuildOptions) -> Result<BuildOut
         std::fs::write(&stamp_path, &build_stamp).context("writing the build stamp")?;
     }
 
-    let out = crate::paths::guest_output_dir(&opts.version);
+    let out = colinux_buildenv::paths::guest_output_dir(&opts.version);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let result = BuildOutput {
         vmlinux: out.join("vmlinux"),

@@ -10,15 +10,11 @@
 //! result to `abi/src/generated.rs`, which is committed. `--check` fails
 //! when that file is stale; CI runs it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::patch;
-
-/// Path of the ABI header inside a kernel tree.
-pub const HEADER: &str = "include/uapi/linux/cooperative.h";
+pub use colinux_series::apply::{abi_header as header_from_series, ABI_HEADER as HEADER};
 
 /// The driver's ioctl header, in the repository (included as
 /// `<colinux/ioctl.h>`).
@@ -28,9 +24,9 @@ pub const IOCTL_HEADER: &str = "driver/include/colinux/ioctl.h";
 /// `linux/cooperative.h` (from the series), `colinux/ioctl.h` (the
 /// driver's) and `colinux_abi.h`, which includes both. Returns the latter.
 pub fn write_headers(dir: &Path) -> Result<PathBuf> {
-    let series = crate::paths::repo_root().join("linux-patches");
+    let series = colinux_buildenv::paths::repo_root().join("linux-patches");
     let header = header_from_series(&series)?;
-    let ioctl_src = crate::paths::repo_root().join(IOCTL_HEADER);
+    let ioctl_src = colinux_buildenv::paths::repo_root().join(IOCTL_HEADER);
     let ioctl = std::fs::read_to_string(&ioctl_src)
         .with_context(|| format!("cannot read {}", ioctl_src.display()))?;
     for (path, text) in [
@@ -53,63 +49,7 @@ pub fn write_headers(dir: &Path) -> Result<PathBuf> {
 
 /// Where the generated bindings live.
 pub fn output_path() -> PathBuf {
-    crate::paths::repo_root().join("abi/src/generated.rs")
-}
-
-/// The header as the series defines it: every patch of `series_dir` that
-/// touches it, applied in order onto nothing.
-pub fn header_from_series(series_dir: &Path) -> Result<String> {
-    let mut tree: BTreeMap<String, (Vec<u8>, u32)> = BTreeMap::new();
-    let mut touched = false;
-    for loaded in crate::series::load_series(series_dir)? {
-        let (e, mut p) = (loaded.entry, loaded.parsed);
-        let path = series_dir.join(&e.name);
-        p.files.retain(|f| {
-            [&f.old_path, &f.new_path].iter().any(|n| {
-                n.as_deref()
-                    .is_some_and(|n| strip(n, e.strip).as_deref() == Some(HEADER))
-            })
-        });
-        if p.files.is_empty() {
-            continue;
-        }
-        touched = true;
-        let applied = patch::apply::apply(&tree, &p, e.strip, e.reverse, 0)
-            .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-        for ch in applied.changes {
-            match ch {
-                patch::apply::Change::Write {
-                    path,
-                    content,
-                    mode,
-                } => {
-                    tree.insert(path, (content, mode));
-                }
-                patch::apply::Change::Delete { path } => {
-                    tree.remove(&path);
-                }
-            }
-        }
-    }
-    if !touched {
-        anyhow::bail!(
-            "no patch in {} creates {HEADER}",
-            series_dir.join("series").display()
-        );
-    }
-    let (content, _) = tree
-        .remove(HEADER)
-        .ok_or_else(|| anyhow::anyhow!("the series deletes {HEADER}"))?;
-    String::from_utf8(content).context("the ABI header is not UTF-8")
-}
-
-fn strip(name: &str, n: u32) -> Option<String> {
-    let mut parts = name.split('/');
-    for _ in 0..n {
-        parts.next()?;
-    }
-    let rest: Vec<&str> = parts.collect();
-    (!rest.is_empty()).then(|| rest.join("/"))
+    colinux_buildenv::paths::repo_root().join("abi/src/generated.rs")
 }
 
 /// Run bindgen on `header_dir/colinux_abi.h` (see [`write_headers`]) for
@@ -137,7 +77,10 @@ fn bindgen_for(header_dir: &Path, target: &str) -> Result<String> {
 
 /// Generate the bindings text (with its header comment).
 pub fn generate() -> Result<String> {
-    crate::sysdeps::ensure("generating the ABI bindings", crate::sysdeps::CODEGEN)?;
+    colinux_buildenv::sysdeps::ensure(
+        "generating the ABI bindings",
+        colinux_buildenv::sysdeps::CODEGEN,
+    )?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     write_headers(dir.path())?;
     let host = bindgen_for(dir.path(), "x86_64-unknown-linux-gnu")?;

@@ -25,7 +25,7 @@
 //!    `target/driver/<release>/colinux.ko`.
 //!
 //! The kernel build directory is Debian's stock `linux-headers-<release>`
-//! from [`crate::hostkernel::ensure`], or one given by the caller.
+//! from [`colinux_testrig::hostkernel::ensure`], or one given by the caller.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{codegen, hostkernel, paths, sysdeps};
+use colinux_buildenv::{paths, sysdeps};
+use colinux_testrig::hostkernel;
+
+use crate::codegen;
 
 /// The Rust target of the core.
 pub const CORE_TARGET: &str = "x86_64-unknown-none";

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::Manifest;
-use crate::tree::KernelTree;
+use colinux_series::tree::KernelTree;
 
 /// Where a source archive can come from, in the default order of trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,8 +69,8 @@ pub fn default_sources() -> Result<Vec<SourceKind>> {
 /// Fetch `version` (if not yet in the cache) and return its tree.
 pub fn fetch_kernel(manifest: &Manifest, version: &str, opts: &FetchOptions) -> Result<KernelTree> {
     manifest.pin(version)?;
-    let _lock = crate::paths::lock(&format!("fetch-{version}"))?;
-    let dest = crate::paths::kernel_tree(version)?;
+    let _lock = colinux_buildenv::paths::lock(&format!("fetch-{version}"))?;
+    let dest = colinux_buildenv::paths::kernel_tree(version)?;
     if let Some(tree) = KernelTree::open_existing(&dest)? {
         tracing::info!(
             "linux {version} is already unpacked in {} (from {})",
@@ -97,7 +97,7 @@ pub fn obtain_archive(
     } else {
         opts.sources.clone()
     };
-    let downloads = crate::paths::downloads_dir()?;
+    let downloads = colinux_buildenv::paths::downloads_dir()?;
     let mut tried: Vec<String> = Vec::new();
     for source in sources {
         let attempt: Result<Option<(PathBuf, String)>> = match source {
@@ -249,12 +249,12 @@ pub fn debian_file(path: &Path, package: &str, version: &str, sha: &str) -> Resu
             Err(e) => tracing::warn!("{e:#}; downloading again"),
         }
     }
-    crate::sysdeps::ensure(
+    colinux_buildenv::sysdeps::ensure(
         "fetching Debian source packages",
-        crate::sysdeps::DEBIAN_SOURCE,
+        colinux_buildenv::sysdeps::DEBIAN_SOURCE,
     )?;
-    let cache = crate::paths::cache_dir()?;
-    let apt = crate::debian::PrivateApt::new(&cache.join("apt"))?;
+    let cache = colinux_buildenv::paths::cache_dir()?;
+    let apt = colinux_buildenv::apt::PrivateApt::source(&cache.join("apt"))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     apt.download_source(package, version, dir)?;
     if !path.exists() {
@@ -289,7 +289,7 @@ fn unpack_and_import(
     );
     let started = Instant::now();
     tracing::info!("recording the vanilla tree as a git commit …");
-    crate::tree::import_vanilla(&tmp, version, source, sha)?;
+    colinux_series::tree::import_vanilla(&tmp, version, source, sha)?;
     tracing::info!("recorded in {:.1}s", started.elapsed().as_secs_f64());
     std::fs::rename(&tmp, dest)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), dest.display()))?;
@@ -372,14 +372,14 @@ pub fn debian_packaging(manifest: &Manifest, version: &str) -> Result<PathBuf> {
     let (Some(file), Some(sha)) = (&d.debian_tar, &d.debian_tar_sha256) else {
         anyhow::bail!("kernels.toml pins no Debian packaging archive for {version}");
     };
-    let dest = crate::paths::cache_dir()?
+    let dest = colinux_buildenv::paths::cache_dir()?
         .join("debian-packaging")
         .join(version);
     let done = dest.join(".complete");
     if done.exists() {
         return Ok(dest.join("debian"));
     }
-    let path = crate::paths::downloads_dir()?.join(file);
+    let path = colinux_buildenv::paths::downloads_dir()?.join(file);
     debian_file(&path, &d.package, &d.version, sha)?;
     if dest.exists() {
         std::fs::remove_dir_all(&dest)

@@ -1,37 +1,29 @@
-//! colinux's build orchestrator, as a library so that `tests/` can drive it.
+//! `cargo xtask`: the command line and the glue over the project's crates,
+//! as a library so that `tests/` can drive it.
 //!
-//! Code map (see `docs/ARCHITECTURE.md` for the whole project):
-//! - [`manifest`]: `kernels.toml`, the pinned kernel versions and sources.
-//! - [`fetch`]: download/verify/unpack a release; [`debian`]: Debian sources.
-//! - [`tree`]: kernel trees as git repositories (vanilla commit + series).
-//! - [`patch`]: quilt series files and GNU-patch-compatible application.
-//! - [`series`]: applying a series onto a tree, one commit per patch.
-//! - [`rebase`]: moving the series to a new release; [`refresh`]: patch files from commits.
-//! - [`guest_initrd`]: the guest's initramfs (i386 busybox, `/init`).
-//! - [`kconfig`]: merging config fragments; [`build`]: the kernel build.
-//! - [`sysdeps`]: installing the system packages a task needs; [`toolchain`]:
-//!   the Rust targets and components `rust-toolchain.toml` names.
-//! - [`bench`]: the benchmarks behind `docs/BENCHMARKS.md`.
+//! The real work lives in crates of its own (see `docs/ARCHITECTURE.md`):
+//! `colinux-patch` (the patch engine), `colinux-series` (the series on git:
+//! apply, refresh, rebase), `colinux-testrig` (the QEMU test host and what
+//! runs in it) and `colinux-buildenv` (paths, cache locks, system packages,
+//! Debian's archive). What stays here:
+//! - [`manifest`]: `kernels.toml`, the pinned kernel versions and sources,
+//!   and which series builds which version.
+//! - [`fetch`]: download/verify/unpack a release (kernel.org or Debian).
+//! - [`kconfig`]: merging config fragments; [`build`]: the guest kernel.
+//! - [`driver_build`]: the host module against the test host's headers.
+//! - [`codegen`]: Rust bindings of the ABI headers.
+//! - [`toolchain`]: the Rust targets and components `rust-toolchain.toml`
+//!   names.
+//! - [`run`]: the main job; [`bench`]: the benchmarks behind
+//!   `docs/BENCHMARKS.md`; [`testhost_cli`]: `cargo xtask test-host`.
 
 pub mod bench;
 pub mod build;
 pub mod codegen;
-pub mod debian;
 pub mod driver_build;
 pub mod fetch;
-pub mod guest_initrd;
-pub mod hostkernel;
 pub mod kconfig;
 pub mod manifest;
-pub mod patch;
-pub mod paths;
-pub mod payload;
-pub mod rebase;
-pub mod refresh;
 pub mod run;
-pub mod series;
-pub mod sysdeps;
-pub mod testhost;
+pub mod testhost_cli;
 pub mod toolchain;
-pub mod tree;
-pub mod userland;

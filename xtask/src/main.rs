@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use colinux_buildenv::paths;
 use tracing_subscriber::EnvFilter;
 use xtask::fetch::{FetchOptions, SourceKind};
 use xtask::manifest::Manifest;
-use xtask::paths;
 
 /// colinux build orchestrator: fetch vanilla Linux, apply the cooperative
 /// patch series, build the i386 guest kernel, run tests and benchmarks.
@@ -82,6 +82,9 @@ enum Cmd {
         /// Download busybox again even if the cached one is fine
         #[arg(long)]
         refresh: bool,
+        /// Add the test programs of tests/guest-bench/ as /bin/<name>
+        #[arg(long)]
+        test_programs: bool,
     },
     /// Download (or take a local archive of) a pinned Linux release, verify
     /// its sha256, unpack it once into the cache and record it as a git
@@ -142,7 +145,7 @@ enum Cmd {
     /// is the host the colinux driver is tested on.
     TestHost {
         #[command(subcommand)]
-        which: xtask::testhost::cli::TestHostCmd,
+        which: xtask::testhost_cli::TestHostCmd,
     },
     /// Move the patch series from its base ([series] base in kernels.toml)
     /// onto another pinned release: a 3-way merge per patch in a work tree of
@@ -275,13 +278,13 @@ fn run(cli: Cli) -> Result<()> {
                     xtask::fetch::fetch_kernel(&manifest, &version, &FetchOptions::default())?.path
                 }
             };
-            let tree = xtask::tree::KernelTree::open(&tree_path)?;
+            let tree = colinux_series::tree::KernelTree::open(&tree_path)?;
             let accepted = manifest.accepted_hashes(&tree.version).unwrap_or_default();
-            let base = xtask::series::series_base(&manifest, &series);
-            xtask::series::check_base(&tree, &base, &accepted, force)?;
-            let report = xtask::series::apply_series(
+            let base = xtask::manifest::series_base(&manifest, &series);
+            colinux_series::apply::check_base(&tree, &base, &accepted, force)?;
+            let report = colinux_series::apply::apply_series(
                 &tree,
-                &xtask::series::ApplyOptions {
+                &colinux_series::apply::ApplyOptions {
                     series_dir: series,
                     force,
                     max_fuzz: fuzz,
@@ -384,15 +387,21 @@ fn run(cli: Cli) -> Result<()> {
                 },
             )?;
         }
-        Cmd::BuildInitrd { list, refresh } => {
+        Cmd::BuildInitrd {
+            list,
+            refresh,
+            test_programs,
+        } => {
             if refresh {
-                xtask::guest_initrd::busybox(true)?;
+                colinux_testrig::guest_initrd::busybox(true)?;
             }
-            let path = xtask::guest_initrd::build()?;
+            let path = colinux_testrig::guest_initrd::build(
+                &colinux_testrig::guest_initrd::InitrdOptions { test_programs },
+            )?;
             if list {
                 let data = std::fs::read(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                for e in xtask::guest_initrd::list_newc(&data)
+                for e in colinux_testrig::cpio::list_newc(&data)
                     .with_context(|| format!("cannot list {}", path.display()))?
                 {
                     println!("{}", e.render());
@@ -404,7 +413,7 @@ fn run(cli: Cli) -> Result<()> {
             let ko = xtask::driver_build::build_driver(kernel_build_dir.as_deref())?;
             println!("{}", ko.display());
         }
-        Cmd::TestHost { which } => xtask::testhost::cli::main(which)?,
+        Cmd::TestHost { which } => xtask::testhost_cli::main(which)?,
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
         Cmd::Rebase(args) => rebase(&manifest, args)?,
         Cmd::Refresh {
@@ -417,10 +426,10 @@ fn run(cli: Cli) -> Result<()> {
                 Some(t) => t,
                 None => paths::kernel_tree(&manifest.series.base)?,
             };
-            let tree = xtask::tree::KernelTree::open(&tree)?;
-            let report = xtask::refresh::refresh(
+            let tree = colinux_series::tree::KernelTree::open(&tree)?;
+            let report = colinux_series::refresh::refresh(
                 &tree,
-                &xtask::refresh::RefreshOptions {
+                &colinux_series::refresh::RefreshOptions {
                     series_dir: series.clone(),
                     out_dir: output.clone(),
                 },
@@ -482,7 +491,7 @@ fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
         let fetch = FetchOptions::default();
         let v1_tree = xtask::fetch::fetch_kernel(manifest, &v1, &fetch)?;
         let v2_tree = xtask::fetch::fetch_kernel(manifest, v2, &fetch)?;
-        let opts = xtask::rebase::RebaseOptions {
+        let opts = colinux_series::rebase::RebaseOptions {
             series_dir: series,
             out_dir,
             v1_tree: v1_tree.path,
@@ -491,15 +500,15 @@ fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
             manifest: in_place.then(|| manifest.path.clone()),
         };
         if args.keep_going {
-            xtask::rebase::start_keep_going(&opts)?
+            colinux_series::rebase::start_keep_going(&opts)?
         } else {
-            xtask::rebase::start(&opts)?
+            colinux_series::rebase::start(&opts)?
         }
     } else {
         let work = match args.work_dir.clone() {
             Some(w) => w,
             None => {
-                let found = xtask::rebase::find_in_progress(&root);
+                let found = colinux_series::rebase::find_in_progress(&root);
                 match found.as_slice() {
                     [one] => one.clone(),
                     [] => anyhow::bail!("no rebase is in progress (under {})", root.display()),
@@ -515,13 +524,13 @@ fn rebase(manifest: &Manifest, args: RebaseArgs) -> Result<()> {
             }
         };
         if args.abort {
-            xtask::rebase::abort(&work)?;
+            colinux_series::rebase::abort(&work)?;
             println!("rebase aborted; {} is back at vanilla", work.display());
             return Ok(());
         } else if args.skip {
-            xtask::rebase::skip(&work)?
+            colinux_series::rebase::skip(&work)?
         } else {
-            xtask::rebase::continue_rebase(&work)?
+            colinux_series::rebase::continue_rebase(&work)?
         }
     };
     print!("{}", run.render());
@@ -541,7 +550,7 @@ fn kernel_build_options(
 ) -> Result<xtask::build::BuildOptions> {
     // linux-patches/ for the series base, linux-patches-<V>/ for another line;
     // --force applies linux-patches/ to a version that has no series of its own.
-    let series_dir = match xtask::series::series_for(manifest, &paths::repo_root(), &version) {
+    let series_dir = match xtask::manifest::series_for(manifest, &paths::repo_root(), &version) {
         Ok(dir) => dir,
         Err(_) if force => paths::repo_root().join("linux-patches"),
         Err(e) => return Err(e),
@@ -564,10 +573,13 @@ fn kernel_build_options(
 
 /// Everything CI runs (see .ci/run and the README).
 fn run_tests(no_kernel: bool) -> Result<()> {
-    xtask::sysdeps::ensure("the tests' oracles", xtask::sysdeps::QUILT_ORACLE)?;
-    xtask::sysdeps::ensure(
+    colinux_buildenv::sysdeps::ensure(
+        "the tests' oracles",
+        colinux_buildenv::sysdeps::QUILT_ORACLE,
+    )?;
+    colinux_buildenv::sysdeps::ensure(
         "building the i386 guest kernel",
-        xtask::sysdeps::KERNEL_BUILD,
+        colinux_buildenv::sysdeps::KERNEL_BUILD,
     )?;
     let sh = xshell::Shell::new()?;
     sh.change_dir(paths::repo_root());

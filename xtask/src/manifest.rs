@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use colinux_series::base::check_version_syntax;
 use serde::Deserialize;
 
 /// The parsed manifest.
@@ -57,7 +58,7 @@ pub struct DebianSource {
 impl Manifest {
     /// The manifest at the repository root.
     pub fn load_default() -> Result<Manifest> {
-        Self::load(&crate::paths::repo_root().join("kernels.toml"))
+        Self::load(&colinux_buildenv::paths::repo_root().join("kernels.toml"))
     }
 
     pub fn load(path: &Path) -> Result<Manifest> {
@@ -114,61 +115,45 @@ impl Manifest {
     }
 }
 
-/// Set `[series] base` in the manifest at `path` to `version`, changing only
-/// that line (comments and layout are kept). Returns false when it already was.
-pub fn set_series_base(path: &Path, version: &str) -> Result<bool> {
-    check_version_syntax(version)?;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the kernel manifest {}", path.display()))?;
-    let mut in_series = false;
-    let mut done = false;
-    let mut changed = false;
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let t = line.trim();
-        if t.starts_with('[') {
-            in_series = t == "[series]";
-        } else if in_series && !done && t.starts_with("base") {
-            if let Some((key, _)) = line.split_once('=') {
-                if key.trim() == "base" {
-                    let nl = if line.ends_with('\n') { "\n" } else { "" };
-                    let new = format!("{key}= \"{version}\"{nl}");
-                    changed = new != line;
-                    out.push_str(&new);
-                    done = true;
-                    continue;
-                }
-            }
-        }
-        out.push_str(line);
+/// The series directory that builds linux `version`, under the repository
+/// root `root`: `linux-patches/` when `version` is kernels.toml's
+/// `[series] base`, else `linux-patches-<version>/` when it exists (made by
+/// `cargo xtask rebase --onto <version> --output linux-patches-<version>`).
+/// Any other version is refused with the command that makes its series.
+pub fn series_for(manifest: &Manifest, root: &Path, version: &str) -> Result<PathBuf> {
+    if version == manifest.series.base {
+        return Ok(root.join("linux-patches"));
     }
-    if !done {
-        anyhow::bail!("{}: no `base = ...` line in [series]", path.display());
+    manifest.pin(version)?;
+    let dir = root.join(format!("linux-patches-{version}"));
+    if dir.join("series").is_file() {
+        return Ok(dir);
     }
-    if changed {
-        let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, &out).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(changed)
+    anyhow::bail!(
+        "there is no patch series for linux {version}: linux-patches/ is based on {} \
+         (kernels.toml [series] base) and {} does not exist. Make it with \
+         `cargo xtask rebase --onto {version} --output linux-patches-{version}`",
+        manifest.series.base,
+        dir.display()
+    )
 }
 
-fn check_version_syntax(version: &str) -> Result<()> {
-    let ok = !version.is_empty()
-        && version.split('.').count() >= 2
-        && version
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if ok {
-        Ok(())
-    } else {
-        anyhow::bail!("{version:?} is not a kernel version like 6.1.176")
-    }
+/// The release the series in `series_dir` is based on: V for a
+/// `linux-patches-<V>/` directory of a pinned V (see [`series_for`]), else
+/// kernels.toml's `[series] base`.
+pub fn series_base(manifest: &Manifest, series_dir: &Path) -> String {
+    series_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("linux-patches-"))
+        .filter(|v| manifest.kernel.contains_key(*v))
+        .map_or_else(|| manifest.series.base.clone(), str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use colinux_series::base::set_series_base;
 
     #[test]
     fn repository_manifest_parses_and_pins_required_versions() {
@@ -185,8 +170,9 @@ mod tests {
     fn series_base_is_rewritten_in_place() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("kernels.toml");
-        let text = std::fs::read_to_string(crate::paths::repo_root().join("kernels.toml"))
-            .expect("manifest");
+        let text =
+            std::fs::read_to_string(colinux_buildenv::paths::repo_root().join("kernels.toml"))
+                .expect("manifest");
         std::fs::write(&path, &text).expect("write");
         assert!(set_series_base(&path, "6.12.100").expect("set"));
         let new = std::fs::read_to_string(&path).expect("read");
@@ -199,13 +185,5 @@ mod tests {
             "6.12.100"
         );
         assert!(!set_series_base(&path, "6.12.100").expect("set again"));
-    }
-
-    #[test]
-    fn bad_version_syntax_is_rejected() {
-        assert!(check_version_syntax("6.1.176").is_ok());
-        assert!(check_version_syntax("6").is_err());
-        assert!(check_version_syntax("6.1-rc1").is_err());
-        assert!(check_version_syntax("../6.1").is_err());
     }
 }

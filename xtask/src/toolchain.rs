@@ -5,7 +5,7 @@
 //! installs the toolchain itself: on a machine where the pinned toolchain was
 //! already there without them, building the driver core fails with "can't
 //! find crate for `core`" (`x86_64-unknown-none`). [`ensure`] adds what is
-//! missing with rustup, as [`crate::sysdeps::ensure`] does for Debian
+//! missing with rustup, as [`colinux_buildenv::sysdeps::ensure`] does for Debian
 //! packages, or says the exact command when it cannot.
 
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::paths;
+use colinux_buildenv::paths;
 
 /// What `rust-toolchain.toml` asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,7 +106,7 @@ fn rustup(args: &[&str]) -> Result<String> {
 /// with the command that would.
 pub fn ensure() -> Result<()> {
     let w = wanted()?;
-    if crate::sysdeps::which("rustup").is_none() {
+    if colinux_buildenv::sysdeps::which("rustup").is_none() {
         tracing::debug!("no rustup: cannot check the toolchain's targets and components");
         return Ok(());
     }

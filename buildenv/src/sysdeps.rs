@@ -29,12 +29,12 @@ pub const DEBIAN_SOURCE: &[&str] = &["apt", "debian-archive-keyring"];
 /// Packages the patch-series tests and benchmarks use as their oracle.
 pub const QUILT_ORACLE: &[&str] = &["quilt", "patch", "diffutils"];
 
-/// Packages the QEMU test host needs (`xtask::testhost`): QEMU, and a static
+/// Packages the QEMU test host needs (`colinux_testrig::testhost`): QEMU, and a static
 /// busybox for its initramfs. The host kernel's own packages are resolved at
-/// run time (`xtask::hostkernel`); `dpkg-deb` and `apt-get` come with dpkg/apt.
+/// run time (`colinux_testrig::hostkernel`); `dpkg-deb` and `apt-get` come with dpkg/apt.
 pub const TEST_HOST: &[&str] = &["qemu-system-x86", "busybox-static", "apt", "dpkg"];
 
-/// Packages to download the guest's busybox (`xtask::guest_initrd`):
+/// Packages to download the guest's busybox (`colinux_testrig::guest_initrd`):
 /// apt (through a private configuration) and Debian's archive keys.
 pub const GUEST_INITRD: &[&str] = &["apt", "debian-archive-keyring"];
 
@@ -125,5 +125,5 @@ pub const CODEGEN: &[&str] = &["libclang-dev", "linux-libc-dev"];
 
 /// Packages to build the host driver (`cargo xtask build-driver`): make and
 /// gcc for Kbuild, binutils to combine and check the Rust core's object,
-/// kmod for `modinfo`. The kernel headers come from `xtask::hostkernel`.
+/// kmod for `modinfo`. The kernel headers come from `colinux_testrig::hostkernel`.
 pub const DRIVER_BUILD: &[&str] = &["make", "gcc", "binutils", "kmod"];

@@ -3,14 +3,16 @@
 //! as quilt invokes it (`patch -p1 -E --fuzz=2 -f`), so that applying a series
 //! yields a tree byte-identical to `quilt push -a`.
 //!
-//! The module never touches the filesystem: the caller provides the current
+//! The crate never touches the filesystem: the caller provides the current
 //! tree through [`Tree`] and receives a list of [`Change`]s per patch.
 
 pub mod apply;
 pub mod parse;
 pub mod series;
 
-pub use apply::{apply, Applied, ApplyError, Change, HunkReport, Tree};
+pub use apply::{
+    apply, apply_changes, apply_in_memory, Applied, ApplyError, Change, HunkReport, MemTree, Tree,
+};
 pub use parse::{parse_patch, FilePatch, Hunk, HunkLine, ParseError, Patch};
 pub use series::{parse_series, SeriesEntry, SeriesError};
 

@@ -8,7 +8,7 @@
 //! always match.
 //!
 //! - Headers are installed system-wide (`linux-headers-<release>`, which
-//!   pulls `-common` and `linux-kbuild`) through [`crate::sysdeps::ensure`].
+//!   pulls `-common` and `linux-kbuild`) through [`colinux_buildenv::sysdeps::ensure`].
 //! - The image is *not* installed (its maintainer scripts run initramfs
 //!   tooling on the machine): `apt-get download` fetches the package into the
 //!   cache (apt verifies it against the archive's signed indexes) and only
@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{paths, sysdeps};
+use colinux_buildenv::{paths, sysdeps};
 
 /// The metapackage that names Debian's current stock kernel image.
 const IMAGE_META: &str = "linux-image-amd64";

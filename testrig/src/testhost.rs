@@ -16,8 +16,6 @@
 //! LA57, …), 2 vCPUs and 2 GiB by default, no disks, no network. KVM is not
 //! used: it hangs on this project's machines.
 
-pub mod cli;
-pub mod cpio;
 pub mod init;
 
 use std::collections::VecDeque;
@@ -34,7 +32,9 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::hostkernel::{self, HostKernel};
-use crate::{paths, sysdeps};
+use colinux_buildenv::{paths, sysdeps};
+
+use crate::initramfs::BusyboxRoot;
 
 /// Destinations the rig itself writes into the initramfs.
 const RESERVED: &[&str] = &["/init", "/scenario.sh", "/bin/busybox"];
@@ -479,6 +479,23 @@ pub fn output_dir() -> PathBuf {
     paths::target_dir().join("test-host")
 }
 
+/// The test host's directories (besides the parents of its files).
+const DIRS: &[(&str, u32)] = &[
+    ("/bin", 0o755),
+    ("/sbin", 0o755),
+    ("/usr/bin", 0o755),
+    ("/usr/sbin", 0o755),
+    ("/proc", 0o755),
+    ("/sys", 0o755),
+    ("/dev", 0o755),
+    ("/tmp", 0o1777),
+    ("/run", 0o755),
+    ("/root", 0o755),
+    ("/etc", 0o755),
+    ("/mnt", 0o755),
+    ("/var", 0o755),
+];
+
 fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
     let busybox = Path::new("/bin/busybox");
     let busybox_data =
@@ -496,43 +513,7 @@ fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
     if !applets.status.success() {
         bail!("busybox --list-full failed ({})", applets.status);
     }
-    let tmp = path.with_extension("tmp");
-    let out = std::io::BufWriter::new(
-        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
-    );
-    let mut w = cpio::Writer::new(out);
-    for d in [
-        "/bin",
-        "/sbin",
-        "/usr/bin",
-        "/usr/sbin",
-        "/proc",
-        "/sys",
-        "/dev",
-        "/tmp",
-        "/run",
-        "/root",
-        "/etc",
-        "/mnt",
-        "/var",
-    ] {
-        w.dir(d, 0o755)?;
-    }
-    w.dir("/tmp", 0o1777)?;
-    w.char_dev("/dev/console", 0o600, 5, 1)?;
-    w.char_dev("/dev/null", 0o666, 1, 3)?;
-    w.file("/bin/busybox", 0o755, &busybox_data)?;
-    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
-        let applet = applet.trim();
-        if applet.is_empty() || applet == "bin/busybox" {
-            continue;
-        }
-        w.symlink(&format!("/{applet}"), "/bin/busybox")?;
-    }
-    w.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")?;
-    w.file("/etc/group", 0o644, b"root:x:0:\n")?;
-    w.file("/init", 0o755, init.as_bytes())?;
-    w.file("/scenario.sh", 0o755, s.script.as_bytes())?;
+    let mut data = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for f in &s.files {
         if !f.dest.starts_with('/') {
@@ -544,12 +525,36 @@ fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
         if !seen.insert(f.dest.as_str()) {
             bail!("{}: two files have that destination", f.dest);
         }
-        let data = std::fs::read(&f.source)
-            .with_context(|| format!("cannot read {}", f.source.display()))?;
-        w.file(&f.dest, f.mode, &data)
-            .with_context(|| format!("cannot add {} as {}", f.source.display(), f.dest))?;
+        data.push(
+            std::fs::read(&f.source)
+                .with_context(|| format!("cannot read {}", f.source.display()))?,
+        );
     }
-    w.finish()?;
+    let mut files = vec![("/scenario.sh".to_string(), 0o755, s.script.as_bytes())];
+    files.extend(
+        s.files
+            .iter()
+            .zip(&data)
+            .map(|(f, d)| (f.dest.clone(), f.mode, d.as_slice())),
+    );
+    let root = BusyboxRoot {
+        dirs: DIRS,
+        busybox: &busybox_data,
+        links: String::from_utf8_lossy(&applets.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && *a != "bin/busybox")
+            .map(|a| (format!("/{a}"), "/bin/busybox".to_string()))
+            .collect(),
+        init,
+        files,
+    };
+    let tmp = path.with_extension("tmp");
+    let out = std::io::BufWriter::new(
+        File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
+    );
+    root.write(out)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{GuestFile, Scenario};
+use colinux_testrig::testhost::{self, GuestFile, Scenario};
 
 /// The `test-host` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -91,7 +91,7 @@ pub fn main(cmd: TestHostCmd) -> Result<()> {
             let mut s = scenario(name, text, &files, machine)?;
             s.timeout = Duration::from_secs(timeout);
             s.check_klog = !no_klog_check;
-            let out = super::run(&s)?;
+            let out = testhost::run(&s)?;
             println!(
                 "{} ({:.1}s): {}\nlog: {}",
                 if out.passed { "PASS" } else { "FAIL" },
@@ -115,7 +115,7 @@ pub fn main(cmd: TestHostCmd) -> Result<()> {
                 None => String::new(),
             };
             let s = scenario("shell".to_string(), text, &files, machine)?;
-            super::shell(&s)
+            testhost::shell(&s)
         }
     }
 }

@@ -680,7 +680,7 @@ pub fn write_series(
     }
     let names: Vec<String> = commits.iter().map(|(n, _)| n.clone()).collect();
     for text in [&old_series, &old_out_series] {
-        for e in crate::patch::parse_series(text, Path::new("series")).unwrap_or_default() {
+        for e in colinux_patch::parse_series(text, Path::new("series")).unwrap_or_default() {
             if !names.contains(&e.name) && !report.removed.contains(&e.name) {
                 report.removed.push(e.name.clone());
                 let p = out_dir.join(&e.name);

@@ -11,7 +11,7 @@ pub const TARGET: &str = "x86_64-unknown-linux-musl";
 
 /// Build `bin` of `package` statically (release) and return its path.
 pub fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
-    let root = crate::paths::repo_root();
+    let root = colinux_buildenv::paths::repo_root();
     let sh = xshell::Shell::new()?;
     sh.change_dir(&root);
     tracing::info!("building {bin} ({package}) for {TARGET}");
@@ -21,7 +21,7 @@ pub fn build_static(package: &str, bin: &str) -> Result<PathBuf> {
     )
     .run()
     .with_context(|| format!("building {bin} for {TARGET}"))?;
-    let path = crate::paths::target_dir()
+    let path = colinux_buildenv::paths::target_dir()
         .join(TARGET)
         .join("release")
         .join(bin);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
-type Mem = BTreeMap<String, (Vec<u8>, u32)>;
+type Mem = MemTree;
 
 fn tree(files: &[(&str, &str)]) -> Mem {
     files
@@ -30,20 +30,7 @@ fn run_opts(t: &Mem, patch: &str, fuzz: usize, reverse: bool) -> Result<Applied,
 /// The tree after applying `changes`.
 fn result_tree(t: &Mem, a: &Applied) -> Mem {
     let mut t = t.clone();
-    for c in &a.changes {
-        match c {
-            Change::Write {
-                path,
-                content,
-                mode,
-            } => {
-                t.insert(path.clone(), (content.clone(), *mode));
-            }
-            Change::Delete { path } => {
-                t.remove(path);
-            }
-        }
-    }
+    apply_changes(&mut t, &a.changes);
     t
 }
 

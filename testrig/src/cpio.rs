@@ -1,9 +1,12 @@
-//! A writer for the "newc" cpio format (`070701`), which is what the Linux
-//! kernel unpacks as an initramfs. Uncompressed; no root needed to create
-//! device nodes or root-owned files (everything is owned by root).
+//! The "newc" cpio format (`070701`), which is what the Linux kernel unpacks
+//! as an initramfs: a [`Writer`] (uncompressed; no root needed to create
+//! device nodes or root-owned files: everything is owned by root) and a
+//! reader that lists an archive ([`list_newc`]).
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
+
+use anyhow::{bail, Context, Result};
 
 /// `S_IFDIR`, `S_IFREG`, `S_IFLNK`, `S_IFCHR` from `<sys/stat.h>`.
 const S_IFDIR: u32 = 0o040000;
@@ -147,6 +150,99 @@ fn normalize(path: &str) -> io::Result<String> {
         ));
     }
     Ok(trimmed.to_string())
+}
+
+/// One entry of a newc archive, as [`list_newc`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpioEntry {
+    /// The path without a leading `/`.
+    pub name: String,
+    /// The full mode (type and permission bits).
+    pub mode: u32,
+    /// The data size (the target's length for a symlink).
+    pub size: u32,
+    /// `(major, minor)` of a device node.
+    pub rdev: (u32, u32),
+    /// A symlink's target.
+    pub link: Option<String>,
+}
+
+impl CpioEntry {
+    /// `ls -l`-style: type and permissions, size or device, name, target.
+    pub fn render(&self) -> String {
+        let kind = match self.mode & 0o170000 {
+            0o040000 => 'd',
+            0o120000 => 'l',
+            0o020000 => 'c',
+            0o060000 => 'b',
+            _ => '-',
+        };
+        let size = if kind == 'c' || kind == 'b' {
+            format!("{}, {}", self.rdev.0, self.rdev.1)
+        } else {
+            self.size.to_string()
+        };
+        let link = self
+            .link
+            .as_ref()
+            .map(|l| format!(" -> {l}"))
+            .unwrap_or_default();
+        format!(
+            "{kind} {:04o} {size:>9} /{}{link}",
+            self.mode & 0o7777,
+            self.name
+        )
+    }
+}
+
+/// Read the entries of an uncompressed newc (`070701`) archive.
+pub fn list_newc(data: &[u8]) -> Result<Vec<CpioEntry>> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    let align = |n: usize| n.div_ceil(4) * 4;
+    loop {
+        let header = data
+            .get(pos..pos + 110)
+            .with_context(|| format!("truncated cpio header at offset {pos}"))?;
+        if &header[..6] != b"070701" {
+            bail!("not a newc cpio header at offset {pos}");
+        }
+        let field = |i: usize| -> Result<u32> {
+            let s = std::str::from_utf8(&header[6 + i * 8..14 + i * 8])
+                .ok()
+                .and_then(|s| u32::from_str_radix(s, 16).ok());
+            s.with_context(|| format!("bad cpio header field {i} at offset {pos}"))
+        };
+        let (mode, size, rmaj, rmin, namesize) = (
+            field(1)?,
+            field(6)?,
+            field(9)?,
+            field(10)?,
+            field(11)? as usize,
+        );
+        let name_bytes = data
+            .get(pos + 110..pos + 110 + namesize)
+            .with_context(|| format!("truncated cpio name at offset {pos}"))?;
+        let name = String::from_utf8_lossy(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
+            .into_owned();
+        let data_at = align(pos + 110 + namesize);
+        let body = data
+            .get(data_at..data_at + size as usize)
+            .with_context(|| format!("truncated cpio data of {name:?}"))?;
+        pos = align(data_at + size as usize);
+        if name == "TRAILER!!!" {
+            return Ok(out);
+        }
+        let link =
+            (mode & 0o170000 == 0o120000).then(|| String::from_utf8_lossy(body).into_owned());
+        out.push(CpioEntry {
+            name,
+            mode,
+            size,
+            rdev: (rmaj, rmin),
+            link,
+        });
+    }
 }
 
 #[cfg(test)]

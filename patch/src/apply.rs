@@ -19,10 +19,44 @@ pub trait Tree {
     fn read(&self, path: &str) -> Option<(Vec<u8>, u32)>;
 }
 
-/// A simple in-memory tree: path -> (content, git mode).
-impl Tree for BTreeMap<String, (Vec<u8>, u32)> {
+/// A tree held in memory: path -> (content, git mode).
+pub type MemTree = BTreeMap<String, (Vec<u8>, u32)>;
+
+impl Tree for MemTree {
     fn read(&self, path: &str) -> Option<(Vec<u8>, u32)> {
         self.get(path).cloned()
+    }
+}
+
+/// Apply `patch` to the in-memory `tree` in place (see [`apply`] for the
+/// arguments); on error the tree is unchanged.
+pub fn apply_in_memory(
+    tree: &mut MemTree,
+    patch: &Patch,
+    strip: u32,
+    reverse: bool,
+    max_fuzz: usize,
+) -> Result<Applied, ApplyError> {
+    let applied = apply(tree, patch, strip, reverse, max_fuzz)?;
+    apply_changes(tree, &applied.changes);
+    Ok(applied)
+}
+
+/// Make `changes` (from [`apply`]) in the in-memory `tree`.
+pub fn apply_changes(tree: &mut MemTree, changes: &[Change]) {
+    for change in changes {
+        match change {
+            Change::Write {
+                path,
+                content,
+                mode,
+            } => {
+                tree.insert(path.clone(), (content.clone(), *mode));
+            }
+            Change::Delete { path } => {
+                tree.remove(path);
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `cargo xtask apply`: put a quilt series onto a kernel tree, one git commit
 //! per patch, and report what happened to each patch.
 //!
-//! The patches are applied in-process by [`crate::patch`] (GNU patch's
+//! The patches are applied in-process by [`colinux_patch`] (GNU patch's
 //! placement rules: offsets, fuzz up to 2, as `quilt push` does) against git
 //! trees in memory; only the final result is checked out, so files that end
 //! up unchanged keep their timestamps and kernel rebuilds stay incremental.
@@ -9,10 +9,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use git2::{build::TreeUpdateBuilder, FileMode, Oid, Repository, Signature, Time};
+use git2::{Oid, Signature, Time};
 
-use crate::manifest::Manifest;
-use crate::patch;
+use colinux_patch as patch;
+
+use crate::gitapply::{apply_to_tree, GitView};
 use crate::tree::KernelTree;
 
 /// How `apply` behaves.
@@ -120,9 +121,9 @@ fn indent(text: &str, by: usize) -> String {
 /// One patch of a series: its series entry, its bytes, its parsed form.
 #[derive(Debug)]
 pub struct LoadedPatch {
-    pub entry: patch::series::SeriesEntry,
+    pub entry: patch::SeriesEntry,
     pub bytes: Vec<u8>,
-    pub parsed: patch::parse::Patch,
+    pub parsed: patch::Patch,
 }
 
 /// Read and parse a whole series (the `series` file of `series_dir` and
@@ -132,8 +133,7 @@ pub fn load_series(series_dir: &Path) -> Result<Vec<LoadedPatch>> {
     let series_file = series_dir.join("series");
     let text = std::fs::read_to_string(&series_file)
         .with_context(|| format!("cannot read the series file {}", series_file.display()))?;
-    let entries =
-        patch::series::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let entries = patch::parse_series(&text, &series_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = Vec::new();
     for entry in entries {
         let path = series_dir.join(&entry.name);
@@ -145,7 +145,7 @@ pub fn load_series(series_dir: &Path) -> Result<Vec<LoadedPatch>> {
                 path.display()
             )
         })?;
-        let parsed = patch::parse::parse_patch(&bytes, &path.display().to_string())
+        let parsed = patch::parse_patch(&bytes, &path.display().to_string())
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         out.push(LoadedPatch {
             entry,
@@ -154,21 +154,6 @@ pub fn load_series(series_dir: &Path) -> Result<Vec<LoadedPatch>> {
         });
     }
     Ok(out)
-}
-
-/// A git tree seen through the [`patch::apply::Tree`] interface.
-pub(crate) struct GitView<'r> {
-    pub(crate) repo: &'r Repository,
-    pub(crate) tree: git2::Tree<'r>,
-}
-
-impl patch::apply::Tree for GitView<'_> {
-    fn read(&self, path: &str) -> Option<(Vec<u8>, u32)> {
-        let entry = self.tree.get_path(Path::new(path)).ok()?;
-        let mode = u32::try_from(entry.filemode()).ok()?;
-        let blob = self.repo.find_blob(entry.id()).ok()?;
-        Some((blob.content().to_vec(), mode))
-    }
 }
 
 /// Author and message of a patch file (from its mail headers when it has them).
@@ -218,39 +203,57 @@ pub(crate) fn commit_info(name: &str, text: &[u8]) -> (String, String, String) {
     (who, email, msg)
 }
 
-/// The series directory that builds linux `version`, under the repository
-/// root `root`: `linux-patches/` when `version` is kernels.toml's
-/// `[series] base`, else `linux-patches-<version>/` when it exists (made by
-/// `cargo xtask rebase --onto <version> --output linux-patches-<version>`).
-/// Any other version is refused with the command that makes its series.
-pub fn series_for(manifest: &Manifest, root: &Path, version: &str) -> Result<PathBuf> {
-    if version == manifest.series.base {
-        return Ok(root.join("linux-patches"));
-    }
-    manifest.pin(version)?;
-    let dir = root.join(format!("linux-patches-{version}"));
-    if dir.join("series").is_file() {
-        return Ok(dir);
-    }
-    anyhow::bail!(
-        "there is no patch series for linux {version}: linux-patches/ is based on {} \
-         (kernels.toml [series] base) and {} does not exist. Make it with \
-         `cargo xtask rebase --onto {version} --output linux-patches-{version}`",
-        manifest.series.base,
-        dir.display()
-    )
+/// Path of the guest <-> host ABI header inside a kernel tree (guest uapi,
+/// created by the series).
+pub const ABI_HEADER: &str = "include/uapi/linux/cooperative.h";
+
+/// The ABI header ([`ABI_HEADER`]) as the series in `series_dir` defines it.
+pub fn abi_header(series_dir: &Path) -> Result<String> {
+    let content = file_from_series(series_dir, ABI_HEADER)?;
+    String::from_utf8(content).context("the ABI header is not UTF-8")
 }
 
-/// The release the series in `series_dir` is based on: V for a
-/// `linux-patches-<V>/` directory of a pinned V (see [`series_for`]), else
-/// kernels.toml's `[series] base`.
-pub fn series_base(manifest: &Manifest, series_dir: &Path) -> String {
-    series_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("linux-patches-"))
-        .filter(|v| manifest.kernel.contains_key(*v))
-        .map_or_else(|| manifest.series.base.clone(), str::to_string)
+/// The file `path` as the series in `series_dir` defines it: every patch
+/// that touches it (only its part for that file), applied in order onto
+/// nothing. An error when no patch creates it or the series deletes it.
+pub fn file_from_series(series_dir: &Path, path: &str) -> Result<Vec<u8>> {
+    let mut tree = patch::MemTree::new();
+    let mut touched = false;
+    for loaded in load_series(series_dir)? {
+        let (e, mut p) = (loaded.entry, loaded.parsed);
+        p.files.retain(|f| {
+            [&f.old_path, &f.new_path].iter().any(|n| {
+                n.as_deref()
+                    .is_some_and(|n| strip(n, e.strip).as_deref() == Some(path))
+            })
+        });
+        if p.files.is_empty() {
+            continue;
+        }
+        touched = true;
+        patch::apply_in_memory(&mut tree, &p, e.strip, e.reverse, 0)
+            .map_err(|err| anyhow::anyhow!("{}: {err}", series_dir.join(&e.name).display()))?;
+    }
+    if !touched {
+        anyhow::bail!(
+            "no patch in {} creates {path}",
+            series_dir.join("series").display()
+        );
+    }
+    let (content, _) = tree
+        .remove(path)
+        .ok_or_else(|| anyhow::anyhow!("the series deletes {path}"))?;
+    Ok(content)
+}
+
+/// `name` without its first `n` components (`patch -pN`).
+fn strip(name: &str, n: u32) -> Option<String> {
+    let mut parts = name.split('/');
+    for _ in 0..n {
+        parts.next()?;
+    }
+    let rest: Vec<&str> = parts.collect();
+    (!rest.is_empty()).then(|| rest.join("/"))
 }
 
 /// Check that `tree` is a tree this series may be applied to.
@@ -301,7 +304,7 @@ pub fn apply_series(tree: &KernelTree, opts: &ApplyOptions) -> Result<ApplyRepor
     // Parse everything first: a malformed patch is reported before any work.
     let loaded = load_series(&opts.series_dir)?;
 
-    let _lock = crate::paths::lock_path("tree", &tree.path)?;
+    let _lock = colinux_buildenv::paths::lock_path("tree", &tree.path)?;
     let repo = tree.repo()?;
     let base = tree.vanilla()?;
     let mut parent = repo.find_commit(base)?;
@@ -318,34 +321,16 @@ pub fn apply_series(tree: &KernelTree, opts: &ApplyOptions) -> Result<ApplyRepor
             not_attempted.push(entry.name.clone());
             continue;
         }
-        let view = GitView {
-            repo: &repo,
-            tree: parent.tree()?,
-        };
-        match patch::apply::apply(&view, p, entry.strip, entry.reverse, opts.max_fuzz) {
-            Ok(applied) => {
-                let mut upd = TreeUpdateBuilder::new();
-                for ch in &applied.changes {
-                    match ch {
-                        patch::apply::Change::Write {
-                            path,
-                            content,
-                            mode,
-                        } => {
-                            let oid = repo.blob(content)?;
-                            let fm = match *mode {
-                                0o100755 => FileMode::BlobExecutable,
-                                0o120000 => FileMode::Link,
-                                _ => FileMode::Blob,
-                            };
-                            upd.upsert(path.as_str(), oid, fm);
-                        }
-                        patch::apply::Change::Delete { path } => {
-                            upd.remove(path.as_str());
-                        }
-                    }
-                }
-                let new_tree = repo.find_tree(upd.create_updated(&repo, &parent.tree()?)?)?;
+        match apply_to_tree(
+            &repo,
+            &parent.tree()?,
+            p,
+            entry.strip,
+            entry.reverse,
+            opts.max_fuzz,
+        )? {
+            Ok((new_tree, applied)) => {
+                let new_tree = repo.find_tree(new_tree)?;
                 let (who, email, msg) = commit_info(&entry.name, bytes);
                 let sig = Signature::new(&who, &email, &Time::new(0, 0))
                     .or_else(|_| crate::tree::xtask_signature())?;
@@ -398,8 +383,7 @@ pub fn apply_series(tree: &KernelTree, opts: &ApplyOptions) -> Result<ApplyRepor
                     tree: parent.tree()?,
                 };
                 let reverse_ok =
-                    patch::apply::apply(&view, p, entry.strip, !entry.reverse, opts.max_fuzz)
-                        .is_ok();
+                    patch::apply(&view, p, entry.strip, !entry.reverse, opts.max_fuzz).is_ok();
                 let outcome = if reverse_ok {
                     Outcome::AlreadyApplied
                 } else {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 /// The root of the colinux repository (the Cargo workspace).
 pub fn repo_root() -> PathBuf {
-    // xtask/ is a direct child of the workspace root.
+    // buildenv/ is a direct child of the workspace root.
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().unwrap_or(here).to_path_buf()
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use colinux_buildenv::{paths, sysdeps};
 
 /// The payload's sources, relative to the repository root.
 pub const SOURCE_DIR: &str = "tests/payload";
@@ -38,7 +39,7 @@ const CFLAGS: &[&str] = &[
 
 /// Where the payload is built: `<target>/payload`.
 pub fn build_dir() -> PathBuf {
-    crate::paths::target_dir().join("payload")
+    paths::target_dir().join("payload")
 }
 
 /// Write `contents` to `path` unless it already holds exactly that.
@@ -61,13 +62,13 @@ fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
 /// Build the test payload (every call: it is tiny) and return the path of
 /// `payload.elf`.
 pub fn build_payload() -> Result<PathBuf> {
-    crate::sysdeps::ensure("building the test payload", &["gcc", "gcc-multilib"])?;
-    let root = crate::paths::repo_root();
+    sysdeps::ensure("building the test payload", &["gcc", "gcc-multilib"])?;
+    let root = paths::repo_root();
     let src = root.join(SOURCE_DIR);
     let out_dir = build_dir();
     let include = out_dir.join("include");
 
-    let header = crate::codegen::header_from_series(&root.join("linux-patches"))
+    let header = colinux_series::apply::abi_header(&root.join("linux-patches"))
         .context("extracting the ABI header from linux-patches/")?;
     write_if_changed(
         &include.join("linux").join("cooperative.h"),

@@ -18,17 +18,30 @@
 //! ([`crate::refresh::write_series`]) and, when asked, `kernels.toml`'s
 //! `[series] base` is set to V2.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use git2::{build::TreeUpdateBuilder, FileMode, IndexEntry, IndexTime, Oid, Repository};
+use git2::{build::TreeUpdateBuilder, Oid, Repository};
 use serde::{Deserialize, Serialize};
 
-use crate::patch;
+use crate::apply::{load_series, LoadedPatch};
+use crate::gitapply::{apply_to_tree, file_mode};
 use crate::refresh::{self, WriteReport};
-use crate::series::{load_series, GitView, LoadedPatch};
 use crate::tree::KernelTree;
+
+pub mod merge;
+pub mod rename;
+pub mod resolution;
+#[cfg(test)]
+mod tests;
+
+pub use merge::conflict_hunks;
+use merge::{entry_of, has_markers, merge_file, touched_paths, Entry, FileResult};
+use rename::{follow_rename, paths_by_name};
+use resolution::{
+    extract_resolutions, parse_resolution, render_resolution, replay, resolution_path, Recorded,
+};
 
 /// How to start a rebase.
 #[derive(Debug, Clone)]
@@ -250,406 +263,6 @@ fn load_state(work_dir: &Path) -> Result<State> {
     toml::from_str(&text).with_context(|| format!("{}: not a rebase state", path.display()))
 }
 
-fn file_mode(mode: u32) -> FileMode {
-    match mode {
-        0o100755 => FileMode::BlobExecutable,
-        0o120000 => FileMode::Link,
-        _ => FileMode::Blob,
-    }
-}
-
-/// Apply `p` to `tree` in memory; the new tree's id and whether every hunk
-/// landed exactly where the patch said.
-fn apply_in_memory(
-    repo: &Repository,
-    tree: &git2::Tree<'_>,
-    p: &LoadedPatch,
-    max_fuzz: usize,
-) -> Result<std::result::Result<(Oid, bool), String>> {
-    let view = GitView {
-        repo,
-        tree: tree.clone(),
-    };
-    match patch::apply(&view, &p.parsed, p.entry.strip, p.entry.reverse, max_fuzz) {
-        Ok(applied) => {
-            let mut upd = TreeUpdateBuilder::new();
-            for ch in &applied.changes {
-                match ch {
-                    patch::Change::Write {
-                        path,
-                        content,
-                        mode,
-                    } => {
-                        let oid = repo.blob(content)?;
-                        upd.upsert(path.as_str(), oid, file_mode(*mode));
-                    }
-                    patch::Change::Delete { path } => {
-                        upd.remove(path.as_str());
-                    }
-                }
-            }
-            let exact = applied.hunks.iter().all(|h| h.offset == 0 && h.fuzz == 0);
-            Ok(Ok((upd.create_updated(repo, tree)?, exact)))
-        }
-        Err(e) => Ok(Err(e.to_string())),
-    }
-}
-
-/// Paths that differ between two trees (old and new names of renames).
-fn touched_paths(repo: &Repository, a: &git2::Tree<'_>, b: &git2::Tree<'_>) -> Result<Vec<String>> {
-    let diff = repo.diff_tree_to_tree(Some(a), Some(b), None)?;
-    let mut out = BTreeSet::new();
-    for d in diff.deltas() {
-        for f in [d.old_file(), d.new_file()] {
-            if let Some(p) = f.path() {
-                out.insert(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    Ok(out.into_iter().collect())
-}
-
-type Entry = Option<(Oid, u32)>;
-
-fn entry_of(tree: &git2::Tree<'_>, path: &str) -> Entry {
-    tree.get_path(Path::new(path))
-        .ok()
-        .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
-        .map(|e| (e.id(), u32::try_from(e.filemode()).unwrap_or(0o100644)))
-}
-
-enum FileResult {
-    /// The file's merged state (None: absent).
-    Take(Entry),
-    Conflict {
-        text: String,
-        mode: u32,
-        hunks: usize,
-    },
-}
-
-fn index_entry(path: &str, id: Oid, mode: u32) -> IndexEntry {
-    IndexEntry {
-        ctime: IndexTime::new(0, 0),
-        mtime: IndexTime::new(0, 0),
-        dev: 0,
-        ino: 0,
-        mode,
-        uid: 0,
-        gid: 0,
-        file_size: 0,
-        id,
-        flags: 0,
-        flags_extended: 0,
-        path: path.as_bytes().to_vec(),
-    }
-}
-
-/// Count the conflict hunks (`<<<<<<< ` lines) in a merge result.
-pub fn conflict_hunks(text: &str) -> usize {
-    text.lines().filter(|l| l.starts_with("<<<<<<< ")).count()
-}
-
-fn has_markers(text: &str) -> bool {
-    text.lines().any(|l| {
-        l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> ") || l.starts_with("||||||| ")
-    })
-}
-
-fn merge_file(
-    repo: &Repository,
-    path: &str,
-    base: Entry,
-    ours: Entry,
-    theirs: Entry,
-) -> Result<FileResult> {
-    if ours == theirs || theirs == base {
-        return Ok(FileResult::Take(ours));
-    }
-    if ours == base {
-        return Ok(FileResult::Take(theirs));
-    }
-    let empty = repo.blob(b"")?;
-    let mode_of = |e: Entry| e.map(|(_, m)| m).unwrap_or(0o100644);
-    let id_of = |e: Entry| e.map(|(id, _)| id).unwrap_or(empty);
-    let mode = if mode_of(ours) != mode_of(base) {
-        mode_of(ours)
-    } else {
-        mode_of(theirs)
-    };
-    let mut opts = git2::MergeFileOptions::new();
-    opts.ancestor_label("base")
-        .our_label("ours")
-        .their_label("theirs")
-        .style_diff3(true);
-    let result = repo.merge_file_from_index(
-        &index_entry(path, id_of(base), mode_of(base)),
-        &index_entry(path, id_of(ours), mode_of(ours)),
-        &index_entry(path, id_of(theirs), mode_of(theirs)),
-        Some(&mut opts),
-    )?;
-    let content = result.content().to_vec();
-    if result.is_automergeable() {
-        if ours.is_none() && content.is_empty() {
-            return Ok(FileResult::Take(None));
-        }
-        let id = repo.blob(&content)?;
-        return Ok(FileResult::Take(Some((id, mode))));
-    }
-    let text = String::from_utf8(content)
-        .with_context(|| format!("{path}: a conflict in a file that is not UTF-8 text"))?;
-    let mut hunks = conflict_hunks(&text);
-    if hunks == 0 {
-        // libgit2 reports a conflict it could not mark (e.g. binary).
-        hunks = 1;
-    }
-    Ok(FileResult::Conflict { text, mode, hunks })
-}
-
-// ---------------------------------------------------------------------------
-// Resolutions
-
-/// A conflicted file split into common text and conflict hunks.
-enum Segment {
-    Common(String),
-    Hunk(String),
-}
-
-fn segments(text: &str) -> Vec<Segment> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_hunk = false;
-    for line in text.split_inclusive('\n') {
-        if !in_hunk && line.starts_with("<<<<<<< ") {
-            out.push(Segment::Common(std::mem::take(&mut cur)));
-            in_hunk = true;
-            cur.push_str(line);
-        } else if in_hunk && line.starts_with(">>>>>>> ") {
-            cur.push_str(line);
-            out.push(Segment::Hunk(std::mem::take(&mut cur)));
-            in_hunk = false;
-        } else {
-            cur.push_str(line);
-        }
-    }
-    out.push(if in_hunk {
-        Segment::Hunk(cur)
-    } else {
-        Segment::Common(cur)
-    });
-    out
-}
-
-/// One recorded resolution: a conflict hunk (or a whole conflicted file) and
-/// the text that replaces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recorded {
-    pub path: String,
-    pub whole_file: bool,
-    pub conflict: String,
-    pub resolution: String,
-}
-
-/// Find what the user wrote in place of each conflict hunk: the common text
-/// between hunks must be found unchanged, in order. `None` when it was edited.
-fn extract_resolutions(path: &str, conflicted: &str, resolved: &str) -> Vec<Recorded> {
-    let segs = segments(conflicted);
-    let whole = || {
-        vec![Recorded {
-            path: path.to_string(),
-            whole_file: true,
-            conflict: conflicted.to_string(),
-            resolution: resolved.to_string(),
-        }]
-    };
-    let mut pos = 0;
-    let mut out = Vec::new();
-    let mut pending: Option<&str> = None;
-    let last = segs.len().saturating_sub(1);
-    for (i, seg) in segs.iter().enumerate() {
-        match seg {
-            Segment::Hunk(h) => pending = Some(h),
-            Segment::Common(c) => {
-                let start = match pending.take() {
-                    None => {
-                        if !resolved[pos..].starts_with(c.as_str()) {
-                            return whole();
-                        }
-                        pos += c.len();
-                        continue;
-                    }
-                    Some(h) => (h, pos),
-                };
-                let (h, from) = start;
-                let found = if i == last {
-                    resolved
-                        .len()
-                        .checked_sub(c.len())
-                        .filter(|&at| at >= from && resolved[at..] == **c)
-                } else if c.is_empty() {
-                    Some(from)
-                } else {
-                    resolved[from..].find(c.as_str()).map(|k| from + k)
-                };
-                let Some(at) = found else { return whole() };
-                out.push(Recorded {
-                    path: path.to_string(),
-                    whole_file: false,
-                    conflict: h.to_string(),
-                    resolution: resolved[from..at].to_string(),
-                });
-                pos = at + c.len();
-            }
-        }
-    }
-    if pending.is_some() || pos != resolved.len() {
-        return whole();
-    }
-    out
-}
-
-/// Replace the conflict hunks of `text` that have a recorded resolution.
-/// Returns the new text and how many hunks are left unresolved.
-fn replay(path: &str, text: &str, recorded: &[Recorded]) -> (String, usize) {
-    if let Some(r) = recorded
-        .iter()
-        .find(|r| r.whole_file && r.path == path && r.conflict == text)
-    {
-        return (r.resolution.clone(), 0);
-    }
-    let mut out = String::new();
-    let mut left = 0;
-    for seg in segments(text) {
-        match seg {
-            Segment::Common(c) => out.push_str(&c),
-            Segment::Hunk(h) => match recorded
-                .iter()
-                .find(|r| !r.whole_file && r.path == path && r.conflict == h)
-            {
-                Some(r) => out.push_str(&r.resolution),
-                None => {
-                    left += 1;
-                    out.push_str(&h);
-                }
-            },
-        }
-    }
-    (out, left)
-}
-
-fn encode_block(text: &str, out: &mut String) {
-    for line in text.split_inclusive('\n') {
-        let (body, nl) = match line.strip_suffix('\n') {
-            Some(b) => (b, true),
-            None => (line, false),
-        };
-        if body.is_empty() {
-            out.push_str("|\n");
-        } else {
-            out.push_str("| ");
-            out.push_str(body);
-            out.push('\n');
-        }
-        if !nl {
-            out.push_str("\\ No newline at end of file\n");
-        }
-    }
-}
-
-/// The text of a resolution file.
-pub fn render_resolution(patch: &str, v1: &str, v2: &str, recorded: &[Recorded]) -> String {
-    let mut s = format!(
-        "# colinux rebase resolution: {patch}, moved from Linux {v1} onto {v2}.\n\
-         # Recorded by `cargo xtask rebase --continue`; `cargo xtask rebase` replays it\n\
-         # when a conflict hunk with exactly this text appears again. Each block: the\n\
-         # conflict as the merge wrote it (ours = the patched {v1} file, base = {v1},\n\
-         # theirs = {v2} with the earlier patches), then the text that replaces it.\n\
-         # Text lines start with \"| \" (\"|\" alone: an empty line).\n"
-    );
-    for r in recorded {
-        s.push('\n');
-        s.push_str(&format!(
-            "file {}{}\n",
-            r.path,
-            if r.whole_file { " (whole file)" } else { "" }
-        ));
-        s.push_str("conflict\n");
-        encode_block(&r.conflict, &mut s);
-        s.push_str("resolution\n");
-        encode_block(&r.resolution, &mut s);
-        s.push_str("end\n");
-    }
-    s
-}
-
-/// Parse a resolution file.
-pub fn parse_resolution(text: &str, origin: &Path) -> Result<Vec<Recorded>> {
-    let mut out = Vec::new();
-    let mut cur: Option<Recorded> = None;
-    let mut which = 0; // 1: conflict, 2: resolution
-    for (i, line) in text.lines().enumerate() {
-        let err = |m: &str| anyhow::anyhow!("{}:{}: {m}", origin.display(), i + 1);
-        if let Some(rest) = line.strip_prefix("file ") {
-            if cur.is_some() {
-                return Err(err("`file` inside a block (missing `end`)"));
-            }
-            let (path, whole) = match rest.strip_suffix(" (whole file)") {
-                Some(p) => (p, true),
-                None => (rest, false),
-            };
-            cur = Some(Recorded {
-                path: path.to_string(),
-                whole_file: whole,
-                conflict: String::new(),
-                resolution: String::new(),
-            });
-            which = 0;
-            continue;
-        }
-        let Some(r) = cur.as_mut() else {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            return Err(err("text outside a `file` block"));
-        };
-        let target = match which {
-            1 => Some(&mut r.conflict),
-            2 => Some(&mut r.resolution),
-            _ => None,
-        };
-        match (line, target) {
-            ("conflict", _) => which = 1,
-            ("resolution", _) => which = 2,
-            ("end", _) => {
-                out.extend(cur.take());
-            }
-            ("\\ No newline at end of file", Some(t)) => {
-                if t.ends_with('\n') {
-                    t.pop();
-                }
-            }
-            (l, Some(t)) if l.starts_with('|') => {
-                let body = &l[1..];
-                t.push_str(body.strip_prefix(' ').unwrap_or(body));
-                t.push('\n');
-            }
-            _ => return Err(err("unexpected line")),
-        }
-    }
-    if cur.is_some() {
-        anyhow::bail!("{}: the last block has no `end`", origin.display());
-    }
-    Ok(out)
-}
-
-/// The place of a patch's resolution file under a series directory.
-pub fn resolution_path(series_dir: &Path, v2: &str, patch: &str) -> PathBuf {
-    series_dir
-        .join("resolutions")
-        .join(v2)
-        .join(format!("{patch}.resolution"))
-}
-
 // ---------------------------------------------------------------------------
 // The run
 
@@ -782,7 +395,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
                 v1.version
             ),
         };
-        let (who, email, msg) = crate::series::commit_info(&p.entry.name, &p.bytes);
+        let (who, email, msg) = crate::apply::commit_info(&p.entry.name, &p.bytes);
         let sig = git2::Signature::new(&who, &email, &git2::Time::new(0, 0))
             .or_else(|_| crate::tree::xtask_signature())?;
         let committer = crate::tree::xtask_signature()?;
@@ -837,71 +450,6 @@ fn recorded_for(state: &State, patch: &str) -> Result<Option<(PathBuf, Vec<Recor
         }
     }
     Ok(None)
-}
-
-/// Every blob path of `tree`, by file name: the candidates when a file a
-/// patch touches has moved between the releases.
-fn paths_by_name(tree: &git2::Tree<'_>) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    let _ = tree.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
-        if entry.kind() == Some(git2::ObjectType::Blob) {
-            if let Some(name) = entry.name() {
-                out.entry(name.to_string())
-                    .or_default()
-                    .push(format!("{root}{name}"));
-            }
-        }
-        git2::TreeWalkResult::Ok
-    });
-    out
-}
-
-/// Share of lines two texts have in common (0.0 to 1.0), as a measure of
-/// whether one file is the other one moved.
-fn similarity(a: &[u8], b: &[u8]) -> f64 {
-    let la: BTreeSet<&[u8]> = a.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
-    let lb: BTreeSet<&[u8]> = b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
-    let most = la.len().max(lb.len());
-    if most == 0 {
-        return 0.0;
-    }
-    la.intersection(&lb).count() as f64 / most as f64
-}
-
-/// Where `path`, which the patch touches and the target release no longer
-/// has, went: a file of the same name that the base release does not
-/// have, at least half of whose lines are the base file's (git's rename
-/// detection does the same job for `git rebase`).
-fn follow_rename(
-    repo: &Repository,
-    by_name: &HashMap<String, Vec<String>>,
-    base_tree: &git2::Tree<'_>,
-    theirs_tree: &git2::Tree<'_>,
-    path: &str,
-    base: Entry,
-) -> Result<Option<String>> {
-    let Some((base_id, _)) = base else {
-        return Ok(None);
-    };
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let Some(candidates) = by_name.get(name) else {
-        return Ok(None);
-    };
-    let base_blob = repo.find_blob(base_id)?;
-    let mut best: Option<(f64, &String)> = None;
-    for c in candidates {
-        if entry_of(base_tree, c).is_some() {
-            continue; // not new in the target release
-        }
-        let Some((id, _)) = entry_of(theirs_tree, c) else {
-            continue;
-        };
-        let score = similarity(base_blob.content(), repo.find_blob(id)?.content());
-        if score >= 0.5 && best.is_none_or(|(s, _)| score > s) {
-            best = Some((score, c));
-        }
-    }
-    Ok(best.map(|(_, c)| c.clone()))
 }
 
 fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Result<RebaseRun> {
@@ -1212,7 +760,7 @@ fn finish(work: &KernelTree, state: State) -> Result<RebaseRun> {
     }
     let mut manifest_updated = false;
     if let Some(m) = &state.manifest {
-        manifest_updated = crate::manifest::set_series_base(m, &state.v2)?;
+        manifest_updated = crate::base::set_series_base(m, &state.v2)?;
     }
     let dir = state_dir(&work.path);
     if dir.exists() {
@@ -1378,35 +926,25 @@ pub fn find_in_progress(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolution_round_trip_and_replay() {
-        let conflicted = "a\n<<<<<<< ours\nx\n||||||| base\ny\n=======\nz\n>>>>>>> theirs\nb\n<<<<<<< ours\n1\n||||||| base\n2\n=======\n3\n>>>>>>> theirs\nend";
-        let resolved = "a\nxz\nb\n13\nend";
-        let rec = extract_resolutions("f", conflicted, resolved);
-        assert_eq!(rec.len(), 2);
-        assert!(!rec[0].whole_file);
-        assert_eq!(rec[0].resolution, "xz\n");
-        assert_eq!(rec[1].resolution, "13\n");
-        let text = render_resolution("p.patch", "1.0", "2.0", &rec);
-        let parsed = parse_resolution(&text, Path::new("r")).unwrap();
-        assert_eq!(parsed, rec);
-        assert_eq!(replay("f", conflicted, &parsed), (resolved.to_string(), 0));
-        // A conflict elsewhere in a changed file still matches by hunk.
-        let moved = format!("new line\n{conflicted}");
-        assert_eq!(
-            replay("f", &moved, &parsed),
-            (format!("new line\n{resolved}"), 0)
-        );
-        // Editing the common text records the whole file.
-        let rec = extract_resolutions("f", conflicted, "A\nxz\nb\n13\nend");
-        assert!(rec.len() == 1 && rec[0].whole_file);
-        let parsed =
-            parse_resolution(&render_resolution("p", "1", "2", &rec), Path::new("r")).unwrap();
-        assert_eq!(parsed, rec);
-    }
+/// Apply `p` to `tree` in memory; the new tree's id and whether every hunk
+/// landed exactly where the patch said.
+fn apply_in_memory(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    p: &LoadedPatch,
+    max_fuzz: usize,
+) -> Result<std::result::Result<(Oid, bool), String>> {
+    Ok(apply_to_tree(
+        repo,
+        tree,
+        &p.parsed,
+        p.entry.strip,
+        p.entry.reverse,
+        max_fuzz,
+    )?
+    .map(|(id, applied)| {
+        let exact = applied.hunks.iter().all(|h| h.offset == 0 && h.fuzz == 0);
+        (id, exact)
+    })
+    .map_err(|e| e.to_string()))
 }

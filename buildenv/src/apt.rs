@@ -1,0 +1,469 @@
+//! Debian's archive through a *private* apt configuration in the cache:
+//! source packages (`apt-get source --download-only`, for the kernel sources
+//! Debian patches) and binary packages of one architecture (`apt-get
+//! download`, e.g. the guest's i386 busybox).
+//!
+//! The system's `deb` entries (URIs, suites, components, Signed-By) become a
+//! sources list of our own (`deb-src` or `deb` lines), and apt is pointed at
+//! it, at lists, a cache and an empty dpkg status in the cache. Nothing under
+//! /etc or /var/lib changes and root is not needed; apt still verifies
+//! everything against the archive's signed indexes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+
+/// One `deb` entry of the system's apt sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptEntry {
+    pub uri: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    pub signed_by: Option<String>,
+}
+
+/// Read the `deb` entries from /etc/apt (one-line and deb822 formats).
+pub fn system_entries() -> Result<Vec<AptEntry>> {
+    let mut files = Vec::new();
+    let main = Path::new("/etc/apt/sources.list");
+    if main.exists() {
+        files.push(main.to_path_buf());
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        more.sort();
+        files.extend(more);
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        if name.ends_with(".sources") {
+            out.extend(parse_deb822(&text));
+        } else if name.ends_with(".list") {
+            out.extend(parse_one_line(&text));
+        }
+    }
+    // Only Debian's own archive carries the kernel source packages we pin.
+    out.retain(|e| e.uri.contains("debian"));
+    Ok(out)
+}
+
+/// Parse deb822 `.sources` text.
+pub fn parse_deb822(text: &str) -> Vec<AptEntry> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut types = Vec::new();
+        let (mut uris, mut suites, mut comps) = (Vec::new(), Vec::new(), Vec::new());
+        let mut signed_by = None;
+        let mut enabled = true;
+        for line in stanza.lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let words = || v.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+            match k.trim().to_ascii_lowercase().as_str() {
+                "types" => types = words(),
+                "uris" => uris = words(),
+                "suites" => suites = words(),
+                "components" => comps = words(),
+                "signed-by" => signed_by = Some(v.trim().to_string()),
+                "enabled" => enabled = v.trim() != "no",
+                _ => {}
+            }
+        }
+        if !enabled || !types.iter().any(|t| t == "deb") {
+            continue;
+        }
+        for uri in &uris {
+            for suite in &suites {
+                out.push(AptEntry {
+                    uri: uri.clone(),
+                    suite: suite.clone(),
+                    components: comps.clone(),
+                    signed_by: signed_by.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Parse one-line-style `sources.list` text.
+pub fn parse_one_line(text: &str) -> Vec<AptEntry> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let mut rest = match line.strip_prefix("deb ") {
+            Some(r) => r.trim(),
+            None => continue,
+        };
+        let mut signed_by = None;
+        if let Some(opts) = rest.strip_prefix('[') {
+            let Some((opts, after)) = opts.split_once(']') else {
+                continue;
+            };
+            for o in opts.split_whitespace() {
+                if let Some(v) = o.strip_prefix("signed-by=") {
+                    signed_by = Some(v.to_string());
+                }
+            }
+            rest = after.trim();
+        }
+        let mut words = rest.split_whitespace();
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+            continue;
+        };
+        out.push(AptEntry {
+            uri: uri.to_string(),
+            suite: suite.to_string(),
+            components: words.map(str::to_string).collect(),
+            signed_by,
+        });
+    }
+    out
+}
+
+/// The system's `deb` entries as a sources list of our own, with lines of
+/// type `kind` (`deb` or `deb-src`).
+fn sources_list(kind: &str, entries: &[AptEntry]) -> String {
+    let mut s = String::from("# generated by cargo xtask from the system's deb entries\n");
+    for e in entries {
+        let opts = e
+            .signed_by
+            .as_ref()
+            .map(|k| format!("[signed-by={k}] "))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "{kind} {opts}{} {} {}\n",
+            e.uri,
+            e.suite,
+            e.components.join(" ")
+        ));
+    }
+    s
+}
+
+/// What a [`PrivateApt`] is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Packages {
+    /// Source packages (`deb-src` lines).
+    Source,
+    /// Binary packages of one architecture (`deb` lines).
+    Binary { arch: String },
+}
+
+/// A private apt setup rooted in a directory of the cache.
+#[derive(Debug)]
+pub struct PrivateApt {
+    dir: PathBuf,
+    packages: Packages,
+}
+
+impl PrivateApt {
+    /// The private apt state for source packages in `dir` (created or
+    /// reused; the lists are refreshed when the sources changed, when they
+    /// are older than a day or absent, and a failed refresh is an error).
+    pub fn source(dir: &Path) -> Result<PrivateApt> {
+        Self::open(dir, Packages::Source)
+    }
+
+    /// The private apt state for binary packages of architecture `arch`
+    /// (e.g. `i386`) in `dir`. A failed refresh of the lists is a warning
+    /// (a mirror in sync may fail one index): the look-up decides.
+    pub fn binary(dir: &Path, arch: &str) -> Result<PrivateApt> {
+        Self::open(
+            dir,
+            Packages::Binary {
+                arch: arch.to_string(),
+            },
+        )
+    }
+
+    fn open(dir: &Path, packages: Packages) -> Result<PrivateApt> {
+        if crate::sysdeps::which("apt-get").is_none() {
+            anyhow::bail!("apt-get is not installed (Debian's archive needs a Debian-like system)");
+        }
+        let entries = system_entries()?;
+        if entries.is_empty() {
+            anyhow::bail!("no Debian archive found in /etc/apt/sources.list{{,.d}}");
+        }
+        for d in ["lists/partial", "cache/archives/partial"] {
+            std::fs::create_dir_all(dir.join(d))
+                .with_context(|| format!("cannot create {}", dir.join(d).display()))?;
+        }
+        let status = dir.join("status");
+        if !status.exists() {
+            std::fs::write(&status, b"")
+                .with_context(|| format!("cannot write {}", status.display()))?;
+        }
+        let list = dir.join("sources.list");
+        let kind = match packages {
+            Packages::Source => "deb-src",
+            Packages::Binary { .. } => "deb",
+        };
+        let text = sources_list(kind, &entries);
+        let changed = std::fs::read_to_string(&list).ok().as_deref() != Some(text.as_str());
+        std::fs::write(&list, &text).with_context(|| format!("cannot write {}", list.display()))?;
+        let apt = PrivateApt {
+            dir: dir.to_path_buf(),
+            packages,
+        };
+        let stamp = dir.join("lists/.updated");
+        let fresh = std::fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() < 24 * 3600);
+        if changed || !fresh {
+            match apt.update() {
+                Ok(()) => {}
+                Err(e) if apt.packages == Packages::Source => return Err(e),
+                Err(e) if !changed && stamp.exists() => {
+                    tracing::warn!("{e:#}; going on with the previous lists")
+                }
+                Err(e) => tracing::warn!("{e:#}; trying the indexes that did download"),
+            }
+            std::fs::write(&stamp, b"")
+                .with_context(|| format!("cannot write {}", stamp.display()))?;
+        }
+        Ok(apt)
+    }
+
+    fn options(&self) -> Vec<String> {
+        let d = self.dir.display();
+        let mut o = vec![
+            format!("-oDir::Etc::SourceList={d}/sources.list"),
+            "-oDir::Etc::SourceParts=/dev/null".into(),
+            format!("-oDir::State::Lists={d}/lists"),
+            format!("-oDir::State::status={d}/status"),
+            format!("-oDir::Cache={d}/cache"),
+            "-oAcquire::Languages=none".into(),
+            "-oDebug::NoLocking=1".into(),
+            "-oAPT::Sandbox::User=root".into(),
+        ];
+        if let Packages::Binary { arch } = &self.packages {
+            o.push(format!("-oAPT::Architecture={arch}"));
+            o.push(format!("-oAPT::Architectures::={arch}"));
+            for t in [
+                "DEP-11",
+                "DEP-11-icons",
+                "DEP-11-icons-small",
+                "Contents-deb",
+            ] {
+                o.push(format!(
+                    "-oAcquire::IndexTargets::deb::{t}::DefaultEnabled=false"
+                ));
+            }
+        }
+        o
+    }
+
+    fn apt(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.args(self.options()).stdin(Stdio::null());
+        c
+    }
+
+    /// `apt-get update` on the private lists.
+    pub fn update(&self) -> Result<()> {
+        let what = match &self.packages {
+            Packages::Source => "source".to_string(),
+            Packages::Binary { arch } => format!("{arch} package"),
+        };
+        tracing::info!(
+            "refreshing Debian's {what} lists (private apt state in {})",
+            self.dir.display()
+        );
+        let out = self
+            .apt("apt-get")
+            .args(["-q", "update"])
+            .output()
+            .context("cannot run apt-get update")?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "apt-get update ({what} lists) failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// `apt-get source --download-only PACKAGE=VERSION` into `dest`.
+    pub fn download_source(&self, package: &str, version: &str, dest: &Path) -> Result<()> {
+        std::fs::create_dir_all(dest)
+            .with_context(|| format!("cannot create {}", dest.display()))?;
+        tracing::info!("downloading Debian source package {package}={version}");
+        let out = self
+            .apt("apt-get")
+            .args(["-qq", "source", "--download-only"])
+            .arg(format!("{package}={version}"))
+            .current_dir(dest)
+            .output()
+            .context("cannot run apt-get source")?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "apt-get source {package}={version} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// The binary package `package` of this setup's architecture, as apt
+    /// names it (`busybox-static:i386`).
+    fn spec(&self, package: &str) -> Result<String> {
+        match &self.packages {
+            Packages::Binary { arch } => Ok(format!("{package}:{arch}")),
+            Packages::Source => {
+                anyhow::bail!("{package}: this private apt setup is for source packages")
+            }
+        }
+    }
+
+    /// The candidate version of the binary `package` and the sha256 its
+    /// index entry gives.
+    pub fn candidate(&self, package: &str) -> Result<(String, String)> {
+        let spec = self.spec(package)?;
+        let out = self
+            .apt("apt-cache")
+            .args(["policy", &spec])
+            .output()
+            .context("cannot run apt-cache policy")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = parse_candidate(&text).with_context(|| {
+            format!(
+                "Debian's package lists have no {spec} (apt-cache policy said: {}{})",
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+        let out = self
+            .apt("apt-cache")
+            .args(["show", &format!("{spec}={version}")])
+            .output()
+            .context("cannot run apt-cache show")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let sha = parse_field(&text, "SHA256").unwrap_or_default();
+        if sha.is_empty() {
+            tracing::warn!("the index entry of {spec} {version} has no SHA256 field");
+        }
+        Ok((version, sha))
+    }
+
+    /// `apt-get download package:ARCH=version` into `dest`; the `.deb`.
+    pub fn download(&self, package: &str, version: &str, dest: &Path) -> Result<PathBuf> {
+        let spec = self.spec(package)?;
+        tracing::info!("downloading {spec} {version} from Debian's archive");
+        let out = self
+            .apt("apt-get")
+            .args(["-q", "download", &format!("{spec}={version}")])
+            .current_dir(dest)
+            .output()
+            .context("cannot run apt-get download")?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "apt-get download {spec}={version} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let arch = spec.rsplit(':').next().unwrap_or_default();
+        let prefix = format!("{package}_");
+        let suffix = format!("_{arch}.deb");
+        for entry in
+            std::fs::read_dir(dest).with_context(|| format!("cannot read {}", dest.display()))?
+        {
+            let entry = entry.with_context(|| format!("cannot read {}", dest.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.ends_with(&suffix) {
+                return Ok(entry.path());
+            }
+        }
+        anyhow::bail!(
+            "apt-get download {spec}={version} succeeded but left no {prefix}*{suffix} in {}",
+            dest.display()
+        )
+    }
+}
+
+/// `Candidate: V` from `apt-cache policy` output (`(none)` is none).
+fn parse_candidate(text: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .find(|v| !v.is_empty() && *v != "(none)")
+        .map(str::to_string)
+}
+
+/// The first `Field: value` of an `apt-cache show` stanza.
+fn parse_field(text: &str, field: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(field).and_then(|v| v.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+        .next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deb822_and_one_line_entries() {
+        let d = parse_deb822(
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n\
+             Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+             Types: deb-src\nURIs: http://x\nSuites: y\nComponents: main\n",
+        );
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].suite, "bookworm-updates");
+        assert_eq!(
+            d[0].signed_by.as_deref(),
+            Some("/usr/share/keyrings/debian-archive-keyring.gpg")
+        );
+        let o = parse_one_line(
+            "# c\ndeb [arch=amd64 signed-by=/k.gpg] http://deb.debian.org/debian bookworm main contrib\ndeb-src http://a b c\n",
+        );
+        assert_eq!(
+            o,
+            vec![AptEntry {
+                uri: "http://deb.debian.org/debian".into(),
+                suite: "bookworm".into(),
+                components: vec!["main".into(), "contrib".into()],
+                signed_by: Some("/k.gpg".into()),
+            }]
+        );
+        assert!(sources_list("deb-src", &o).contains(
+            "deb-src [signed-by=/k.gpg] http://deb.debian.org/debian bookworm main contrib"
+        ));
+    }
+
+    #[test]
+    fn reads_apt_output() {
+        let policy = "busybox-static:i386:\n  Installed: (none)\n  Candidate: 1:1.35.0-4+deb12u1+b1\n  Version table:\n";
+        assert_eq!(
+            parse_candidate(policy).as_deref(),
+            Some("1:1.35.0-4+deb12u1+b1")
+        );
+        assert_eq!(parse_candidate("x:\n  Candidate: (none)\n"), None);
+        let show = "Package: busybox-static\nVersion: 1\nSHA256: abc123\n\nSHA256: other\n";
+        assert_eq!(parse_field(show, "SHA256").as_deref(), Some("abc123"));
+        let list = sources_list(
+            "deb",
+            &[AptEntry {
+                uri: "http://deb.debian.org/debian".into(),
+                suite: "bookworm".into(),
+                components: vec!["main".into()],
+                signed_by: Some("/k.gpg".into()),
+            }],
+        );
+        assert!(
+            list.contains("\ndeb [signed-by=/k.gpg] http://deb.debian.org/debian bookworm main\n")
+        );
+    }
+}
