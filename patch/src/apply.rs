@@ -38,26 +38,50 @@ pub fn apply_in_memory(
     max_fuzz: usize,
 ) -> Result<Applied, ApplyError> {
     let applied = apply(tree, patch, strip, reverse, max_fuzz)?;
-    apply_changes(tree, &applied.changes);
+    let Ok(()) = apply_changes(tree, &applied.changes);
     Ok(applied)
 }
 
-/// Make `changes` (from [`apply`]) in the in-memory `tree`.
-pub fn apply_changes(tree: &mut MemTree, changes: &[Change]) {
+/// A tree the [`Change`]s of [`apply`] can be made in.
+pub trait TreeMut {
+    /// What making a change can fail with.
+    type Error;
+    /// Create or overwrite `path` with `content` and git `mode`.
+    fn write(&mut self, path: &str, content: &[u8], mode: u32) -> Result<(), Self::Error>;
+    /// Delete `path`.
+    fn delete(&mut self, path: &str) -> Result<(), Self::Error>;
+}
+
+impl TreeMut for MemTree {
+    type Error = std::convert::Infallible;
+
+    fn write(&mut self, path: &str, content: &[u8], mode: u32) -> Result<(), Self::Error> {
+        self.insert(path.to_string(), (content.to_vec(), mode));
+        Ok(())
+    }
+
+    fn delete(&mut self, path: &str) -> Result<(), Self::Error> {
+        self.remove(path);
+        Ok(())
+    }
+}
+
+/// Make `changes` (from [`apply`]) in `tree`, in order.
+pub fn apply_changes<T: TreeMut + ?Sized>(
+    tree: &mut T,
+    changes: &[Change],
+) -> Result<(), T::Error> {
     for change in changes {
         match change {
             Change::Write {
                 path,
                 content,
                 mode,
-            } => {
-                tree.insert(path.clone(), (content.clone(), *mode));
-            }
-            Change::Delete { path } => {
-                tree.remove(path);
-            }
+            } => tree.write(path, content, *mode)?,
+            Change::Delete { path } => tree.delete(path)?,
         }
     }
+    Ok(())
 }
 
 /// One change to the tree produced by a successful [`apply`].

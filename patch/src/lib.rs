@@ -12,6 +12,7 @@ pub mod series;
 
 pub use apply::{
     apply, apply_changes, apply_in_memory, Applied, ApplyError, Change, HunkReport, MemTree, Tree,
+    TreeMut,
 };
 pub use parse::{parse_patch, FilePatch, Hunk, HunkLine, ParseError, Patch};
 pub use series::{parse_series, SeriesEntry, SeriesError};

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use colinux_patch::{Applied, ApplyError, Change, Patch};
+use colinux_patch::{Applied, ApplyError, Patch, TreeMut};
 use git2::{build::TreeUpdateBuilder, FileMode, Oid, Repository};
 
 /// A git tree seen through the patch engine's [`colinux_patch::Tree`].
@@ -57,21 +57,32 @@ pub fn apply_to_tree(
         Ok(applied) => applied,
         Err(e) => return Ok(Err(e)),
     };
-    let mut upd = TreeUpdateBuilder::new();
-    for change in &applied.changes {
-        match change {
-            Change::Write {
-                path,
-                content,
-                mode,
-            } => {
-                let oid = repo.blob(content)?;
-                upd.upsert(path.as_str(), oid, file_mode(*mode));
-            }
-            Change::Delete { path } => {
-                upd.remove(path.as_str());
-            }
-        }
+    let mut upd = GitUpdate {
+        repo,
+        upd: TreeUpdateBuilder::new(),
+    };
+    colinux_patch::apply_changes(&mut upd, &applied.changes)?;
+    Ok(Ok((upd.upd.create_updated(repo, tree)?, applied)))
+}
+
+/// Changes to a git tree being built: new blobs in `repo`, recorded in
+/// `upd`.
+struct GitUpdate<'r> {
+    repo: &'r Repository,
+    upd: TreeUpdateBuilder,
+}
+
+impl TreeMut for GitUpdate<'_> {
+    type Error = git2::Error;
+
+    fn write(&mut self, path: &str, content: &[u8], mode: u32) -> Result<(), git2::Error> {
+        let oid = self.repo.blob(content)?;
+        self.upd.upsert(path, oid, file_mode(mode));
+        Ok(())
     }
-    Ok(Ok((upd.create_updated(repo, tree)?, applied)))
+
+    fn delete(&mut self, path: &str) -> Result<(), git2::Error> {
+        self.upd.remove(path);
+        Ok(())
+    }
 }

@@ -3,7 +3,6 @@
 //! against the ABI header that the patch series defines.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use colinux_buildenv::{paths, sysdeps};
@@ -13,29 +12,6 @@ pub const SOURCE_DIR: &str = "tests/payload";
 
 /// The guest virtual address of guest-physical 0.
 pub const VA_OFFSET: u64 = 0xc000_0000;
-
-/// The compiler flags, before the linker script and the include directory.
-const CFLAGS: &[&str] = &[
-    "-m32",
-    "-march=i686",
-    "-ffreestanding",
-    "-fno-pic",
-    "-fno-pie",
-    "-no-pie",
-    "-fno-stack-protector",
-    "-fno-asynchronous-unwind-tables",
-    "-mno-sse",
-    "-mno-mmx",
-    "-mgeneral-regs-only",
-    "-O2",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-nostdlib",
-    "-static",
-    "-Wl,--build-id=none",
-    "-Wl,-z,noexecstack",
-];
 
 /// Where the payload is built: `<target>/payload`.
 pub fn build_dir() -> PathBuf {
@@ -78,24 +54,18 @@ pub fn build_payload() -> Result<PathBuf> {
     let elf = out_dir.join("payload.elf");
     let tmp = out_dir.join(format!("payload.elf.tmp.{}", std::process::id()));
     tracing::info!("building the test payload {}", elf.display());
-    let output = Command::new("gcc")
-        .args(CFLAGS)
-        .arg(format!("-Wl,-T,{}", src.join("payload.ld").display()))
-        .arg(format!("-I{}", include.display()))
-        .arg(src.join("start.S"))
-        .arg(src.join("payload.c"))
-        .arg("-o")
-        .arg(&tmp)
-        .output()
-        .context("cannot run gcc (is it installed?)")?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!(
-            "gcc failed to build the test payload ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    crate::programs::gcc_freestanding(
+        "the test payload",
+        &[
+            "-mno-sse".into(),
+            "-mno-mmx".into(),
+            format!("-Wl,-T,{}", src.join("payload.ld").display()).into(),
+            format!("-I{}", include.display()).into(),
+            src.join("start.S").into_os_string(),
+            src.join("payload.c").into_os_string(),
+        ],
+        &tmp,
+    )?;
     std::fs::rename(&tmp, &elf)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), elf.display()))?;
     Ok(elf)
@@ -104,6 +74,8 @@ pub fn build_payload() -> Result<PathBuf> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     fn run(cmd: &str, elf: &Path, args: &[&str]) -> String {

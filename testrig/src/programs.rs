@@ -2,7 +2,7 @@
 //! for comparison): `tests/guest-bench/*.c`, freestanding i386 binaries built
 //! with the host's gcc.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -17,9 +17,10 @@ pub const GUEST_BENCH_DIR: &str = "tests/guest-bench";
 /// hostile guest user (sysenter, syscall, a user segment in DS).
 pub const GUEST_BENCH_PROGRAMS: &[&str] = &["cpuloop", "ppidloop", "hostile"];
 
-/// gcc flags of the guest benchmark programs: freestanding i386, static,
-/// no libc, no libgcc.
-const GUEST_BENCH_CFLAGS: &[&str] = &[
+/// gcc flags of every freestanding i386 program the rig builds (these and
+/// the test payload): static, no libc, no libgcc, no FPU or vector
+/// registers in generated code.
+pub const FREESTANDING_I386_CFLAGS: &[&str] = &[
     "-m32",
     "-march=i686",
     "-ffreestanding",
@@ -39,6 +40,28 @@ const GUEST_BENCH_CFLAGS: &[&str] = &[
     "-Wl,-z,noexecstack",
 ];
 
+/// Compile `args` (sources and extra flags, after
+/// [`FREESTANDING_I386_CFLAGS`]) with gcc into `out`; `what` names the
+/// program in errors (gcc's own messages included).
+pub fn gcc_freestanding(what: &str, args: &[std::ffi::OsString], out: &Path) -> Result<()> {
+    let output = Command::new("gcc")
+        .args(FREESTANDING_I386_CFLAGS)
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .context("cannot run gcc (is it installed?)")?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(out);
+        anyhow::bail!(
+            "gcc failed to build {what} ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Build the guest benchmark programs ([`GUEST_BENCH_PROGRAMS`], tiny:
 /// every call) into `<target>/guest-bench/`; returns `(name, path)` each.
 /// The same binaries run in the guest and natively in the test host (an
@@ -57,22 +80,12 @@ pub fn build_guest_bench() -> Result<Vec<(String, PathBuf)>> {
         let exe = out_dir.join(name);
         let tmp = out_dir.join(format!("{name}.tmp.{}", std::process::id()));
         tracing::debug!("building {}", exe.display());
-        let output = Command::new("gcc")
-            .args(GUEST_BENCH_CFLAGS)
-            .arg(src.join(format!("{name}.c")))
-            .arg("-o")
-            .arg(&tmp)
-            .output()
-            .context("cannot run gcc (is it installed?)")?;
-        if !output.status.success() {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::bail!(
-                "gcc failed to build {} ({}):\n{}",
-                src.join(format!("{name}.c")).display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        let source = src.join(format!("{name}.c"));
+        gcc_freestanding(
+            &source.display().to_string(),
+            &[source.clone().into_os_string()],
+            &tmp,
+        )?;
         let data = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
         crate::elf::check_i386_static(&data)
             .with_context(|| format!("{} as built", tmp.display()))?;

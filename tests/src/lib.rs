@@ -3,6 +3,42 @@
 
 pub mod guest;
 
+/// Run `s` in the test host and require it to pass (its script exited 0
+/// and the host kernel log is clean); the outcome.
+pub fn run_passing(s: &colinux_testrig::testhost::Scenario) -> colinux_testrig::testhost::Outcome {
+    let out = colinux_testrig::testhost::run(s).expect("the test host runs");
+    assert!(
+        out.passed,
+        "scenario {} failed: {}\nlog: {}",
+        s.name,
+        out.reason,
+        out.log.display()
+    );
+    out
+}
+
+/// `linux-patches/` moved from the series base onto `v2` by the rebase
+/// engine, in a temporary directory of the cache: the rebased series in
+/// `out/`, the work tree in `work/`.
+pub fn rebase_linux_patches(v2: &str) -> (tempfile::TempDir, colinux_series::rebase::RebaseRun) {
+    let manifest = xtask::manifest::Manifest::load_default().expect("kernels.toml");
+    let fetch = xtask::fetch::FetchOptions::default();
+    let v1 = xtask::fetch::fetch_kernel(&manifest, &manifest.series.base, &fetch).expect("v1");
+    let v2 = xtask::fetch::fetch_kernel(&manifest, v2, &fetch).expect("v2");
+    let cache = colinux_buildenv::paths::cache_dir().expect("cache");
+    let tmp = tempfile::tempdir_in(cache).expect("tempdir");
+    let run = colinux_series::rebase::start(&colinux_series::rebase::RebaseOptions {
+        series_dir: colinux_buildenv::paths::repo_root().join("linux-patches"),
+        out_dir: tmp.path().join("out"),
+        v1_tree: v1.path.clone(),
+        v2_tree: v2.path.clone(),
+        work_dir: tmp.path().join("work"),
+        manifest: None,
+    })
+    .expect("rebase");
+    (tmp, run)
+}
+
 /// Shell functions for test-host scenarios (busybox sh), prepended to
 /// their scripts:
 /// - `free_kb`: free memory in kB — MemFree plus the pages parked on the

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use colinux_testrig::testhost::{self, Scenario};
-use colinux_tests::SHELL_HELPERS;
+use colinux_testrig::testhost::Scenario;
+use colinux_tests::{run_passing, SHELL_HELPERS};
 
 struct Parts {
     module: PathBuf,
@@ -81,22 +81,10 @@ hold_guest() {
 }
 "#;
 
-fn run(s: Scenario) -> testhost::Outcome {
-    let out = testhost::run(&s).unwrap();
-    assert!(
-        out.passed,
-        "scenario {} failed: {}\nlog: {}",
-        s.name,
-        out.reason,
-        out.log.display()
-    );
-    out
-}
-
 #[test]
 #[ignore = "boots the test host with the driver; run by `cargo xtask test`"]
 fn lifecycle_create_load_destroy_returns_memory() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "driver-lifecycle",
         r#"
 insmod /root/colinux.ko
@@ -142,7 +130,7 @@ echo lifecycle-ok
 #[test]
 #[ignore = "boots the test host with the driver; run by `cargo xtask test`"]
 fn daemon_killed_mid_way_leaves_nothing_behind() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "driver-killed",
         r#"
 insmod /root/colinux.ko
@@ -166,7 +154,7 @@ echo killed-ok
 #[test]
 #[ignore = "boots the test host with the driver; run by `cargo xtask test`"]
 fn hostile_input_gets_errors_not_oopses() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "driver-hostile",
         r#"
 insmod /root/colinux.ko

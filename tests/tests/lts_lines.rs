@@ -10,15 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use xtask::fetch::FetchOptions;
 use xtask::manifest::Manifest;
 use xtask::manifest::{series_base, series_for};
 
 const V2: &str = "6.12.100";
-
-fn no_fetch_options() -> FetchOptions {
-    FetchOptions::default()
-}
 
 /// Every file under `dir` (relative path, bytes), sorted.
 fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -73,22 +68,10 @@ fn the_series_for_a_version_is_looked_up_by_convention() {
 #[test]
 #[ignore = "needs the linux trees; run by `cargo xtask test`"]
 fn the_6_12_series_is_what_rebase_makes_of_linux_patches() {
-    let m = Manifest::load_default().unwrap();
-    let v1 = xtask::fetch::fetch_kernel(&m, &m.series.base, &no_fetch_options()).unwrap();
-    let v2 = xtask::fetch::fetch_kernel(&m, V2, &no_fetch_options()).unwrap();
-    let tmp = tempfile::tempdir_in(colinux_buildenv::paths::cache_dir().unwrap()).unwrap();
+    let (tmp, run) = colinux_tests::rebase_linux_patches(V2);
+    assert!(run.finished(), "{}", run.render());
     let root = colinux_buildenv::paths::repo_root();
     let out = tmp.path().join("out");
-    let run = colinux_series::rebase::start(&colinux_series::rebase::RebaseOptions {
-        series_dir: root.join("linux-patches"),
-        out_dir: out.clone(),
-        v1_tree: v1.path.clone(),
-        v2_tree: v2.path.clone(),
-        work_dir: tmp.path().join("work"),
-        manifest: None,
-    })
-    .unwrap();
-    assert!(run.finished(), "{}", run.render());
     let committed = files(&root.join("linux-patches-6.12.100"));
     let fresh = files(&out);
     let names = |v: &[(PathBuf, Vec<u8>)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();

@@ -18,8 +18,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use colinux_testrig::testhost::{self, Scenario};
-use colinux_tests::SHELL_HELPERS;
+use colinux_testrig::testhost::Scenario;
+use colinux_tests::{run_passing, SHELL_HELPERS};
 
 fn scenario(name: &str, script: &str) -> Scenario {
     static PARTS: OnceLock<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> =
@@ -41,22 +41,10 @@ fn scenario(name: &str, script: &str) -> Scenario {
     .timeout(Duration::from_secs(300))
 }
 
-fn run(s: Scenario) -> testhost::Outcome {
-    let out = testhost::run(&s).unwrap();
-    assert!(
-        out.passed,
-        "scenario {} failed: {}\nlog: {}",
-        s.name,
-        out.reason,
-        out.log.display()
-    );
-    out
-}
-
 #[test]
 #[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
 fn round_trips_counted_on_both_sides_on_each_cpu() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "payload-roundtrips",
         r#"
 for cpu in 0 1; do
@@ -74,7 +62,7 @@ echo roundtrips-ok
 #[test]
 #[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
 fn guest_handles_its_own_exceptions_on_each_cpu() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "payload-exceptions",
         r#"
 for cpu in 0 1; do
@@ -92,7 +80,7 @@ echo exceptions-ok
 #[test]
 #[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
 fn busy_guest_30_seconds_on_each_cpu_with_the_host_responsive() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "payload-busy",
         r#"
 start_host_counter
@@ -121,7 +109,7 @@ echo busy-ok
 #[test]
 #[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
 fn daemon_killed_mid_run_leaves_nothing_behind() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "payload-killed",
         r#"
 before=$(free_kb)
@@ -151,7 +139,7 @@ echo killed-ok
 #[test]
 #[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
 fn a_guest_raising_a_host_vector_itself_does_not_run_its_handler() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "payload-int-f8",
         r#"
 for cpu in 0 1; do
@@ -184,7 +172,7 @@ echo int-f8-ok
 #[test]
 #[ignore = "boots the test host and runs the payload guest; run by `cargo xtask test`"]
 fn a_guest_spinning_with_interrupts_off_can_be_killed() {
-    let out = run(scenario(
+    let out = run_passing(&scenario(
         "payload-spin",
         r#"
 before=$(free_kb)
@@ -245,6 +233,6 @@ echo nmi-ok
     );
     // The backtrace the NMI handler prints is what this test asks for.
     s.klog_ignore = vec!["Call Trace".into(), "NMI handler .* took too long".into()];
-    let out = run(s);
+    let out = run_passing(&s);
     assert!(out.console.contains("nmi-ok"));
 }

@@ -523,22 +523,9 @@ fn refresh_round_trips_the_real_series() {
 #[test]
 #[ignore = "needs the linux trees; run by `cargo xtask test`"]
 fn real_series_moves_to_6_12() {
-    let manifest = xtask::manifest::Manifest::load_default().unwrap();
-    let fetch = xtask::fetch::FetchOptions::default();
-    let v1 = xtask::fetch::fetch_kernel(&manifest, &manifest.series.base, &fetch).unwrap();
-    let v2 = xtask::fetch::fetch_kernel(&manifest, "6.12.100", &fetch).unwrap();
-    let tmp = tempfile::tempdir_in(colinux_buildenv::paths::cache_dir().unwrap()).unwrap();
+    let (tmp, run) = colinux_tests::rebase_linux_patches("6.12.100");
     let series = colinux_buildenv::paths::repo_root().join("linux-patches");
     let out = tmp.path().join("out");
-    let run = rebase::start(&RebaseOptions {
-        series_dir: series.clone(),
-        out_dir: out.clone(),
-        v1_tree: v1.path.clone(),
-        v2_tree: v2.path.clone(),
-        work_dir: tmp.path().join("work"),
-        manifest: None,
-    })
-    .unwrap();
     let text = run.render();
     eprintln!("{text}");
     assert!(run.finished(), "{text}");
