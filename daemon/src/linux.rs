@@ -19,8 +19,10 @@ use anyhow::{bail, Context, Result};
 use colinux_abi as abi;
 
 use crate::console::{self, Console};
+use crate::control::{Control, Request};
 use crate::driver::Driver;
 use crate::elf::GuestImage;
+use crate::registry::State;
 use crate::server::ConsoleServer;
 
 const PAGE: u64 = abi::COOPERATIVE_PAGE_SIZE as u64;
@@ -229,17 +231,45 @@ fn line_of(arg: &abi::cooperative_ioctl_run) -> &[u8] {
 /// client the output it has not read yet.
 const CLIENT_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
+/// The exit code of a guest ended by `colinux kill` (as by SIGKILL).
+pub const KILLED: i32 = 128 + 9;
+
+/// What the run loop serves besides the guest and stdin.
+#[derive(Default)]
+pub struct Services<'a> {
+    /// Console clients attach on its socket.
+    pub console: Option<&'a mut ConsoleServer>,
+    /// `colinux stop`/`kill` requests come on its socket.
+    pub control: Option<&'a mut Control>,
+    /// Told when the guest's state changes (a stop was asked for).
+    pub on_state: Option<&'a mut dyn FnMut(State)>,
+    /// The command that attaches a console client, for the hint printed at
+    /// the start (default: `colinux-daemon console <socket>`).
+    pub attach_command: Option<String>,
+}
+
+impl std::fmt::Debug for Services<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("console", &self.console)
+            .field("control", &self.control)
+            .field("attach_command", &self.attach_command)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Load the initrd, boot the guest and serve it until it stops; returns
-/// the daemon's exit code. With `server`, console clients may attach on
-/// its socket meanwhile.
-pub fn boot(drv: &Driver, plan: &BootPlan, mut server: Option<&mut ConsoleServer>) -> Result<i32> {
+/// the daemon's exit code. Console clients may attach on `svc.console`'s
+/// socket meanwhile, and `svc.control` takes stop and kill requests.
+pub fn boot(drv: &Driver, plan: &BootPlan, mut svc: Services<'_>) -> Result<i32> {
     if !plan.initrd.is_empty() {
         drv.load(plan.layout.initrd_address, &plan.initrd, 0)
             .context("loading the initrd")?;
     }
     console::catch_stop_signals()?;
     let mut con = Console::stdin()?;
-    let result = serve(drv, plan, &mut con, server.as_deref_mut());
+    let result = serve(drv, plan, &mut con, &mut svc);
+    let server = svc.console;
     drop(con); // the terminal's settings back before anything is printed
     if let Some(s) = server {
         if let Err(e) = &result {
@@ -251,12 +281,21 @@ pub fn boot(drv: &Driver, plan: &BootPlan, mut server: Option<&mut ConsoleServer
 }
 
 /// Wait up to `timeout` for console input on stdin or a console client,
-/// a client connecting, or a client's socket taking queued output; then
-/// serve what came. A signal ends the wait early.
-fn wait(con: &mut Console, server: Option<&mut ConsoleServer>, timeout: Duration) -> Result<()> {
-    let mut fds = Vec::with_capacity(3);
+/// a client connecting, a client's socket taking queued output, or a
+/// control request; then serve what came. A signal ends the wait early.
+fn wait(
+    con: &mut Console,
+    server: Option<&mut ConsoleServer>,
+    control: Option<&mut Control>,
+    timeout: Duration,
+) -> Result<()> {
+    let mut fds = Vec::with_capacity(4);
     let stdin_slot = con.poll_fd().map(|p| {
         fds.push(p);
+        fds.len() - 1
+    });
+    let control_slot = control.as_deref().map(|c| {
+        fds.push(c.poll_fd());
         fds.len() - 1
     });
     let first_server_slot = fds.len();
@@ -268,6 +307,9 @@ fn wait(con: &mut Console, server: Option<&mut ConsoleServer>, timeout: Duration
     }
     if let Some(p) = stdin_slot.and_then(|i| fds.get(i)) {
         con.ready(p.revents)?;
+    }
+    if let (Some(c), Some(p)) = (control, control_slot.and_then(|i| fds.get(i))) {
+        c.ready(p.revents);
     }
     if let Some(s) = server {
         let input = s.ready(fds.get(first_server_slot..).unwrap_or_default(), con.room());
@@ -284,12 +326,9 @@ fn say(server: Option<&mut ConsoleServer>, line: &str) {
     }
 }
 
-fn serve(
-    drv: &Driver,
-    plan: &BootPlan,
-    con: &mut Console,
-    mut server: Option<&mut ConsoleServer>,
-) -> Result<i32> {
+fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console, svc: &mut Services<'_>) -> Result<i32> {
+    let mut server = svc.console.as_deref_mut();
+    let mut control = svc.control.as_deref_mut();
     let mut arg = abi::cooperative_ioctl_run {
         entry: plan.entry.into(),
         stack: plan.stack.into(),
@@ -300,10 +339,11 @@ fn serve(
         eprintln!("colinux-daemon: console on this terminal; ctrl-] stops the guest");
     }
     if let Some(s) = server.as_deref() {
-        eprintln!(
-            "colinux-daemon: console clients attach with: colinux-daemon console {}",
-            s.path().display()
-        );
+        let attach = svc
+            .attach_command
+            .clone()
+            .unwrap_or_else(|| format!("colinux-daemon console {}", s.path().display()));
+        eprintln!("colinux-daemon: console clients attach with: {attach}");
     }
     let mut out = std::io::stdout().lock();
     let mut unsupported = std::collections::BTreeSet::new();
@@ -323,6 +363,19 @@ fn serve(
             );
             break 0;
         }
+        match control.as_deref_mut().and_then(Control::take) {
+            Some(Request::Kill) => {
+                say(server.as_deref_mut(), "colinux kill: ending the guest");
+                break KILLED;
+            }
+            Some(Request::Stop) => {
+                // The guest cannot be asked yet: Control refuses `stop`.
+                if let Some(f) = svc.on_state.as_deref_mut() {
+                    f(State::Stopping);
+                }
+            }
+            None => {}
+        }
         let pending = con.pending();
         arg.input = if pending.is_empty() {
             0
@@ -340,7 +393,12 @@ fn serve(
         arg.status = abi::COOPERATIVE_STATUS_OK;
         match arg.exit_reason {
             abi::COOPERATIVE_RUN_EXIT_INTERRUPTED => {}
-            abi::COOPERATIVE_RUN_EXIT_YIELD => wait(con, server.as_deref_mut(), Duration::ZERO)?,
+            abi::COOPERATIVE_RUN_EXIT_YIELD => wait(
+                con,
+                server.as_deref_mut(),
+                control.as_deref_mut(),
+                Duration::ZERO,
+            )?,
             abi::COOPERATIVE_RUN_EXIT_IDLE => {
                 // Input the ring could not take yet goes in at once.
                 if con.pending().is_empty() || taken == 0 {
@@ -348,7 +406,7 @@ fn serve(
                         0 => IDLE_WITHOUT_TIMER,
                         ns => Duration::from_nanos(ns),
                     };
-                    wait(con, server.as_deref_mut(), timeout)?;
+                    wait(con, server.as_deref_mut(), control.as_deref_mut(), timeout)?;
                 }
             }
             abi::COOPERATIVE_RUN_EXIT_FAULT => {

@@ -11,13 +11,7 @@
 //! the recent output: `shadow.rs`); `colinux-daemon console PATH` is such a
 //! client (`attach.rs`).
 
-mod attach;
-mod console;
-mod driver;
-mod elf;
-mod linux;
-mod server;
-mod shadow;
+use colinux_daemon::{attach, driver, elf, linux, server};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -226,7 +220,14 @@ fn run(mut cli: Cli) -> Result<()> {
                 plan.layout.initrd_address
             );
         }
-        let result = linux::boot(&drv, plan, server.as_mut());
+        let result = linux::boot(
+            &drv,
+            plan,
+            linux::Services {
+                console: server.as_mut(),
+                ..Default::default()
+            },
+        );
         let destroyed = drv.destroy();
         let code = result?;
         destroyed?;

@@ -10,6 +10,8 @@ pub const HOST_VMLINUX: &str = "/root/vmlinux";
 pub const HOST_INITRD: &str = "/root/initrd.cpio";
 /// Where the daemon is in the test host.
 pub const HOST_DAEMON: &str = "/root/colinux-daemon";
+/// Where the `colinux` command is in the test host.
+pub const HOST_COLINUX: &str = "/root/colinux";
 /// Where the driver is in the test host.
 pub const HOST_MODULE: &str = "/root/colinux.ko";
 /// The prefix of each guest console line on the host's console.

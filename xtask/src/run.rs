@@ -26,7 +26,8 @@ use crate::build::{build_kernel, BuildOptions};
 use crate::manifest::Manifest;
 use colinux_testrig::guest_initrd::InitrdOptions;
 use colinux_testrig::session::{
-    interactive_script, payload_script, script, HOST_DAEMON, HOST_INITRD, HOST_MODULE, HOST_VMLINUX,
+    interactive_script, payload_script, script, HOST_COLINUX, HOST_DAEMON, HOST_INITRD,
+    HOST_MODULE, HOST_VMLINUX,
 };
 use colinux_testrig::testhost::{self, Scenario};
 
@@ -49,6 +50,8 @@ pub struct RunOptions {
 pub struct GuestParts {
     pub module: PathBuf,
     pub daemon: PathBuf,
+    /// The `colinux` command.
+    pub colinux: PathBuf,
     pub vmlinux: PathBuf,
     pub initrd: PathBuf,
 }
@@ -63,17 +66,20 @@ impl GuestParts {
         Ok(GuestParts {
             module: crate::driver_build::build_driver(None)?,
             daemon: colinux_testrig::userland::build_static("colinux-daemon", "colinux-daemon")?,
+            colinux: colinux_testrig::userland::build_static("colinux-daemon", "colinux")?,
             vmlinux: guest.vmlinux,
             initrd: colinux_testrig::guest_initrd::build(initrd)?,
         })
     }
 
-    /// A test-host scenario with the four files at [`HOST_MODULE`],
-    /// [`HOST_DAEMON`], [`HOST_VMLINUX`] and [`HOST_INITRD`].
+    /// A test-host scenario with the files at [`HOST_MODULE`],
+    /// [`HOST_DAEMON`], [`HOST_COLINUX`], [`HOST_VMLINUX`] and
+    /// [`HOST_INITRD`].
     pub fn scenario(&self, name: &str, script: String) -> Scenario {
         Scenario::new(name, script)
             .file(self.module.clone(), HOST_MODULE, 0o644)
             .file(self.daemon.clone(), HOST_DAEMON, 0o755)
+            .file(self.colinux.clone(), HOST_COLINUX, 0o755)
             .file(self.vmlinux.clone(), HOST_VMLINUX, 0o644)
             .file(self.initrd.clone(), HOST_INITRD, 0o644)
     }

@@ -1,0 +1,706 @@
+//! A guest's configuration: a TOML file, a coLinux-style `@file` of
+//! `name=value` words, `name=value` words on the command line, or all of
+//! these in order, later settings overriding earlier ones.
+//!
+//! TOML (one guest per file; `docs/config.md` has an annotated example):
+//!
+//! ```toml
+//! name = "web"
+//! kernel = "/usr/lib/colinux/vmlinux-6.1"
+//! initrd = "/usr/lib/colinux/initrd.cpio"
+//! memory = 256                 # MiB
+//! cmdline = ["root=/dev/cobd0", "ro"]
+//! [console]
+//! socket = "/run/colinux/web/console.sock"
+//! ```
+//!
+//! coLinux words (`colinux run name=web kernel=… mem=256`, or one or more
+//! per line in an `@file`, `#` starting a comment): `name=`, `kernel=`,
+//! `initrd=`, `mem=`, `cocon=` (the console socket), `cobdN=`, `ethN=`,
+//! `cofsN=`. Any other word (e.g. `root=/dev/cobd0 ro`) is appended to the
+//! guest's kernel command line, as coLinux did. Every error names where the
+//! setting came from: the file and line, or the command-line word.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Where a setting came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A line of a file.
+    File { path: PathBuf, line: usize },
+    /// The `n`th (1-based) word of the command line.
+    Word(usize),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Word(n) => write!(f, "command-line word {n}"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// The device kinds whose keys coLinux had (`cobdN=`, `ethN=`, `cofsN=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeviceKind {
+    /// `cobdN=`: a block device.
+    Cobd,
+    /// `ethN=`: a network interface.
+    Eth,
+    /// `cofsN=`: a shared host directory.
+    Cofs,
+}
+
+impl DeviceKind {
+    fn key(self) -> &'static str {
+        match self {
+            DeviceKind::Cobd => "cobd",
+            DeviceKind::Eth => "eth",
+            DeviceKind::Cofs => "cofs",
+        }
+    }
+
+    /// The highest unit number coLinux allowed.
+    fn max_unit(self) -> u32 {
+        match self {
+            DeviceKind::Cobd => 31,
+            DeviceKind::Eth | DeviceKind::Cofs => 15,
+        }
+    }
+}
+
+/// A guest's settings as given, before defaults ([`Settings::resolve`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub name: Option<Set<String>>,
+    pub kernel: Option<Set<PathBuf>>,
+    pub initrd: Option<Set<PathBuf>>,
+    /// Guest RAM in MiB.
+    pub memory: Option<Set<u64>>,
+    /// Kernel command-line words, in order.
+    pub cmdline: Vec<Set<String>>,
+    /// The console socket.
+    pub console_socket: Option<Set<PathBuf>>,
+    /// Device settings by kind and unit, as written.
+    pub devices: BTreeMap<(DeviceKind, u32), Set<String>>,
+    /// The file the settings came from first, for the default name.
+    pub file: Option<PathBuf>,
+}
+
+/// The TOML form.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlGuest {
+    name: Option<String>,
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    memory: Option<u64>,
+    cmdline: Option<Cmdline>,
+    console: Option<TomlConsole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Cmdline {
+    Words(Vec<String>),
+    Line(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlConsole {
+    socket: Option<PathBuf>,
+}
+
+/// The line (1-based) of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line on which `key = ` is set at the top level or in `[table]`.
+fn key_line(text: &str, table: Option<&str>, key: &str) -> usize {
+    let mut current: Option<&str> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = Some(name.trim());
+            continue;
+        }
+        let key_here = t
+            .split_once('=')
+            .map(|(k, _)| k.trim() == key)
+            .unwrap_or(false);
+        if key_here && current == table {
+            return i + 1;
+        }
+    }
+    0
+}
+
+impl Settings {
+    /// Apply a TOML file's settings.
+    pub fn apply_toml(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the guest configuration {}", path.display()))?;
+        let parsed: TomlGuest = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+            anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+        })?;
+        let at = |table: Option<&str>, key: &str| Origin::File {
+            path: path.to_path_buf(),
+            line: key_line(&text, table, key),
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        // Relative paths in a file are relative to the file.
+        let rel = |p: PathBuf| if p.is_relative() { dir.join(p) } else { p };
+        if let Some(v) = parsed.name {
+            self.set_name(v, at(None, "name"))?;
+        }
+        if let Some(v) = parsed.kernel {
+            self.kernel = Some(Set {
+                value: rel(v),
+                origin: at(None, "kernel"),
+            });
+        }
+        if let Some(v) = parsed.initrd {
+            self.initrd = Some(Set {
+                value: rel(v),
+                origin: at(None, "initrd"),
+            });
+        }
+        if let Some(v) = parsed.memory {
+            self.memory = Some(Set {
+                value: v,
+                origin: at(None, "memory"),
+            });
+        }
+        if let Some(c) = parsed.cmdline {
+            let words = match c {
+                Cmdline::Words(w) => w,
+                Cmdline::Line(l) => l.split_whitespace().map(str::to_string).collect(),
+            };
+            let origin = at(None, "cmdline");
+            self.cmdline.extend(words.into_iter().map(|value| Set {
+                value,
+                origin: origin.clone(),
+            }));
+        }
+        if let Some(socket) = parsed.console.and_then(|c| c.socket) {
+            self.console_socket = Some(Set {
+                value: rel(socket),
+                origin: at(Some("console"), "socket"),
+            });
+        }
+        self.file.get_or_insert_with(|| path.to_path_buf());
+        Ok(())
+    }
+
+    /// Apply a coLinux-style `@file`: `name=value` words, several per line
+    /// allowed, `#` to the end of the line a comment, `"…"` quoting a word
+    /// with spaces.
+    pub fn apply_colinux_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the guest configuration {}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        for (i, line) in text.lines().enumerate() {
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line: i + 1,
+            };
+            for word in split_words(line).map_err(|e| anyhow::anyhow!("{origin}: {e}"))? {
+                self.apply_word(&word, origin.clone(), Some(&dir))?;
+            }
+        }
+        self.file.get_or_insert_with(|| path.to_path_buf());
+        Ok(())
+    }
+
+    /// Apply one `name=value` word (or a kernel command-line word).
+    /// Relative paths are taken relative to `base` when given.
+    pub fn apply_word(&mut self, word: &str, origin: Origin, base: Option<&Path>) -> Result<()> {
+        let path = |v: &str| {
+            let p = PathBuf::from(v);
+            match base {
+                Some(b) if p.is_relative() => b.join(p),
+                _ => p,
+            }
+        };
+        let Some((key, value)) = word.split_once('=') else {
+            self.cmdline.push(Set {
+                value: word.to_string(),
+                origin,
+            });
+            return Ok(());
+        };
+        let empty = || -> Result<()> {
+            if value.is_empty() {
+                bail!("{origin}: {key}= needs a value");
+            }
+            Ok(())
+        };
+        match key {
+            "name" => {
+                empty()?;
+                self.set_name(value.to_string(), origin)?;
+            }
+            "kernel" => {
+                empty()?;
+                self.kernel = Some(Set {
+                    value: path(value),
+                    origin,
+                });
+            }
+            "initrd" => {
+                empty()?;
+                self.initrd = Some(Set {
+                    value: path(value),
+                    origin,
+                });
+            }
+            "mem" => {
+                let mib = value
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{origin}: mem={value}: not a number of MiB"))?;
+                self.memory = Some(Set { value: mib, origin });
+            }
+            "cocon" => {
+                empty()?;
+                self.console_socket = Some(Set {
+                    value: path(value),
+                    origin,
+                });
+            }
+            _ => {
+                if let Some((kind, unit)) = device_key(key) {
+                    if unit > kind.max_unit() {
+                        bail!(
+                            "{origin}: {key}: {}N takes N from 0 to {}",
+                            kind.key(),
+                            kind.max_unit()
+                        );
+                    }
+                    empty()?;
+                    self.devices.insert(
+                        (kind, unit),
+                        Set {
+                            value: value.to_string(),
+                            origin,
+                        },
+                    );
+                } else {
+                    // Unknown keys go to the guest's kernel, as in coLinux.
+                    self.cmdline.push(Set {
+                        value: word.to_string(),
+                        origin,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_name(&mut self, value: String, origin: Origin) -> Result<()> {
+        check_name(&value).map_err(|e| anyhow::anyhow!("{origin}: name={value}: {e}"))?;
+        self.name = Some(Set { value, origin });
+        Ok(())
+    }
+}
+
+/// A guest's configuration with every default filled in and every value
+/// checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestConfig {
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Guest RAM in MiB.
+    pub memory: u64,
+    /// Kernel command-line words.
+    pub cmdline: Vec<String>,
+    /// The console socket.
+    pub console_socket: PathBuf,
+}
+
+/// What the defaults depend on.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// The host's RAM in MiB.
+    pub host_memory: u64,
+    /// The most a guest may have, in MiB.
+    pub max_memory: u64,
+    /// The least a guest may have, in MiB.
+    pub min_memory: u64,
+    /// Where each guest's directory is (`/run/colinux`).
+    pub run_dir: PathBuf,
+}
+
+/// The name a guest gets when none is given and no file names it.
+pub const DEFAULT_NAME: &str = "colinux";
+
+impl Settings {
+    /// Fill in the defaults and check every value: the name (given, else
+    /// the first file's name without its extension, else
+    /// [`DEFAULT_NAME`]), the kernel (required, a readable file), the
+    /// initrd, memory (default a quarter of the host's RAM, clamped to
+    /// what a guest supports), the console socket (default
+    /// `<run_dir>/<name>/console.sock`).
+    pub fn resolve(self, d: &Defaults) -> Result<GuestConfig> {
+        let name = match self.name {
+            Some(n) => n.value,
+            None => {
+                let stem = self
+                    .file
+                    .as_deref()
+                    .and_then(|f| f.file_stem())
+                    .and_then(|s| s.to_str());
+                match stem {
+                    Some(stem) => {
+                        check_name(stem).map_err(|e| {
+                            anyhow::anyhow!(
+                                "the guest is named after its file {:?}, which is no guest name ({e}); set name=",
+                                stem
+                            )
+                        })?;
+                        stem.to_string()
+                    }
+                    None => DEFAULT_NAME.to_string(),
+                }
+            }
+        };
+        let kernel = self.kernel.context(
+            "no guest kernel given: set kernel= (on the command line or in the configuration)",
+        )?;
+        check_file(&kernel, "kernel")?;
+        if let Some(initrd) = &self.initrd {
+            check_file(initrd, "initrd")?;
+        }
+        let memory = match self.memory {
+            Some(m) => {
+                if m.value < d.min_memory || m.value > d.max_memory {
+                    bail!(
+                        "{}: mem={}: a guest has {} to {} MiB of RAM",
+                        m.origin,
+                        m.value,
+                        d.min_memory,
+                        d.max_memory
+                    );
+                }
+                m.value
+            }
+            None => (d.host_memory / 4).clamp(d.min_memory, d.max_memory),
+        };
+        if let Some(((kind, unit), set)) = self.devices.into_iter().next() {
+            bail!(
+                "{}: {}{unit}={}: {} devices are not supported yet",
+                set.origin,
+                kind.key(),
+                set.value,
+                match kind {
+                    DeviceKind::Cobd => "block (cobd)",
+                    DeviceKind::Eth => "network (conet)",
+                    DeviceKind::Cofs => "shared folder (cofs)",
+                }
+            );
+        }
+        let console_socket = self
+            .console_socket
+            .map(|s| s.value)
+            .unwrap_or_else(|| d.run_dir.join(&name).join("console.sock"));
+        Ok(GuestConfig {
+            name,
+            kernel: kernel.value,
+            initrd: self.initrd.map(|i| i.value),
+            memory,
+            cmdline: self.cmdline.into_iter().map(|c| c.value).collect(),
+            console_socket,
+        })
+    }
+}
+
+/// `set` must name a readable regular file.
+fn check_file(set: &Set<PathBuf>, key: &str) -> Result<()> {
+    let p = &set.value;
+    let meta = std::fs::metadata(p)
+        .map_err(|e| anyhow::anyhow!("{}: {key}={}: {e}", set.origin, p.display()))?;
+    if !meta.is_file() {
+        bail!("{}: {key}={}: not a file", set.origin, p.display());
+    }
+    std::fs::File::open(p)
+        .map_err(|e| anyhow::anyhow!("{}: {key}={}: {e}", set.origin, p.display()))?;
+    Ok(())
+}
+
+/// `cobd3` → (Cobd, 3); `eth0` → (Eth, 0); anything else → None.
+fn device_key(key: &str) -> Option<(DeviceKind, u32)> {
+    for kind in [DeviceKind::Cobd, DeviceKind::Eth, DeviceKind::Cofs] {
+        if let Some(n) = key.strip_prefix(kind.key()) {
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && n.len() <= 3 {
+                return n.parse().ok().map(|n| (kind, n));
+            }
+        }
+    }
+    None
+}
+
+/// A guest name: 1 to 32 of `[A-Za-z0-9_.-]`, not starting with `.` or
+/// `-` (it names a directory under the run directory and a systemd unit
+/// instance).
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 32 {
+        bail!("a guest name has 1 to 32 characters");
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        bail!("a guest name does not start with '.' or '-'");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        bail!("{c:?} is not allowed in a guest name (letters, digits, '_', '.', '-')");
+    }
+    Ok(())
+}
+
+/// Split a line of an `@file` into words (`#` starts a comment, `"…"`
+/// quotes).
+fn split_words(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            '#' if !quoted => break,
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err("a quote (\") is not closed".into());
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            host_memory: 2048,
+            max_memory: 832,
+            min_memory: 16,
+            run_dir: PathBuf::from("/run/colinux"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_in_and_values_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("vmlinux");
+        std::fs::write(&k, b"x").unwrap();
+        let mut s = Settings::default();
+        words(&mut s, &[&format!("kernel={}", k.display())]).unwrap();
+        let c = s.clone().resolve(&defaults()).unwrap();
+        assert_eq!(c.name, DEFAULT_NAME);
+        assert_eq!(c.memory, 512);
+        assert_eq!(
+            c.console_socket,
+            PathBuf::from("/run/colinux/colinux/console.sock")
+        );
+        let big = Defaults {
+            host_memory: 64 << 10,
+            ..defaults()
+        };
+        assert_eq!(s.clone().resolve(&big).unwrap().memory, 832);
+        // The file names the guest.
+        let mut f = s.clone();
+        f.file = Some(dir.path().join("web.toml"));
+        assert_eq!(f.resolve(&defaults()).unwrap().name, "web");
+
+        let mut m = s.clone();
+        m.apply_word("mem=4000", Origin::Word(2), None).unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "command-line word 2: mem=4000: a guest has 16 to 832 MiB of RAM"
+        );
+
+        let e = Settings::default()
+            .resolve(&defaults())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("no guest kernel given"), "{e}");
+        let mut m = Settings::default();
+        m.apply_word("kernel=/nonexistent/vmlinux", Origin::Word(1), None)
+            .unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("command-line word 1: kernel=/nonexistent/vmlinux: No such file"),
+            "{e}"
+        );
+        let mut m = s.clone();
+        m.apply_word("cobd0=/img", Origin::Word(2), None).unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(
+            e.contains("cobd0=/img: block (cobd) devices are not supported yet"),
+            "{e}"
+        );
+    }
+
+    fn words(s: &mut Settings, w: &[&str]) -> Result<()> {
+        for (i, w) in w.iter().enumerate() {
+            s.apply_word(w, Origin::Word(i + 1), None)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn colinux_words_set_keys_and_the_rest_goes_to_the_kernel() {
+        let mut s = Settings::default();
+        words(
+            &mut s,
+            &[
+                "name=web",
+                "kernel=/k",
+                "mem=256",
+                "root=/dev/cobd0",
+                "ro",
+                "cobd0=/img",
+                "mem=128",
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.name.as_ref().unwrap().value, "web");
+        assert_eq!(s.kernel.as_ref().unwrap().value, PathBuf::from("/k"));
+        // Later words override earlier ones.
+        assert_eq!(s.memory.as_ref().unwrap().value, 128);
+        assert_eq!(s.memory.as_ref().unwrap().origin, Origin::Word(7));
+        let cmd: Vec<_> = s.cmdline.iter().map(|c| c.value.as_str()).collect();
+        assert_eq!(cmd, ["root=/dev/cobd0", "ro"]);
+        assert_eq!(s.devices[&(DeviceKind::Cobd, 0)].value, "/img");
+    }
+
+    #[test]
+    fn bad_words_name_the_word() {
+        let e = words(&mut Settings::default(), &["kernel=/k", "mem=lots"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command-line word 2: mem=lots: not a number of MiB"
+        );
+        let e = words(&mut Settings::default(), &["name=a/b"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("command-line word 1: name=a/b: '/'"),
+            "{e}"
+        );
+        let e = words(&mut Settings::default(), &["cobd32=/x"]).unwrap_err();
+        assert!(e.to_string().contains("cobdN takes N from 0 to 31"), "{e}");
+        let e = words(&mut Settings::default(), &["kernel="]).unwrap_err();
+        assert!(e.to_string().contains("kernel= needs a value"), "{e}");
+        // Not device keys: cmdline words.
+        let mut s = Settings::default();
+        words(&mut s, &["ethtool=1", "cobd=2"]).unwrap();
+        assert_eq!(s.cmdline.len(), 2);
+        assert!(s.devices.is_empty());
+    }
+
+    #[test]
+    fn colinux_files_have_lines_comments_and_quotes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("web.conf");
+        std::fs::write(
+            &p,
+            "# a coLinux config\nkernel=vmlinux  initrd=\"my initrd.cpio\"\nmem=64 # small\n\nroot=/dev/cobd0 ro\nmem=x\n",
+        )
+        .unwrap();
+        let mut s = Settings::default();
+        let e = s.apply_colinux_file(&p).unwrap_err().to_string();
+        assert_eq!(e, format!("{}:6: mem=x: not a number of MiB", p.display()));
+        assert_eq!(s.kernel.as_ref().unwrap().value, dir.path().join("vmlinux"));
+        assert_eq!(
+            s.initrd.as_ref().unwrap().value,
+            dir.path().join("my initrd.cpio")
+        );
+        assert_eq!(
+            s.memory.as_ref().unwrap().origin,
+            Origin::File {
+                path: p.clone(),
+                line: 3
+            }
+        );
+        assert_eq!(s.cmdline.len(), 2);
+        assert!(split_words("a \"b").is_err());
+    }
+
+    #[test]
+    fn toml_files_and_their_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.toml");
+        std::fs::write(
+            &p,
+            "name = \"db\"\nkernel = \"/boot/vmlinux\"\nmemory = 128\ncmdline = \"root=/dev/cobd0 ro\"\n[console]\nsocket = \"c.sock\"\n",
+        )
+        .unwrap();
+        let mut s = Settings::default();
+        s.apply_toml(&p).unwrap();
+        assert_eq!(s.name.as_ref().unwrap().value, "db");
+        assert_eq!(s.memory.as_ref().unwrap().value, 128);
+        assert_eq!(
+            s.memory.as_ref().unwrap().origin,
+            Origin::File {
+                path: p.clone(),
+                line: 3
+            }
+        );
+        assert_eq!(s.cmdline.len(), 2);
+        assert_eq!(
+            s.console_socket.as_ref().unwrap().value,
+            dir.path().join("c.sock")
+        );
+        std::fs::write(&p, "name = \"db\"\n\nmemroy = 128\n").unwrap();
+        let e = Settings::default().apply_toml(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:3: unknown field `memroy`", p.display())),
+            "{e}"
+        );
+        std::fs::write(&p, "memory = \"lots\"\n").unwrap();
+        let e = Settings::default().apply_toml(&p).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:1: ", p.display())), "{e}");
+        std::fs::write(&p, "name = \"a b\"\n").unwrap();
+        let e = Settings::default().apply_toml(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:1: name=a b:", p.display())),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Starting a configured Linux guest and serving it until it ends: what
+//! `colinux run` does in the guest's own process (in the foreground, or
+//! detached in the background).
+//!
+//! Everything that can be refused is checked before the driver allocates
+//! anything: the configuration ([`crate::config`]), the name (the
+//! registry's claim), the kernel image, the initrd and the layout, the
+//! sockets. Then the guest is created and loaded (state `created`), boots
+//! (`running`) and is served ([`crate::linux::boot`]) until it ends; its
+//! directory goes with its process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{Defaults, GuestConfig};
+use crate::control::Control;
+use crate::driver::Driver;
+use crate::elf::GuestImage;
+use crate::linux::{self, BootPlan, Services};
+use crate::registry::{self, Record, State};
+use crate::server::ConsoleServer;
+
+/// The least RAM a Linux guest is given, in MiB.
+pub const MIN_MEMORY: u64 = 16;
+
+/// The host's RAM in MiB (`MemTotal` of `/proc/meminfo`).
+pub fn host_memory() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").context("cannot read /proc/meminfo")?;
+    parse_mem_total(&text).context("/proc/meminfo has no MemTotal line")
+}
+
+fn parse_mem_total(text: &str) -> Option<u64> {
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb >> 10)
+}
+
+/// The defaults for a guest on this host: guest RAM is bounded by what the
+/// i386 guest maps and by the driver's host-wide limit (half of the RAM
+/// below 4 GiB, shared by all guests: what running guests hold is
+/// subtracted).
+pub fn defaults(run_dir: &Path) -> Result<Defaults> {
+    let host = host_memory()?;
+    let host_wide = host.min(4096) / 2;
+    let used: u64 = registry::list(run_dir)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.memory)
+        .sum();
+    let linux_max = u64::from(colinux_abi::COOPERATIVE_MAX_LINUX_MEMORY_SIZE) >> 20;
+    Ok(Defaults {
+        host_memory: host,
+        max_memory: linux_max.min(host_wide.saturating_sub(used)),
+        min_memory: MIN_MEMORY,
+        run_dir: run_dir.to_path_buf(),
+    })
+}
+
+/// How to start a guest.
+#[derive(Debug)]
+pub struct Launch {
+    pub config: GuestConfig,
+    /// The host driver's device.
+    pub device: PathBuf,
+    pub run_dir: PathBuf,
+    /// Told `started` once the guest runs (a detached `colinux run` waits
+    /// for it).
+    pub notify: Option<std::fs::File>,
+    /// Running in the background: stdout (the console) and stderr go to
+    /// `console.log` and `daemon.log` in the guest's directory.
+    pub detached: bool,
+}
+
+/// Point `fd` at `path` (created or appended to, mode 0600).
+fn redirect(fd: i32, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: dup2 on two open descriptors; `f` stays valid for the call.
+    if unsafe { libc::dup2(f.as_raw_fd(), fd) } < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot redirect to {}", path.display()));
+    }
+    Ok(())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Start the guest and serve it until it ends; the exit code (see
+/// `colinux run --help`).
+pub fn run(mut l: Launch) -> Result<i32> {
+    let cfg = &l.config;
+    let claim = registry::claim(&l.run_dir, &cfg.name)?;
+    if l.detached {
+        redirect(libc::STDOUT_FILENO, &claim.dir().join("console.log"))?;
+        redirect(libc::STDERR_FILENO, &claim.dir().join("daemon.log"))?;
+    }
+    let memory = cfg.memory << 20;
+    let data = std::fs::read(&cfg.kernel)
+        .with_context(|| format!("cannot read {}", cfg.kernel.display()))?;
+    let image = GuestImage::parse(data)
+        .with_context(|| format!("{}: not a usable guest kernel", cfg.kernel.display()))?;
+    if image.physical_end() > memory {
+        bail!(
+            "{}: the kernel reaches guest-physical {:#x}, beyond {} MiB of guest RAM",
+            cfg.kernel.display(),
+            image.physical_end(),
+            cfg.memory
+        );
+    }
+    let plan = BootPlan::new(&image, memory, cfg.initrd.as_deref(), &cfg.cmdline)
+        .with_context(|| format!("cannot boot {}", cfg.kernel.display()))?;
+    let mut server = ConsoleServer::bind(&cfg.console_socket)?;
+    let mut control = Control::bind(&claim.dir().join("control.sock"), false)?;
+
+    let drv = Driver::open(&l.device)?;
+    drv.create(memory)?;
+    for s in &image.segments {
+        drv.load(s.paddr, image.segment_data(s), s.memsz - s.filesz as u64)?;
+    }
+    let mut record = Record {
+        name: cfg.name.clone(),
+        pid: std::process::id(),
+        memory: cfg.memory,
+        started: now(),
+        state: State::Created,
+        kernel: cfg.kernel.clone(),
+        console_socket: cfg.console_socket.clone(),
+    };
+    claim.write(&record)?;
+    record.state = State::Running;
+    claim.write(&record)?;
+    tracing::info!(
+        "guest {} started: {} MiB, kernel {}, console {}",
+        cfg.name,
+        cfg.memory,
+        cfg.kernel.display(),
+        cfg.console_socket.display()
+    );
+    if let Some(mut n) = l.notify.take() {
+        // The parent may be gone (killed): the guest runs on regardless.
+        let _ = n.write_all(b"started\n");
+    }
+    let mut on_state = |state: State| {
+        record.state = state;
+        if let Err(e) = claim.write(&record) {
+            tracing::warn!("{e:#}");
+        }
+    };
+    let result = linux::boot(
+        &drv,
+        &plan,
+        Services {
+            console: Some(&mut server),
+            control: Some(&mut control),
+            on_state: Some(&mut on_state),
+            attach_command: Some(format!("colinux console {}", cfg.name)),
+        },
+    );
+    let destroyed = drv.destroy();
+    let code = result?;
+    destroyed?;
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn mem_total_is_read_in_mib() {
+        assert_eq!(
+            parse_mem_total("MemFree: 1 kB\nMemTotal:        2035404 kB\n"),
+            Some(1987)
+        );
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! The colinux runtime: everything behind the `colinux` command (and the
+//! lower-level `colinux-daemon`), as a library with thin binaries.
+//!
+//! - [`config`]: a guest's configuration (TOML, coLinux `@file` and
+//!   `name=value` words), defaults and checks.
+//! - [`registry`]: the running guests, one directory each under the run
+//!   directory (`/run/colinux/NAME/`): a lock held for the guest's life, its
+//!   state, its sockets.
+//! - [`elf`]: the guest kernel image; [`driver`]: the host driver's ioctls.
+//! - [`linux`]: booting a Linux guest and serving it; [`console`] (stdin),
+//!   [`server`] + [`shadow`] (the console socket), [`attach`] (a console
+//!   client).
+
+pub mod attach;
+pub mod config;
+pub mod console;
+pub mod control;
+pub mod driver;
+pub mod elf;
+pub mod launch;
+pub mod linux;
+pub mod registry;
+pub mod server;
+pub mod shadow;

@@ -1,0 +1,192 @@
+//! The `colinux` command in the test host: several named guests at once.
+//!
+//! Three guests are started detached — from a TOML file, from a coLinux
+//! `@file` and from `name=value` words — and listed; each one's console is
+//! attached in turn, runs a command and is detached from; bad input is
+//! refused with a clear error before anything is allocated; then one guest
+//! is ended with `colinux kill`, one by SIGKILL of its process and one with
+//! `colinux stop --force`, and the host's memory comes back.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use colinux_testrig::session::{HOST_COLINUX, HOST_INITRD, HOST_MODULE, HOST_VMLINUX};
+use colinux_testrig::testhost;
+use colinux_tests::guest::{parts, serial};
+use colinux_tests::SHELL_HELPERS;
+
+/// What the script learns is printed as `runtime: KEY VALUE` lines.
+fn script() -> String {
+    format!(
+        r#"
+C={colinux}
+R=/run/colinux
+fail() {{ echo "runtime: FAILED $*"; dump; exit 1; }}
+dump() {{
+    for f in $R/*/*.log /tmp/attach-*; do
+        [ -f "$f" ] || continue
+        tr -d '\r' < "$f" | tail -n 40 | sed "s|^|$f\| |"
+    done
+}}
+# wait_for FILE PATTERN SECONDS
+wait_for() {{
+    n=0
+    until grep -qF -- "$2" "$1" 2>/dev/null; do
+        n=$((n + 1)); [ $n -le $(($3 * 10)) ] || return 1
+        sleep 0.1
+    done
+}}
+# refused WANT COMMAND…: the command fails and says WANT.
+refused() {{
+    want="$1"; shift
+    if "$@" > /tmp/err 2>&1; then fail "accepted: $*"; fi
+    grep -qF -- "$want" /tmp/err || {{ cat /tmp/err; fail "not the expected error for: $*"; }}
+    echo "runtime: refused $(tr '\n' ' ' < /tmp/err)"
+}}
+insmod {module}
+before=$(free_kb)
+mkdir -p /etc/colinux
+cat > /etc/colinux/web.toml <<'EOF'
+# The web guest: named after this file.
+kernel = "{vmlinux}"
+initrd = "{initrd}"
+memory = 64
+EOF
+cat > /etc/colinux/db.conf <<'EOF'
+# A coLinux-style configuration
+name=db
+kernel={vmlinux} initrd={initrd}   # two on a line
+mem=64
+EOF
+$C run --detach /etc/colinux/web.toml || fail "web did not start"
+$C run --detach @/etc/colinux/db.conf || fail "db did not start"
+$C run --detach name=cache kernel={vmlinux} initrd={initrd} mem=64 || fail "cache did not start"
+$C list > /tmp/list || fail "list failed"
+sed 's/^/list| /' /tmp/list
+
+# Bad input: each refused, nothing allocated.
+refused "a guest named web is already running" $C run --detach /etc/colinux/web.toml
+printf 'kernel = "{vmlinux}"\nmemroy = 64\n' > /tmp/bad.toml
+refused "/tmp/bad.toml:2: unknown field \`memroy\`" $C run /tmp/bad.toml
+refused "command-line word 3: mem=lots: not a number of MiB" $C run name=x kernel={vmlinux} mem=lots
+refused "command-line word 2: kernel=/nope: No such file" $C run name=x kernel=/nope
+refused "mem=4000: a guest has 16 to" $C run name=x kernel={vmlinux} mem=4000
+refused "no guest named nothere is running" $C console nothere
+echo "runtime: guests created by the driver after the bad input: $(dmesg | grep -c 'colinux: guest .*: created')"
+
+# Each console in turn: wait for the shell, run a command, detach.
+for g in web db cache; do
+    wait_for $R/$g/console.log 'colinux-guest: init started' 300 || fail "$g did not boot"
+    n=0
+    until grep -qF "ready-$g-42" $R/$g/console.log; do
+        {{ echo "echo ready-$g-\$((6*7))"; sleep 2; printf '\035'; }} | timeout 60 $C console $g > /tmp/attach-$g 2>&1
+        n=$((n + 1)); [ $n -le 40 ] || fail "the shell of $g did not answer"
+    done
+    rc=0
+    {{ echo "echo ran-in-\$(uname -m)-$g-\$((6*7))"; sleep 3; printf '\035'; }} | timeout 60 $C console $g > /tmp/attach-$g 2>&1 || rc=$?
+    grep -qF "ran-in-i686-$g-42" /tmp/attach-$g || fail "the command typed on $g's console did not run"
+    echo "runtime: console $g ok, status $rc"
+done
+$C list > /tmp/list2
+echo "runtime: listed $(grep -c running /tmp/list2) running after the consoles"
+
+# Three ways to end a guest.
+$C kill web > /tmp/kill 2>&1 || fail "kill web failed: $(cat /tmp/kill)"
+echo "runtime: kill web: $(cat /tmp/kill)"
+pid=$(sed -n 's/^pid = //p' $R/db/state)
+kill -9 $pid
+n=0; while kill -0 $pid 2>/dev/null; do n=$((n + 1)); [ $n -le 100 ] || fail "db's process survived SIGKILL"; sleep 0.1; done
+rc=0; $C stop --force cache > /tmp/stop 2>&1 || rc=$?
+echo "runtime: stop --force cache status $rc: $(cat /tmp/stop)"
+$C list > /tmp/list3
+echo "runtime: listed $(($(wc -l < /tmp/list3) - 1)) after the ends"
+refused "no guest named web is running" $C kill web
+after=$(free_kb)
+diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
+echo "runtime: memory before $before after $after difference $diff kB"
+[ $diff -le $((8 * 1024)) ] || fail "the guests' memory did not come back"
+rmmod colinux
+echo "runtime: done"
+"#,
+        colinux = HOST_COLINUX,
+        module = HOST_MODULE,
+        vmlinux = HOST_VMLINUX,
+        initrd = HOST_INITRD,
+    )
+}
+
+fn facts<'a>(console: &'a str, key: &str) -> Vec<&'a str> {
+    let p = format!("runtime: {key}");
+    console
+        .lines()
+        .filter_map(|l| l.find(&p).map(|at| l[at + p.len()..].trim()))
+        .collect()
+}
+
+#[test]
+#[ignore = "boots three Linux guests in the test host; run by `cargo xtask test`"]
+fn three_named_guests_run_list_attach_and_end() {
+    let _one = serial();
+    let s = parts()
+        .scenario("runtime", format!("{SHELL_HELPERS}\n{}", script()))
+        .timeout(Duration::from_secs(900));
+    let out = testhost::run(&s).unwrap();
+    let c = &out.console;
+    let tail: Vec<&str> = c.lines().rev().take(80).collect();
+    let ctx = format!(
+        "\n--- test host: {} (log: {})\n--- last lines:\n{}\n",
+        out.reason,
+        out.log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        facts(c, "FAILED").is_empty(),
+        "{:?}{ctx}",
+        facts(c, "FAILED")
+    );
+    assert!(out.passed, "{ctx}");
+    // All three listed, running, with their memory and console sockets.
+    let list: Vec<&str> = c
+        .lines()
+        .filter_map(|l| l.split_once("list| ").map(|(_, r)| r))
+        .collect();
+    assert!(list[0].starts_with("NAME"), "{list:?}{ctx}");
+    for g in ["web", "db", "cache"] {
+        let row = list
+            .iter()
+            .find(|r| r.split_whitespace().next() == Some(g))
+            .unwrap_or_else(|| panic!("{g} is not listed: {list:?}{ctx}"));
+        assert!(
+            row.contains("running") && row.contains("64 MiB"),
+            "{row}{ctx}"
+        );
+        assert!(
+            row.ends_with(&format!("/run/colinux/{g}/console.sock")),
+            "{row}{ctx}"
+        );
+        assert!(
+            !facts(c, &format!("console {g} ok")).is_empty(),
+            "{g}'s console{ctx}"
+        );
+    }
+    assert_eq!(facts(c, "refused").len(), 7, "{ctx}");
+    assert_eq!(
+        facts(c, "guests created by the driver after the bad input:"),
+        ["3"],
+        "bad input must be refused before the driver allocates anything{ctx}"
+    );
+    assert_eq!(
+        facts(c, "listed"),
+        ["3 running after the consoles", "0 after the ends"],
+        "{ctx}"
+    );
+    assert_eq!(facts(c, "kill web:"), ["guest web ended"], "{ctx}");
+    let stop = facts(c, "stop --force cache status");
+    assert!(
+        stop.first().is_some_and(|s| s.starts_with("2:")),
+        "{stop:?}{ctx}"
+    );
+    assert!(!facts(c, "done").is_empty(), "{ctx}");
+}
