@@ -129,7 +129,7 @@ pub fn run(mut l: Launch) -> Result<i32> {
     let plan = BootPlan::new(&image, memory, cfg.initrd.as_deref(), &cfg.cmdline)
         .with_context(|| format!("cannot boot {}", cfg.kernel.display()))?;
     let mut server = ConsoleServer::bind(&cfg.console_socket)?;
-    let mut control = Control::bind(&claim.dir().join("control.sock"), false)?;
+    let mut control = Control::bind(&claim.dir().join("control.sock"), true)?;
 
     let drv = Driver::open(&l.device)?;
     drv.create(memory)?;

@@ -369,7 +369,11 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console, svc: &mut Services<'_
                 break KILLED;
             }
             Some(Request::Stop) => {
-                // The guest cannot be asked yet: Control refuses `stop`.
+                say(
+                    server.as_deref_mut(),
+                    "colinux stop: pressing the guest's power button",
+                );
+                arg.flags |= abi::COOPERATIVE_RUN_POWER_BUTTON;
                 if let Some(f) = svc.on_state.as_deref_mut() {
                     f(State::Stopping);
                 }
@@ -384,6 +388,7 @@ fn serve(drv: &Driver, plan: &BootPlan, con: &mut Console, svc: &mut Services<'_
         };
         arg.input_size = u32::try_from(pending.len()).unwrap_or(u32::MAX);
         drv.run(&mut arg)?;
+        arg.flags = 0;
         stats.count(&arg);
         let taken = arg.input_size as usize;
         con.consume(taken);

@@ -1294,7 +1294,10 @@ static int run_boot(struct colinux_run *r, u64 user)
 	return 0;
 }
 
-/* Console input from the daemon into the shared ring, as much as fits. */
+/*
+ * Console input from the daemon into the shared ring, as much as fits, and
+ * the power button when the daemon presses it.
+ */
 static int run_input(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 {
 	struct cooperative_shared_state *s = r->shared;
@@ -1317,6 +1320,8 @@ static int run_input(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 		s->input_head = head + n;
 		s->vcpu[0].pending_irqs |= BIT(COOPERATIVE_IRQ_KEYBOARD);
 	}
+	if (arg->flags & COOPERATIVE_RUN_POWER_BUTTON)
+		s->vcpu[0].pending_irqs |= BIT(COOPERATIVE_IRQ_POWER);
 	return 0;
 }
 

@@ -10,6 +10,7 @@ use colinux_abi::{
     cooperative_boot_params, cooperative_ioctl_run, COOPERATIVE_ABI_MAGIC, COOPERATIVE_ABI_VERSION,
     COOPERATIVE_GUEST_STATE_CREATED, COOPERATIVE_GUEST_STATE_DEAD, COOPERATIVE_GUEST_STATE_RUNNING,
     COOPERATIVE_KERNEL_VA_OFFSET, COOPERATIVE_MAX_LINUX_MEMORY_SIZE, COOPERATIVE_PASSAGE_GUEST_VA,
+    COOPERATIVE_RUN_FLAGS,
 };
 
 use crate::guest::{Slot, NO_GUEST};
@@ -58,7 +59,7 @@ pub fn check_run<H: Host>(
         return Err(refuse(host, NO_GUEST, "no guest on this file"));
     };
     let id = g.id();
-    if arg.flags != 0 || arg.reserved.iter().any(|&r| r != 0) {
+    if arg.flags & !COOPERATIVE_RUN_FLAGS != 0 || arg.reserved.iter().any(|&r| r != 0) {
         return Err(refuse(host, id, "unknown flags or nonzero reserved fields"));
     }
     if g.state() == COOPERATIVE_GUEST_STATE_DEAD {

@@ -190,3 +190,29 @@ fn three_named_guests_run_list_attach_and_end() {
     );
     assert!(!facts(c, "done").is_empty(), "{ctx}");
 }
+
+/// The shipped systemd template unit parses (`systemd-analyze verify`),
+/// with `/usr/bin/colinux` pointed at the built command.
+#[test]
+fn the_systemd_unit_verifies() {
+    colinux_buildenv::sysdeps::ensure("verifying the systemd unit", &["systemd"]).unwrap();
+    let root = colinux_buildenv::paths::repo_root();
+    let unit = std::fs::read_to_string(root.join("daemon/systemd/colinux@.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/colinux run /etc/colinux/%i.toml"));
+    assert!(unit.contains("ExecStop=/usr/bin/colinux stop %i"));
+    let colinux = colinux_testrig::userland::build_static("colinux-daemon", "colinux").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("colinux@web.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/colinux", &colinux.display().to_string()),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}

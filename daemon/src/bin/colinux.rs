@@ -97,6 +97,13 @@ enum Command {
         /// The guest's name
         name: String,
     },
+    /// Write the man page or a shell's completions to stdout (for
+    /// packaging), from the same definitions as this help.
+    #[command(hide = true)]
+    Generate {
+        /// `man`, or a shell: bash, zsh, fish, elvish, powershell
+        what: String,
+    },
 }
 
 /// Set in a detached guest's process: the descriptor to say `started` (or
@@ -123,31 +130,51 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<i32> {
-    let run_dir = registry::run_dir()?;
     match command {
         Command::Run {
             detach,
             device,
             settings,
-        } => run(&run_dir, &settings, device, detach),
+        } => run(&registry::run_dir()?, &settings, device, detach),
         Command::List => {
-            list(&run_dir)?;
+            list(&registry::run_dir()?)?;
             Ok(0)
         }
         Command::Console { name } => {
-            let r = registry::find(&run_dir, &name)?;
+            let r = registry::find(&registry::run_dir()?, &name)?;
             attach::attach(&r.console_socket)
         }
         Command::Stop {
             name,
             timeout,
             force,
-        } => stop(&run_dir, &name, timeout, force),
+        } => stop(&registry::run_dir()?, &name, timeout, force),
         Command::Kill { name } => {
-            kill(&run_dir, &name)?;
+            kill(&registry::run_dir()?, &name)?;
+            Ok(0)
+        }
+        Command::Generate { what } => {
+            generate(&what)?;
             Ok(0)
         }
     }
+}
+
+/// `colinux generate WHAT`.
+fn generate(what: &str) -> Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    if what == "man" {
+        return clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .context("writing the man page");
+    }
+    let shell: clap_complete::Shell = what.parse().map_err(|_| {
+        anyhow::anyhow!("{what:?}: not `man` or a shell (bash, zsh, fish, elvish, powershell)")
+    })?;
+    clap_complete::generate(shell, &mut cmd, "colinux", &mut out);
+    Ok(())
 }
 
 /// The settings words in order, into [`Settings`].
@@ -361,6 +388,26 @@ mod tests {
     #[test]
     fn the_cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_page_and_completions_come_from_the_cli() {
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.contains(".TH colinux") && man.contains("Run cooperative Linux guests"));
+        let mut bash = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "colinux",
+            &mut bash,
+        );
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("console") && bash.contains("--detach"));
+        assert!(generate("tcsh").is_err());
     }
 
     #[test]

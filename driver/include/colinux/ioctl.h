@@ -116,7 +116,7 @@ struct cooperative_ioctl_info {
  */
 struct cooperative_ioctl_run {
 	__u32 abi_version;	/* in: COOPERATIVE_ABI_VERSION */
-	__u32 flags;		/* in: none defined yet; zero */
+	__u32 flags;		/* in: COOPERATIVE_RUN_* flags */
 	__aligned_u64 entry;	/* in: first RUN: start address, else 0 */
 	__aligned_u64 stack;	/* in: first RUN: stack top, else 0 */
 	__u32 status;		/* in: COOPERATIVE_STATUS_* of the last op */
@@ -141,6 +141,14 @@ struct cooperative_ioctl_run {
 	__aligned_u64 timeout_ns; /* out: IDLE: ns to the guest's timer, 0: none */
 	__aligned_u64 reserved[2];	/* zero */
 };
+
+/*
+ * cooperative_ioctl_run.flags: press the guest's power button before
+ * running it (its virtual line COOPERATIVE_IRQ_POWER becomes pending: a
+ * Linux guest runs its orderly power-off, as for a real button).
+ */
+#define COOPERATIVE_RUN_POWER_BUTTON		(1U << 0)
+#define COOPERATIVE_RUN_FLAGS			COOPERATIVE_RUN_POWER_BUTTON
 
 /* Why RUN returned, in cooperative_ioctl_run.exit_reason. */
 #define COOPERATIVE_RUN_EXIT_OPERATION		1 /* an op for the daemon */

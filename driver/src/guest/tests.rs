@@ -441,6 +441,7 @@ use crate::run::{check_boot, check_run, set_state};
 use colinux_abi::{
     cooperative_boot_params, cooperative_ioctl_run, COOPERATIVE_ABI_MAGIC,
     COOPERATIVE_GUEST_STATE_RUNNING, COOPERATIVE_MAX_LINUX_MEMORY_SIZE,
+    COOPERATIVE_RUN_POWER_BUTTON,
 };
 
 const VA: u64 = 0xc000_0000;
@@ -478,7 +479,14 @@ fn run_checks_version_flags_and_the_first_runs_entry_and_stack() {
     a.abi_version += 1;
     assert_eq!(check_run(&mut fake, &slot, &a, false), Err(Errno::EPROTO));
     let mut a = ok;
-    a.flags = 1;
+    a.flags = COOPERATIVE_RUN_POWER_BUTTON;
+    assert_eq!(
+        check_run(&mut fake, &slot, &a, false),
+        Ok(()),
+        "the power button"
+    );
+    let mut a = ok;
+    a.flags = 2;
     assert_eq!(check_run(&mut fake, &slot, &a, false), Err(Errno::EINVAL));
     let mut a = ok;
     a.reserved[1] = 1;
