@@ -17,7 +17,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::console::{self, RawMode, DETACH};
+use colinux_devices::cocon::{RawMode, DETACH};
+
+use crate::signals;
 
 /// How an attachment ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +49,7 @@ pub fn attach(path: &Path) -> Result<i32> {
             why
         ))
     })?;
-    console::catch_stop_signals()?;
+    signals::catch_stop_signals()?;
     let fd = libc::STDIN_FILENO;
     let raw = RawMode::if_tty(fd)?;
     let tty = raw.is_some();
@@ -88,7 +90,7 @@ pub fn relay(sock: &UnixStream, input: RawFd, out: &mut impl Write) -> Result<En
     let mut input_open = true;
     let mut buf = [0u8; 4096];
     loop {
-        if let Some(sig) = console::stop_signal() {
+        if let Some(sig) = signals::stop_signal() {
             return Ok(End::Signal(sig));
         }
         let mut fds = vec![libc::pollfd {
@@ -103,7 +105,9 @@ pub fn relay(sock: &UnixStream, input: RawFd, out: &mut impl Write) -> Result<En
                 revents: 0,
             });
         }
-        if !console::poll(&mut fds, None).context("waiting for the console or stdin")? {
+        if !colinux_devices::poll::poll(&mut fds, None)
+            .context("waiting for the console or stdin")?
+        {
             continue; // a signal: looked at above
         }
         let ready = |i: usize| {
@@ -168,7 +172,7 @@ pub fn relay(sock: &UnixStream, input: RawFd, out: &mut impl Write) -> Result<En
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::server::ConsoleServer;
+    use colinux_devices::cocon::ConsoleServer;
     use std::time::{Duration, Instant};
 
     #[test]
@@ -235,7 +239,7 @@ mod tests {
                 assert!(Instant::now() < deadline, "timed out");
                 let mut fds = Vec::new();
                 server.poll_fds(&mut fds, true);
-                console::poll(&mut fds, Duration::from_millis(20)).unwrap();
+                colinux_devices::poll::poll(&mut fds, Duration::from_millis(20)).unwrap();
                 for b in server.ready(&fds, 4096) {
                     if b == b'\r' {
                         let l = String::from_utf8_lossy(&line).into_owned();

@@ -18,9 +18,10 @@ use crate::config::{Defaults, GuestConfig};
 use crate::control::Control;
 use crate::driver::Driver;
 use crate::elf::GuestImage;
-use crate::linux::{self, BootPlan, Services};
+use crate::linux::{self, BootPlan};
 use crate::registry::{self, Record, State};
-use crate::server::ConsoleServer;
+use crate::runloop::Services;
+use colinux_devices::cocon::{Cocon, ConsoleServer};
 
 /// The least RAM a Linux guest is given, in MiB.
 pub const MIN_MEMORY: u64 = 16;
@@ -128,7 +129,7 @@ pub fn run(mut l: Launch) -> Result<i32> {
     }
     let plan = BootPlan::new(&image, memory, cfg.initrd.as_deref(), &cfg.cmdline)
         .with_context(|| format!("cannot boot {}", cfg.kernel.display()))?;
-    let mut server = ConsoleServer::bind(&cfg.console_socket)?;
+    let server = ConsoleServer::bind(&cfg.console_socket)?;
     let mut control = Control::bind(&claim.dir().join("control.sock"), true)?;
 
     let drv = Driver::open(&l.device)?;
@@ -165,14 +166,21 @@ pub fn run(mut l: Launch) -> Result<i32> {
             tracing::warn!("{e:#}");
         }
     };
+    let mut cocon = Cocon::new(Some(server))?;
+    if cocon.is_tty() {
+        eprintln!("colinux: console on this terminal; ctrl-] ends the guest");
+    }
+    eprintln!(
+        "colinux: console clients attach with: colinux console {}",
+        cfg.name
+    );
     let result = linux::boot(
         &drv,
         &plan,
         Services {
-            console: Some(&mut server),
+            devices: vec![&mut cocon],
             control: Some(&mut control),
             on_state: Some(&mut on_state),
-            attach_command: Some(format!("colinux console {}", cfg.name)),
         },
     );
     let destroyed = drv.destroy();

@@ -7,18 +7,18 @@
 //!   directory (`/run/colinux/NAME/`): a lock held for the guest's life, its
 //!   state, its sockets.
 //! - [`elf`]: the guest kernel image; [`driver`]: the host driver's ioctls.
-//! - [`linux`]: booting a Linux guest and serving it; [`console`] (stdin),
-//!   [`server`] + [`shadow`] (the console socket), [`attach`] (a console
-//!   client).
+//! - [`linux`]: booting a Linux guest; [`runloop`]: the one loop that
+//!   runs a guest and serves its devices (`colinux_devices`: the console
+//!   and its socket), the control socket ([`control`]) and the stopping
+//!   [`signals`]; [`attach`]: a console client.
 
 pub mod attach;
 pub mod config;
-pub mod console;
 pub mod control;
 pub mod driver;
 pub mod elf;
 pub mod launch;
 pub mod linux;
 pub mod registry;
-pub mod server;
-pub mod shadow;
+pub mod runloop;
+pub mod signals;

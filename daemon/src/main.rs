@@ -11,7 +11,9 @@
 //! the recent output: `shadow.rs`); `colinux-daemon console PATH` is such a
 //! client (`attach.rs`).
 
-use colinux_daemon::{attach, driver, elf, linux, server};
+use colinux_daemon::runloop::{self, Kind, Services};
+use colinux_daemon::{attach, driver, elf, linux};
+use colinux_devices::cocon::{Cocon, ConsoleServer};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -189,7 +191,7 @@ fn run(mut cli: Cli) -> Result<()> {
     let mut server = cli
         .console_socket
         .as_deref()
-        .map(server::ConsoleServer::bind)
+        .map(ConsoleServer::bind)
         .transpose()?;
 
     let drv = driver::Driver::open(&cli.device)?;
@@ -220,11 +222,21 @@ fn run(mut cli: Cli) -> Result<()> {
                 plan.layout.initrd_address
             );
         }
+        let mut cocon = Cocon::new(server.take())?;
+        if cocon.is_tty() {
+            eprintln!("colinux-daemon: console on this terminal; ctrl-] stops the guest");
+        }
+        if let Some(sock) = cocon.socket() {
+            eprintln!(
+                "colinux-daemon: console clients attach with: colinux-daemon console {}",
+                sock.display()
+            );
+        }
         let result = linux::boot(
             &drv,
             plan,
-            linux::Services {
-                console: server.as_mut(),
+            Services {
+                devices: vec![&mut cocon],
                 ..Default::default()
             },
         );
@@ -267,70 +279,13 @@ fn run_guest(
         .symbols
         .get(entry)
         .with_context(|| format!("the guest has no symbol {entry:?} to start at"))?;
-    let mut arg = abi::cooperative_ioctl_run {
+    let arg = abi::cooperative_ioctl_run {
         entry: start.into(),
         // The top of guest RAM, as the initial page tables map it.
         stack: abi::COOPERATIVE_KERNEL_VA_OFFSET as u64 + memory.min(0x3fc0_0000) - 16,
         ..Default::default()
     };
-    let (mut idle, mut irqs) = (0u64, 0u64);
-    let started = std::time::Instant::now();
-    loop {
-        drv.run(&mut arg)?;
-        arg.entry = 0;
-        arg.stack = 0;
-        idle += arg.idle_round_trips;
-        irqs += arg.interrupts;
-        let text = {
-            let end = arg
-                .text
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(arg.text.len());
-            String::from_utf8_lossy(&arg.text[..end]).into_owned()
-        };
-        match arg.exit_reason {
-            abi::COOPERATIVE_RUN_EXIT_INTERRUPTED | abi::COOPERATIVE_RUN_EXIT_YIELD => continue,
-            // Only booted guests idle to the daemon; wait for their timer.
-            abi::COOPERATIVE_RUN_EXIT_IDLE => {
-                std::thread::sleep(std::time::Duration::from_nanos(
-                    arg.timeout_ns.clamp(1, 1_000_000_000),
-                ));
-                arg.status = abi::COOPERATIVE_STATUS_OK;
-                continue;
-            }
-            abi::COOPERATIVE_RUN_EXIT_FAULT => {
-                println!(
-                    "guest fault: vector {}, eip/error {:#x}, cr2 {:#x}; {idle} idle round trips, {irqs} host interrupts forwarded",
-                    arg.vector, arg.fault_eip, arg.fault_address
-                );
-                return Ok(3);
-            }
-            abi::COOPERATIVE_RUN_EXIT_OPERATION => match arg.operation {
-                abi::COOPERATIVE_OP_DEBUG_LINE => {
-                    println!("guest: {text}");
-                    arg.status = abi::COOPERATIVE_STATUS_OK;
-                }
-                abi::COOPERATIVE_OP_TERMINATE => {
-                    let reason = arg.params[0];
-                    println!(
-                        "guest terminated: reason {reason} ({text}) after {:.1} s; {idle} idle round trips served by the host, {irqs} host interrupts forwarded",
-                        started.elapsed().as_secs_f64()
-                    );
-                    return Ok(if reason == abi::COOPERATIVE_TERM_END as u64 {
-                        0
-                    } else {
-                        4
-                    });
-                }
-                op => {
-                    tracing::warn!("guest operation {op} is not supported yet");
-                    arg.status = abi::COOPERATIVE_STATUS_UNSUPPORTED;
-                }
-            },
-            other => bail!("RUN returned an unknown exit reason {other}"),
-        }
-    }
+    runloop::run(drv, arg, Kind::Payload, Services::default())
 }
 
 #[cfg(test)]

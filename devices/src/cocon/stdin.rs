@@ -1,5 +1,4 @@
-//! The guest console's input side: the daemon's stdin, and the signals that
-//! stop a booted guest.
+//! The guest console's input side: the daemon's stdin.
 //!
 //! When stdin is a terminal it is put in raw mode (no line editing, no echo,
 //! no signal characters: every byte, ctrl-C included, goes to the guest) for
@@ -12,11 +11,9 @@
 //!
 //! Console clients on the daemon's console socket (`server.rs`) add their
 //! input after stdin's ([`Console::push_input`]); the run loop polls stdin
-//! and their sockets together ([`poll`]).
+//! and their sockets together.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -28,7 +25,7 @@ pub const DETACH: u8 = 0x1d;
 const PENDING_MAX: usize = 64 * 1024;
 
 /// The terminal settings to restore, while raw mode is on.
-pub(crate) struct RawMode {
+pub struct RawMode {
     fd: RawFd,
     saved: libc::termios,
 }
@@ -36,7 +33,7 @@ pub(crate) struct RawMode {
 impl RawMode {
     /// Raw mode on `fd` if it is a terminal (restored when dropped); None
     /// for pipes and files.
-    pub(crate) fn if_tty(fd: RawFd) -> Result<Option<RawMode>> {
+    pub fn if_tty(fd: RawFd) -> Result<Option<RawMode>> {
         // SAFETY: isatty only inspects the descriptor.
         if unsafe { libc::isatty(fd) } == 1 {
             RawMode::enable(fd).map(Some)
@@ -45,7 +42,7 @@ impl RawMode {
         }
     }
 
-    pub(crate) fn enable(fd: RawFd) -> Result<RawMode> {
+    pub fn enable(fd: RawFd) -> Result<RawMode> {
         // SAFETY: termios is plain data; an all-zero value is valid and is
         // overwritten by tcgetattr before use.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
@@ -114,6 +111,13 @@ impl Console {
             detached: false,
             pending: Vec::new(),
         })
+    }
+
+    /// Give the terminal its settings back (raw mode off); stdin is not
+    /// read any more.
+    pub fn release_terminal(&mut self) {
+        self.raw = None;
+        self.eof = true;
     }
 
     /// Whether stdin is a terminal in raw mode.
@@ -201,78 +205,6 @@ impl Console {
         }
         self.pending.extend_from_slice(got);
         Ok(())
-    }
-}
-
-/// Wait up to `timeout` (`None`: for ever) for the events in `fds`;
-/// `false` when a signal interrupted the wait (the caller looks at
-/// [`stop_signal`]). With no descriptors this only sleeps.
-pub fn poll(
-    fds: &mut [libc::pollfd],
-    timeout: impl Into<Option<Duration>>,
-) -> std::io::Result<bool> {
-    let ts = timeout.into().map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i32::MAX as u64) as _,
-        tv_nsec: t.subsec_nanos() as _,
-    });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `fds` is a valid array of `fds.len()` pollfds; `ts_ptr` is
-    // null or points to `ts`, which outlives the call.
-    let rc = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            ts_ptr,
-            std::ptr::null(),
-        )
-    };
-    if rc < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.kind() == std::io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(err);
-    }
-    Ok(true)
-}
-
-/// The last stopping signal received (0: none).
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    SIGNAL.store(sig, Ordering::SeqCst);
-}
-
-/// Catch SIGINT, SIGTERM, SIGHUP and SIGQUIT: they interrupt RUN (which
-/// returns EXIT_INTERRUPTED) and a wait, and [`stop_signal`] reports them,
-/// so that the daemon stops the guest and restores the terminal.
-pub fn catch_stop_signals() -> Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-        // SAFETY: sigaction is plain data; zeroed is a valid empty value.
-        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
-        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        sa.sa_flags = 0; // no SA_RESTART: waits return EINTR
-                         // SAFETY: `sa.sa_mask` is a valid sigset_t to initialise.
-        unsafe {
-            libc::sigemptyset(&mut sa.sa_mask);
-        }
-        // SAFETY: `on_signal` only stores to an atomic (async-signal-safe);
-        // `sa` is fully initialised.
-        if unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("cannot catch signal {sig}"));
-        }
-    }
-    Ok(())
-}
-
-/// The stopping signal caught, if any.
-pub fn stop_signal() -> Option<i32> {
-    match SIGNAL.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::shadow::{self, Shadow};
+use super::shadow::{self, Shadow};
 
 /// Output queued for a client beyond this many bytes disconnects it.
 pub const CLIENT_QUEUE_MAX: usize = 256 * 1024;
@@ -425,7 +425,7 @@ impl ConsoleServer {
                 events: libc::POLLOUT,
                 revents: 0,
             }];
-            if crate::console::poll(&mut fds, left).is_err() {
+            if crate::poll::poll(&mut fds, left).is_err() {
                 break;
             }
             let r = c.flush();
@@ -463,7 +463,7 @@ mod tests {
     fn pump(s: &mut ConsoleServer, timeout: Duration) -> Vec<u8> {
         let mut fds = Vec::new();
         s.poll_fds(&mut fds, true);
-        crate::console::poll(&mut fds, timeout).unwrap();
+        crate::poll::poll(&mut fds, timeout).unwrap();
         s.ready(&fds, 4096)
     }
 
