@@ -43,15 +43,7 @@ impl Control {
     /// the guest's claim).
     pub fn bind(path: &Path, can_stop: bool) -> Result<Control> {
         let _ = std::fs::remove_file(path);
-        // SAFETY: umask only swaps the process's file mode mask; the
-        // caller is single-threaded here.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe {
-            libc::umask(old);
-        }
-        let listener = bound
+        let listener = colinux_devices::sock::bind_private(path)
             .with_context(|| format!("cannot listen on the control socket {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("cannot make {} mode 0600", path.display()))?;

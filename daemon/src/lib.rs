@@ -12,6 +12,20 @@
 //!   and its socket), the control socket ([`control`]) and the stopping
 //!   [`signals`]; [`attach`]: a console client.
 
+/// Log through `tracing` to stderr (`RUST_LOG` filters; `info` by
+/// default), colours only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 pub mod attach;
 pub mod config;
 pub mod control;

@@ -20,7 +20,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Run one cooperative Linux guest beside the host kernel.
 ///
@@ -103,14 +102,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    colinux_daemon::init_logging();
     let cli = Cli::parse();
     if let Some(Command::Console { path }) = &cli.command {
         return match attach::attach(path) {

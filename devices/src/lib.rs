@@ -14,6 +14,7 @@
 
 pub mod cocon;
 pub mod poll;
+pub mod sock;
 
 /// A device back end the run loop serves.
 pub trait Device: std::fmt::Debug {

@@ -13,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use colinux_daemon::config::{Origin, Settings};
 use colinux_daemon::{attach, control, launch, registry};
-use tracing_subscriber::EnvFilter;
 
 /// Run cooperative Linux guests beside the host kernel.
 ///
@@ -111,14 +110,7 @@ enum Command {
 const NOTIFY_ENV: &str = "COLINUX_NOTIFY_FD";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    colinux_daemon::init_logging();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

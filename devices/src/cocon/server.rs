@@ -170,17 +170,7 @@ impl ConsoleServer {
                     })?;
             }
         }
-        // The socket is created 0600 (no window with a wider mode): the
-        // daemon is single-threaded, so the umask is changed only around
-        // the bind.
-        // SAFETY: umask only swaps the process's file mode mask.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe {
-            libc::umask(old);
-        }
-        let listener = bound
+        let listener = crate::sock::bind_private(path)
             .with_context(|| format!("cannot listen on the console socket {}", path.display()))?;
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot look at the new socket {}", path.display()))?;
