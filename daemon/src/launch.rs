@@ -18,8 +18,9 @@ use crate::config::{Defaults, GuestConfig};
 use crate::control::Control;
 use crate::driver::Driver;
 use crate::elf::GuestImage;
+use crate::lifecycle::{End, State};
 use crate::linux::{self, BootPlan};
-use crate::registry::{self, Record, State};
+use crate::registry::{self, Record};
 use crate::runloop::Services;
 use colinux_devices::cocon::{Cocon, ConsoleServer};
 
@@ -105,9 +106,9 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Start the guest and serve it until it ends; the exit code (see
-/// `colinux run --help`).
-pub fn run(mut l: Launch) -> Result<i32> {
+/// Start the guest and serve it until it ends; how it ended (its `code`
+/// is `colinux run`'s exit status). The last state record says it too.
+pub fn run(mut l: Launch) -> Result<End> {
     let cfg = &l.config;
     let claim = registry::claim(&l.run_dir, &cfg.name)?;
     if l.detached {
@@ -147,7 +148,7 @@ pub fn run(mut l: Launch) -> Result<i32> {
         console_socket: cfg.console_socket.clone(),
     };
     claim.write(&record)?;
-    record.state = State::Running;
+    record.state.advance(State::Running);
     claim.write(&record)?;
     tracing::info!(
         "guest {} started: {} MiB, kernel {}, console {}",
@@ -161,9 +162,10 @@ pub fn run(mut l: Launch) -> Result<i32> {
         let _ = n.write_all(b"started\n");
     }
     let mut on_state = |state: State| {
-        record.state = state;
-        if let Err(e) = claim.write(&record) {
-            tracing::warn!("{e:#}");
+        if record.state.advance(state) {
+            if let Err(e) = claim.write(&record) {
+                tracing::warn!("{e:#}");
+            }
         }
     };
     let mut cocon = Cocon::new(Some(server))?;
@@ -184,9 +186,12 @@ pub fn run(mut l: Launch) -> Result<i32> {
         },
     );
     let destroyed = drv.destroy();
-    let code = result?;
+    let end = result?;
     destroyed?;
-    Ok(code)
+    tracing::info!("guest {} {} (exit status {})", cfg.name, end.why, end.code);
+    record.state.advance(State::Ended(end.clone()));
+    claim.write(&record)?;
+    Ok(end)
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub mod control;
 pub mod driver;
 pub mod elf;
 pub mod launch;
+pub mod lifecycle;
 pub mod linux;
 pub mod registry;
 pub mod runloop;

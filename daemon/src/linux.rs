@@ -18,6 +18,7 @@ use colinux_abi as abi;
 
 use crate::driver::Driver;
 use crate::elf::GuestImage;
+use crate::lifecycle::End;
 use crate::runloop::{self, Kind, Services};
 use crate::signals;
 
@@ -185,8 +186,8 @@ impl BootPlan {
 }
 
 /// Load the initrd and boot the guest; serve it until it ends
-/// ([`crate::runloop`]); the exit code.
-pub fn boot(drv: &Driver, plan: &BootPlan, svc: Services<'_>) -> Result<i32> {
+/// ([`crate::runloop`]); how it ended.
+pub fn boot(drv: &Driver, plan: &BootPlan, svc: Services<'_>) -> Result<End> {
     if !plan.initrd.is_empty() {
         drv.load(plan.layout.initrd_address, &plan.initrd, 0)
             .context("loading the initrd")?;

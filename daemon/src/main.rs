@@ -233,10 +233,10 @@ fn run(mut cli: Cli) -> Result<()> {
             },
         );
         let destroyed = drv.destroy();
-        let code = result?;
+        let end = result?;
         destroyed?;
-        if code != 0 {
-            std::process::exit(code);
+        if end.code != 0 {
+            std::process::exit(end.code);
         }
         return Ok(());
     }
@@ -277,7 +277,7 @@ fn run_guest(
         stack: abi::COOPERATIVE_KERNEL_VA_OFFSET as u64 + memory.min(0x3fc0_0000) - 16,
         ..Default::default()
     };
-    runloop::run(drv, arg, Kind::Payload, Services::default())
+    Ok(runloop::run(drv, arg, Kind::Payload, Services::default())?.code)
 }
 
 #[cfg(test)]

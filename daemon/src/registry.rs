@@ -14,8 +14,11 @@
 //! - `control.sock` — commands (`stop`, `kill`) for the guest's process.
 //! - `console.sock` — the console (unless configured elsewhere).
 //! - `daemon.log`, `console.log` — a detached guest's process output and
-//!   console output; they outlive the guest until its name is claimed
-//!   again.
+//!   console output.
+//!
+//! When the guest's process ends its sockets go; its last record (how it
+//! ended) and its logs stay until the name is claimed again
+//! ([`list_all`] shows them).
 
 use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
@@ -23,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+pub use crate::lifecycle::State;
 
 /// The run directory (see the module documentation).
 pub fn run_dir() -> Result<PathBuf> {
@@ -38,29 +43,6 @@ pub fn run_dir() -> Result<PathBuf> {
         None => bail!(
             "no run directory for guests: not root, and neither COLINUX_RUN_DIR nor XDG_RUNTIME_DIR is set"
         ),
-    }
-}
-
-/// Where a guest is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    /// Its RAM is allocated and its kernel loaded; not run yet.
-    Created,
-    /// Running.
-    Running,
-    /// A clean stop was asked for; the guest is shutting down.
-    Stopping,
-}
-
-impl State {
-    /// The word `colinux list` shows.
-    pub fn word(self) -> &'static str {
-        match self {
-            State::Created => "created",
-            State::Running => "running",
-            State::Stopping => "stopping",
-        }
     }
 }
 
@@ -157,21 +139,19 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        // Files first, the lock last: a claim racing with this one waits
-        // on the lock, then finds an empty directory. Logs stay (for a
-        // detached guest, the only account of how it ended) until the name
-        // is claimed again.
+        // The sockets go; the last state record (how the guest ended) and
+        // the logs stay, for `colinux list --all` and whoever looks, until
+        // the name is claimed again. The lock file stays too: a claim
+        // racing with this one waits on it, then cleans the directory.
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 let name = e.file_name();
-                let log = name.to_string_lossy().ends_with(".log");
-                if name != "lock" && !log {
+                let name = name.to_string_lossy();
+                if name.ends_with(".sock") || name.ends_with(".tmp") {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        let _ = std::fs::remove_file(self.dir.join("lock"));
-        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -209,6 +189,14 @@ pub fn find(run_dir: &Path, name: &str) -> Result<Record> {
 
 /// The live guests, by name.
 pub fn list(run_dir: &Path) -> Result<Vec<Record>> {
+    Ok(list_all(run_dir)?
+        .into_iter()
+        .filter_map(|(r, alive)| alive.then_some(r))
+        .collect())
+}
+
+/// Every guest with a record, live or not (`true`: live), by name.
+pub fn list_all(run_dir: &Path) -> Result<Vec<(Record, bool)>> {
     let entries = match std::fs::read_dir(run_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -217,15 +205,15 @@ pub fn list(run_dir: &Path) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let dir = entry.path();
-        if dir.is_dir() && alive(&dir) {
+        if dir.is_dir() {
             match read_record(&dir) {
-                Ok(r) => out.push(r),
-                // Claimed but not written yet.
+                Ok(r) => out.push((r, alive(&dir))),
+                // Claimed but not written yet, or not a guest's.
                 Err(e) => tracing::debug!("{e:#}"),
             }
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     Ok(out)
 }
 
@@ -267,7 +255,8 @@ mod tests {
         drop(b);
         drop(a);
         assert!(list(run.path()).unwrap().is_empty());
-        assert!(!run.path().join("web").exists());
+        // The last record stays, not live; the sockets go.
+        assert_eq!(list_all(run.path()).unwrap(), vec![(record("web"), false)]);
         let e = find(run.path(), "web").unwrap_err().to_string();
         assert!(e.starts_with("no guest named web is running"), "{e}");
         assert!(claim(run.path(), "../x").is_err());

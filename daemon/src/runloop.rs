@@ -17,11 +17,8 @@ use colinux_devices::Device;
 
 use crate::control::{Control, Request};
 use crate::driver::Driver;
-use crate::registry::State;
+use crate::lifecycle::{End, State};
 use crate::signals;
-
-/// The exit code of a guest ended by `colinux kill` (as by SIGKILL).
-pub const KILLED: i32 = 128 + 9;
 
 /// How long to wait on EXIT_IDLE when a Linux guest set no timer.
 const IDLE_WITHOUT_TIMER: Duration = Duration::from_secs(1);
@@ -56,14 +53,14 @@ impl std::fmt::Debug for Services<'_> {
 }
 
 /// Run the guest from `arg` (the first RUN: entry, stack, boot parameters)
-/// until it ends; the exit code. The devices are finished (the terminal
+/// until it ends; how it ended. The devices are finished (the terminal
 /// restored, clients flushed) however it ends.
 pub fn run(
     drv: &Driver,
     mut arg: abi::cooperative_ioctl_run,
     kind: Kind,
     mut svc: Services<'_>,
-) -> Result<i32> {
+) -> Result<End> {
     let result = serve(drv, &mut arg, kind, &mut svc);
     for d in svc.devices.iter_mut() {
         if let Err(e) = &result {
@@ -136,32 +133,12 @@ fn payload_text(arg: &abi::cooperative_ioctl_run) -> String {
     String::from_utf8_lossy(&arg.text[..end]).into_owned()
 }
 
-/// What a TERMINATE reason means, and the exit code for it.
-pub fn termination(reason: u64) -> (String, i32) {
-    let r = u32::try_from(reason).unwrap_or(u32::MAX);
-    let (what, code) = match r {
-        abi::COOPERATIVE_TERM_END => ("ended", 0),
-        abi::COOPERATIVE_TERM_POWEROFF => ("powered off", 0),
-        abi::COOPERATIVE_TERM_HALT => ("halted", 0),
-        abi::COOPERATIVE_TERM_REBOOT => ("rebooted", 0),
-        abi::COOPERATIVE_TERM_PANIC => ("panicked", 2),
-        abi::COOPERATIVE_TERM_BUG => ("BUG", 2),
-        abi::COOPERATIVE_TERM_FORCED_OFF => ("forced off", 2),
-        abi::COOPERATIVE_TERM_FORCED_END => ("ended by the host", 2),
-        abi::COOPERATIVE_TERM_INVALID_OPERATION => ("made an invalid operation", 2),
-        abi::COOPERATIVE_TERM_STACK_OVERFLOW => ("overflowed its stack", 2),
-        abi::COOPERATIVE_TERM_VMXE => ("stopped: the host CPU has VMX on", 2),
-        _ => return (format!("terminated (reason {reason})"), 2),
-    };
-    (what.to_string(), code)
-}
-
 fn serve(
     drv: &Driver,
     arg: &mut abi::cooperative_ioctl_run,
     kind: Kind,
     svc: &mut Services<'_>,
-) -> Result<i32> {
+) -> Result<End> {
     let mut unsupported = BTreeSet::new();
     let mut stats = Stats::default();
     if kind == Kind::Payload {
@@ -174,16 +151,16 @@ fn serve(
                 &mut svc.devices,
                 &format!("signal {sig}: stopping the guest"),
             );
-            break 128 + sig;
+            break End::signal(sig);
         }
         if let Some(why) = svc.devices.iter().find_map(|d| d.end_requested()) {
             say(&mut svc.devices, &format!("{why}: stopping the guest"));
-            break 0;
+            break End::asked(why);
         }
         match svc.control.as_deref_mut().and_then(Control::take) {
             Some(Request::Kill) => {
                 say(&mut svc.devices, "colinux kill: ending the guest");
-                break KILLED;
+                break End::killed();
             }
             Some(Request::Stop) => {
                 say(
@@ -232,27 +209,23 @@ fn serve(
                 }
             }
             abi::COOPERATIVE_RUN_EXIT_FAULT => {
+                let what = if has_error_code(arg.vector) {
+                    "error code"
+                } else {
+                    "EIP"
+                };
+                let fault = format!(
+                    "guest fault: vector {}, {what} {:#x}, CR2 {:#x}",
+                    arg.vector, arg.fault_eip, arg.fault_address
+                );
                 match kind {
-                    Kind::Linux => {
-                        let what = if has_error_code(arg.vector) {
-                            "error code"
-                        } else {
-                            "EIP"
-                        };
-                        say(
-                            &mut svc.devices,
-                            &format!(
-                                "guest fault: vector {}, {what} {:#x}, CR2 {:#x}",
-                                arg.vector, arg.fault_eip, arg.fault_address
-                            ),
-                        );
-                    }
+                    Kind::Linux => say(&mut svc.devices, &fault),
                     Kind::Payload => println!(
                         "guest fault: vector {}, eip/error {:#x}, cr2 {:#x}; {} idle round trips, {} host interrupts forwarded",
                         arg.vector, arg.fault_eip, arg.fault_address, stats.idle_round_trips, stats.interrupts
                     ),
                 }
-                break 3;
+                break End::fault(fault);
             }
             abi::COOPERATIVE_RUN_EXIT_OPERATION => match (arg.operation, kind) {
                 (abi::COOPERATIVE_OP_MESSAGE_TO_MONITOR, Kind::Linux) => {
@@ -291,14 +264,13 @@ fn serve(
                     }
                 }
                 (abi::COOPERATIVE_OP_TERMINATE, Kind::Linux) => {
-                    let (what, code) = termination(arg.params[0]);
+                    let mut end = End::terminated(arg.params[0]);
                     let text = String::from_utf8_lossy(line_of(arg)).into_owned();
-                    if text.is_empty() {
-                        say(&mut svc.devices, &format!("guest {what}"));
-                    } else {
-                        say(&mut svc.devices, &format!("guest {what}: {text}"));
+                    if !text.is_empty() {
+                        end.why = format!("{}: {text}", end.why);
                     }
-                    break code;
+                    say(&mut svc.devices, &format!("guest {}", end.why));
+                    break end;
                 }
                 (abi::COOPERATIVE_OP_TERMINATE, Kind::Payload) => {
                     let reason = arg.params[0];
@@ -309,10 +281,14 @@ fn serve(
                         stats.idle_round_trips,
                         stats.interrupts
                     );
-                    break if reason == u64::from(abi::COOPERATIVE_TERM_END) {
-                        0
-                    } else {
-                        4
+                    let why = format!("terminated: reason {reason} ({})", payload_text(arg));
+                    break End {
+                        why,
+                        code: if reason == u64::from(abi::COOPERATIVE_TERM_END) {
+                            0
+                        } else {
+                            4
+                        },
                     };
                 }
                 (op, _) => {
@@ -373,24 +349,5 @@ impl std::fmt::Display for Stats {
             self.interrupts,
             self.input
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn termination_codes() {
-        assert_eq!(termination(abi::COOPERATIVE_TERM_POWEROFF.into()).1, 0);
-        assert_eq!(termination(abi::COOPERATIVE_TERM_END.into()).1, 0);
-        assert_eq!(
-            termination(abi::COOPERATIVE_TERM_PANIC.into()).0,
-            "panicked"
-        );
-        assert_eq!(termination(abi::COOPERATIVE_TERM_PANIC.into()).1, 2);
-        assert_eq!(termination(abi::COOPERATIVE_TERM_BUG.into()).1, 2);
-        assert_eq!(termination(99).1, 2);
-        assert_eq!(termination(u64::MAX).1, 2);
     }
 }

@@ -102,6 +102,7 @@ rc=0; $C stop --force cache > /tmp/stop 2>&1 || rc=$?
 echo "runtime: stop --force cache status $rc: $(cat /tmp/stop)"
 $C list > /tmp/list3
 echo "runtime: listed $(($(wc -l < /tmp/list3) - 1)) after the ends"
+$C list --all | sed 's/^/list-all| /'
 refused "no guest named web is running" $C kill web
 after=$(free_kb)
 diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
@@ -182,7 +183,32 @@ fn three_named_guests_run_list_attach_and_end() {
         ["3 running after the consoles", "0 after the ends"],
         "{ctx}"
     );
-    assert_eq!(facts(c, "kill web:"), ["guest web ended"], "{ctx}");
+    assert_eq!(
+        facts(c, "kill web:"),
+        ["guest web ended: ended by colinux kill"],
+        "{ctx}"
+    );
+    // How each ended stays on record: by kill, by SIGKILL (no word), by stop --force.
+    let all: Vec<&str> = c
+        .lines()
+        .filter_map(|l| l.split_once("list-all| ").map(|(_, r)| r))
+        .collect();
+    let row = |g: &str| {
+        all.iter()
+            .find(|r| r.split_whitespace().next() == Some(g))
+            .copied()
+            .unwrap_or_default()
+    };
+    assert!(
+        row("web").contains("ended")
+            && row("web").contains("ended by colinux kill (exit status 137)"),
+        "{all:?}{ctx}"
+    );
+    assert!(row("db").contains("dead"), "{all:?}{ctx}");
+    assert!(
+        row("cache").contains("ended by colinux kill"),
+        "{all:?}{ctx}"
+    );
     let stop = facts(c, "stop --force cache status");
     assert!(
         stop.first().is_some_and(|s| s.starts_with("2:")),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use colinux_daemon::config::{Origin, Settings};
+use colinux_daemon::lifecycle::State;
 use colinux_daemon::{attach, control, launch, registry};
 
 /// Run cooperative Linux guests beside the host kernel.
@@ -65,7 +66,12 @@ enum Command {
     },
     /// List the running guests: name, state, memory, uptime, console
     /// socket.
-    List,
+    List {
+        /// Also the guests that ended (and how) or died, whose records are
+        /// still in the run directory
+        #[arg(long, short)]
+        all: bool,
+    },
     /// Attach this terminal to a guest's console.
     ///
     /// Shows the recent console output, then the live output, and sends
@@ -128,8 +134,8 @@ fn dispatch(command: Command) -> Result<i32> {
             device,
             settings,
         } => run(&registry::run_dir()?, &settings, device, detach),
-        Command::List => {
-            list(&registry::run_dir()?)?;
+        Command::List { all } => {
+            list(&registry::run_dir()?, all)?;
             Ok(0)
         }
         Command::Console { name } => {
@@ -292,11 +298,11 @@ fn launch_here(
         use std::io::Write;
         let _ = writeln!(n, "error: {e:#}");
     }
-    result
+    Ok(result?.code)
 }
 
-fn list(run_dir: &Path) -> Result<()> {
-    let guests = registry::list(run_dir)?;
+fn list(run_dir: &Path, all: bool) -> Result<()> {
+    let guests = registry::list_all(run_dir)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -305,18 +311,44 @@ fn list(run_dir: &Path) -> Result<()> {
         "{:<16} {:<9} {:>8} {:>10}  CONSOLE",
         "NAME", "STATE", "MEMORY", "UPTIME"
     );
-    for g in guests {
+    for (g, alive) in guests {
+        if !alive && !all {
+            continue;
+        }
         let up = now.saturating_sub(g.started);
+        let (state, rest) = match (&g.state, alive) {
+            (_, true) => (g.state.word(), g.console_socket.display().to_string()),
+            (State::Ended(end), false) => {
+                ("ended", format!("{} (exit status {})", end.why, end.code))
+            }
+            (_, false) => (
+                "dead",
+                "its process ended without recording how".to_string(),
+            ),
+        };
+        let uptime = if alive {
+            format!("{}:{:02}:{:02}", up / 3600, up / 60 % 60, up % 60)
+        } else {
+            "-".to_string()
+        };
         println!(
-            "{:<16} {:<9} {:>5} MiB {:>10}  {}",
-            g.name,
-            g.state.word(),
-            g.memory,
-            format!("{}:{:02}:{:02}", up / 3600, up / 60 % 60, up % 60),
-            g.console_socket.display()
+            "{:<16} {:<9} {:>5} MiB {:>10}  {rest}",
+            g.name, state, g.memory, uptime
         );
     }
     Ok(())
+}
+
+/// How guest `name` ended, from its last record.
+fn how_it_ended(run_dir: &Path, name: &str) -> String {
+    let last = registry::list_all(run_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(r, _)| r.name == name);
+    match last.map(|(r, _)| r.state) {
+        Some(State::Ended(end)) => end.why,
+        _ => "its process ended without recording how".into(),
+    }
 }
 
 /// Wait until the guest named `name` is gone; false on time-out.
@@ -350,7 +382,7 @@ fn kill(run_dir: &Path, name: &str) -> Result<()> {
             bail!("guest {name} (pid {}) does not end", r.pid);
         }
     }
-    println!("guest {name} ended");
+    println!("guest {name} ended: {}", how_it_ended(run_dir, name));
     Ok(())
 }
 
@@ -362,7 +394,7 @@ fn stop(run_dir: &Path, name: &str, timeout: u64, force: bool) -> Result<i32> {
             format!("cannot ask guest {name} to stop (`colinux stop --force {name}` ends it)")
         })?;
         if wait_gone(run_dir, name, Duration::from_secs(timeout)) {
-            println!("guest {name} shut down");
+            println!("guest {name} shut down: {}", how_it_ended(run_dir, name));
             return Ok(0);
         }
         eprintln!("colinux: guest {name} did not shut down within {timeout} s; ending it");
