@@ -64,6 +64,7 @@ $C run --detach /etc/colinux/web.toml || fail "web did not start"
 $C run --detach @/etc/colinux/db.conf || fail "db did not start"
 $C run --detach name=cache kernel={vmlinux} initrd={initrd} mem=64 || fail "cache did not start"
 $C list > /tmp/list || fail "list failed"
+echo "runtime: modes $(stat -c '%a' $R/web $R/web/control.sock $R/web/console.sock | tr '\n' ' ')"
 sed 's/^/list| /' /tmp/list
 
 # Bad input: each refused, nothing allocated.
@@ -173,6 +174,11 @@ fn three_named_guests_run_list_attach_and_end() {
         );
     }
     assert_eq!(facts(c, "refused").len(), 7, "{ctx}");
+    assert_eq!(
+        facts(c, "modes"),
+        ["700 600 600"],
+        "the guest's directory and sockets are its owner's alone{ctx}"
+    );
     assert_eq!(
         facts(c, "guests created by the driver after the bad input:"),
         ["3"],
