@@ -305,8 +305,8 @@ mod tests {
         let c = parse(&["--kernel", "p.elf", "--run", "--entry", "test_loop"]).unwrap();
         assert!(c.run && c.entry == "test_loop");
         // Guest command-line words, even ones starting with "console".
-        let c = parse(&["kernel=vmlinux", "console=cocon0", "ro", "--boot"]).unwrap();
-        assert_eq!(c.params, ["kernel=vmlinux", "console=cocon0", "ro"]);
+        let c = parse(&["kernel=vmlinux", "console=hvc0", "ro", "--boot"]).unwrap();
+        assert_eq!(c.params, ["kernel=vmlinux", "console=hvc0", "ro"]);
         assert!(c.command.is_none());
     }
 

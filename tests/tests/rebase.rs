@@ -563,7 +563,7 @@ fn real_series_moves_to_6_12() {
         names(&out)
     );
     // The new ABI header patch is unchanged (a new file moves as is).
-    let name = "0002-cooperative-add-the-guest-host-ABI-header.patch";
+    let name = "0002-x86-cooperative-Add-the-guest-host-ABI-header.patch";
     assert_eq!(
         std::fs::read(out.join(name)).unwrap(),
         std::fs::read(series.join(name)).unwrap()
