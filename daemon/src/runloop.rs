@@ -266,10 +266,19 @@ fn serve(
                 (abi::COOPERATIVE_OP_TERMINATE, Kind::Linux) => {
                     let mut end = End::terminated(arg.params[0]);
                     let text = String::from_utf8_lossy(line_of(arg)).into_owned();
-                    if !text.is_empty() {
+                    say(
+                        &mut svc.devices,
+                        &if text.is_empty() {
+                            format!("guest {}", end.why)
+                        } else {
+                            format!("guest {}: {text}", end.why)
+                        },
+                    );
+                    // The guest's words matter when it ended badly (the
+                    // panic message); a power-off's "power off" adds nothing.
+                    if end.code != 0 && !text.is_empty() {
                         end.why = format!("{}: {text}", end.why);
                     }
-                    say(&mut svc.devices, &format!("guest {}", end.why));
                     break end;
                 }
                 (abi::COOPERATIVE_OP_TERMINATE, Kind::Payload) => {

@@ -4,8 +4,10 @@
 //! `@file` and from `name=value` words — and listed; each one's console is
 //! attached in turn, runs a command and is detached from; bad input is
 //! refused with a clear error before anything is allocated; then one guest
-//! is ended with `colinux kill`, one by SIGKILL of its process and one with
-//! `colinux stop --force`, and the host's memory comes back.
+//! is stopped cleanly with `colinux stop` (its power button: it runs its
+//! own shutdown), one ended with `colinux kill`, one by SIGKILL of its
+//! process and a fourth with `colinux stop --force`, and the host's memory
+//! comes back.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -93,18 +95,23 @@ done
 $C list > /tmp/list2
 echo "runtime: listed $(grep -c running /tmp/list2) running after the consoles"
 
-# Three ways to end a guest.
-$C kill web > /tmp/kill 2>&1 || fail "kill web failed: $(cat /tmp/kill)"
-echo "runtime: kill web: $(cat /tmp/kill)"
-pid=$(sed -n 's/^pid = //p' $R/db/state)
+# Three ways to end a guest: its own shutdown, kill, SIGKILL.
+rc=0; $C stop web --timeout 120 > /tmp/stop 2>&1 || rc=$?
+echo "runtime: stop web status $rc: $(cat /tmp/stop)"
+tr -d '\r' < $R/web/console.log | grep -F -e 'power button' -e 'going down' -e 'poweroff' | sed 's/^/web-shutdown| /'
+$C kill db > /tmp/kill 2>&1 || fail "kill db failed: $(cat /tmp/kill)"
+echo "runtime: kill db: $(cat /tmp/kill)"
+pid=$(sed -n 's/^pid = //p' $R/cache/state)
 kill -9 $pid
-n=0; while kill -0 $pid 2>/dev/null; do n=$((n + 1)); [ $n -le 100 ] || fail "db's process survived SIGKILL"; sleep 0.1; done
-rc=0; $C stop --force cache > /tmp/stop 2>&1 || rc=$?
-echo "runtime: stop --force cache status $rc: $(cat /tmp/stop)"
+n=0; while kill -0 $pid 2>/dev/null; do n=$((n + 1)); [ $n -le 100 ] || fail "cache's process survived SIGKILL"; sleep 0.1; done
+# --force ends a fourth at once.
+$C run --detach name=extra kernel={vmlinux} initrd={initrd} mem=64 || fail "extra did not start"
+rc=0; $C stop --force extra > /tmp/stop 2>&1 || rc=$?
+echo "runtime: stop --force extra status $rc: $(cat /tmp/stop)"
 $C list > /tmp/list3
 echo "runtime: listed $(($(wc -l < /tmp/list3) - 1)) after the ends"
 $C list --all | sed 's/^/list-all| /'
-refused "no guest named web is running" $C kill web
+refused "no guest named db is running" $C kill db
 after=$(free_kb)
 diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
 echo "runtime: memory before $before after $after difference $diff kB"
@@ -189,12 +196,32 @@ fn three_named_guests_run_list_attach_and_end() {
         ["3 running after the consoles", "0 after the ends"],
         "{ctx}"
     );
+    // The clean stop: the guest ran its own shutdown and powered off.
     assert_eq!(
-        facts(c, "kill web:"),
-        ["guest web ended: ended by colinux kill"],
+        facts(c, "stop web status"),
+        ["0: guest web shut down: powered off"],
         "{ctx}"
     );
-    // How each ended stays on record: by kill, by SIGKILL (no word), by stop --force.
+    let shutdown: Vec<&str> = c
+        .lines()
+        .filter_map(|l| l.split_once("web-shutdown| ").map(|(_, r)| r))
+        .collect();
+    assert!(
+        shutdown
+            .iter()
+            .any(|l| l.contains("the host pressed the power button")),
+        "the guest kernel did not see the power button: {shutdown:?}{ctx}"
+    );
+    assert!(
+        shutdown.iter().any(|l| l.contains("going down")),
+        "the guest's init did not run its shutdown: {shutdown:?}{ctx}"
+    );
+    assert_eq!(
+        facts(c, "kill db:"),
+        ["guest db ended: ended by colinux kill"],
+        "{ctx}"
+    );
+    // How each ended stays on record.
     let all: Vec<&str> = c
         .lines()
         .filter_map(|l| l.split_once("list-all| ").map(|(_, r)| r))
@@ -206,16 +233,19 @@ fn three_named_guests_run_list_attach_and_end() {
             .unwrap_or_default()
     };
     assert!(
-        row("web").contains("ended")
-            && row("web").contains("ended by colinux kill (exit status 137)"),
+        row("web").contains("powered off (exit status 0)"),
         "{all:?}{ctx}"
     );
-    assert!(row("db").contains("dead"), "{all:?}{ctx}");
     assert!(
-        row("cache").contains("ended by colinux kill"),
+        row("db").contains("ended by colinux kill (exit status 137)"),
         "{all:?}{ctx}"
     );
-    let stop = facts(c, "stop --force cache status");
+    assert!(row("cache").contains("dead"), "{all:?}{ctx}");
+    assert!(
+        row("extra").contains("ended by colinux kill"),
+        "{all:?}{ctx}"
+    );
+    let stop = facts(c, "stop --force extra status");
     assert!(
         stop.first().is_some_and(|s| s.starts_with("2:")),
         "{stop:?}{ctx}"
