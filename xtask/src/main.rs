@@ -232,6 +232,20 @@ enum BenchCmd {
         #[arg(long, default_value = "6.12.100")]
         onto: String,
     },
+    /// Time the maintainer's flow: the rebase engine stopping at each
+    /// conflict and going on with --skip, against `git rebase` with --skip
+    /// on the same commits (Debian's series), each cold and warm.
+    RebaseFlow {
+        /// The release whose Debian series is moved
+        #[arg(long, default_value = "6.1.4")]
+        from: String,
+        /// The release to move it onto
+        #[arg(long, default_value = "6.1.176")]
+        onto: String,
+        /// Warm runs of each tool
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -340,6 +354,12 @@ fn run(cli: Cli) -> Result<()> {
             which: BenchCmd::Rebase { from, onto },
         } => {
             let text = xtask::bench::bench_rebase(&manifest, &from, &onto)?;
+            println!("{text}");
+        }
+        Cmd::Bench {
+            which: BenchCmd::RebaseFlow { from, onto, runs },
+        } => {
+            let text = xtask::bench::bench_rebase_flow(&manifest, &from, &onto, runs)?;
             println!("{text}");
         }
         Cmd::Bench {
