@@ -22,3 +22,12 @@ pub mod gitapply;
 pub mod rebase;
 pub mod refresh;
 pub mod tree;
+
+/// Run `f` and log how long it took at debug level
+/// (`RUST_LOG=colinux_series=debug`): the phases of a rebase, for profiling.
+pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    tracing::debug!("{what}: {:.3}s", started.elapsed().as_secs_f64());
+    out
+}

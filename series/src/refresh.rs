@@ -397,6 +397,17 @@ fn diff_text(
     opts.context_lines(3)
         .indent_heuristic(true)
         .id_abbrev(u16::try_from(abbrev).unwrap_or(7));
+    // Only the changed paths, as literal paths: libgit2 then reads just the
+    // trees along them instead of both whole trees (see `changed_paths`).
+    // Rename detection only pairs deleted and added files, which are all
+    // among them, so the diff is the same.
+    let changed = crate::tree::changed_paths(repo, parent_tree, tree)?;
+    if !changed.is_empty() {
+        opts.disable_pathspec_match(true);
+        for p in &changed {
+            opts.pathspec(p);
+        }
+    }
     let mut diff = repo.diff_tree_to_tree(Some(parent_tree), Some(tree), Some(&mut opts))?;
     diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
     let mut stats = Vec::new();

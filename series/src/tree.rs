@@ -130,6 +130,75 @@ impl KernelTree {
         Ok(())
     }
 
+    /// [`checkout`](Self::checkout) of `to` for a work tree and index known to
+    /// match commit `from`: only the files that differ between the two
+    /// commits are written (and the index entries for them). A full checkout
+    /// compares every file of the tree with the index and the work tree,
+    /// which is what makes it cost a second on a kernel; this one costs what
+    /// the change costs.
+    pub fn switch(&self, from: Oid, to: Oid) -> Result<()> {
+        let repo = self.repo()?;
+        let target = repo.find_commit(to)?;
+        let paths = changed_paths(&repo, &repo.find_commit(from)?.tree()?, &target.tree()?)?;
+        self.checkout_paths(&repo, &target, &paths)
+    }
+
+    /// Check out only `paths` (literal paths; none: nothing is written) of
+    /// `target` and point the `colinux` branch at it.
+    fn checkout_paths(
+        &self,
+        repo: &Repository,
+        target: &git2::Commit<'_>,
+        paths: &[String],
+    ) -> Result<()> {
+        if !paths.is_empty() {
+            let mut co = CheckoutBuilder::new();
+            co.force()
+                .remove_untracked(false)
+                .disable_pathspec_match(true);
+            for p in paths {
+                co.path(p);
+            }
+            repo.checkout_tree(target.as_object(), Some(&mut co))
+                .with_context(|| {
+                    format!(
+                        "cannot check out {} in {}",
+                        target.id(),
+                        self.path.display()
+                    )
+                })?;
+        }
+        repo.reference(BRANCH, target.id(), true, "colinux: apply series")?;
+        repo.set_head(BRANCH)?;
+        Ok(())
+    }
+
+    /// Put back the files of the work tree that differ from the index
+    /// (edited or deleted tracked files; untracked files are left alone), and
+    /// `also` whatever their state, to `commit`, whose tree the index holds.
+    /// What a full forced checkout of `commit` does for such a work tree, but
+    /// the index is compared with the files by their stat data only.
+    pub fn restore(&self, commit: Oid, also: &[String]) -> Result<()> {
+        let repo = self.repo()?;
+        let target = repo.find_commit(commit)?;
+        let mut opts = git2::DiffOptions::new();
+        opts.include_untracked(false).ignore_submodules(true);
+        let diff = repo
+            .diff_index_to_workdir(None, Some(&mut opts))
+            .with_context(|| format!("cannot compare the work tree {}", self.path.display()))?;
+        let mut paths: Vec<String> = also.to_vec();
+        for d in diff.deltas() {
+            for f in [d.old_file(), d.new_file()] {
+                if let Some(p) = f.path() {
+                    paths.push(p.to_string_lossy().into_owned());
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        self.checkout_paths(&repo, &target, &paths)
+    }
+
     /// Write the tree of `commit` into the empty or absent directory `dir`
     /// (used to give tests and benchmarks their own copies).
     pub fn export(&self, commit: Oid, dir: &Path) -> Result<()> {
@@ -213,10 +282,21 @@ impl KernelTree {
         repo.reference(VANILLA_TAG, vanilla, true, "vanilla release")?;
         repo.reference(BRANCH, vanilla, true, "scratch")?;
         repo.set_head(BRANCH)?;
-        let mut co = CheckoutBuilder::new();
-        co.force();
-        repo.checkout_head(Some(&mut co))
-            .with_context(|| format!("cannot check out {}", dir.display()))?;
+        // Writing the ~80,000 files is nearly all of a clone's time, most
+        // of it in the kernel creating them; git's parallel checkout (one
+        // worker per CPU) overlaps that, libgit2's checkout does not.
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "checkout.workers=0", "reset", "--quiet", "--hard"])
+            .status()
+            .context("cannot run git reset")?;
+        if !status.success() {
+            anyhow::bail!(
+                "cannot check out {}: git reset --hard failed",
+                dir.display()
+            );
+        }
         KernelTree::open(dir)
     }
 
@@ -232,6 +312,75 @@ impl KernelTree {
         repo.set_head(BRANCH)?;
         Ok(())
     }
+}
+
+/// The blob paths that differ between trees `a` and `b` (added, deleted,
+/// changed content or mode; a file that became a directory gives the file
+/// and every file under the directory), sorted: the paths a
+/// `diff_tree_to_tree` has deltas for, without rename detection.
+///
+/// Why not libgit2's diff: its tree iterators expand both trees entirely
+/// (some 5,000 tree objects read and hashed for a kernel), even where a
+/// subtree is the same object on both sides. Here equal subtrees are skipped,
+/// so the cost follows the size of the change, not of the tree.
+pub fn changed_paths(
+    repo: &Repository,
+    a: &git2::Tree<'_>,
+    b: &git2::Tree<'_>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    diff_trees(repo, Some(a), Some(b), "", &mut out)?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn diff_trees(
+    repo: &Repository,
+    a: Option<&git2::Tree<'_>>,
+    b: Option<&git2::Tree<'_>>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    type Side = (Oid, i32, bool);
+    let entries = |t: Option<&git2::Tree<'_>>| -> BTreeMap<Vec<u8>, Side> {
+        t.map(|t| {
+            t.iter()
+                .map(|e| {
+                    let is_tree = e.kind() == Some(git2::ObjectType::Tree);
+                    (e.name_bytes().to_vec(), (e.id(), e.filemode(), is_tree))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (ea, eb) = (entries(a), entries(b));
+    let mut names: Vec<&Vec<u8>> = ea.keys().chain(eb.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let path = format!("{prefix}{}", String::from_utf8_lossy(name));
+        let (x, y) = (ea.get(name), eb.get(name));
+        if x == y {
+            continue; // same object and mode: nothing below differs
+        }
+        let subtree = |s: Option<&Side>| -> Result<Option<git2::Tree<'_>>> {
+            match s {
+                Some((id, _, true)) => Ok(Some(repo.find_tree(*id)?)),
+                _ => Ok(None),
+            }
+        };
+        let (ta, tb) = (subtree(x)?, subtree(y)?);
+        // A blob on either side is a changed (added, deleted, modified) path.
+        if x.is_some_and(|s| !s.2) || y.is_some_and(|s| !s.2) {
+            out.push(path.clone());
+        }
+        if ta.is_some() || tb.is_some() {
+            diff_trees(repo, ta.as_ref(), tb.as_ref(), &format!("{path}/"), out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Compare two directory trees byte for byte, including the executable bit
@@ -289,4 +438,92 @@ pub fn compare_dirs(a: &Path, b: &Path, skip: &[&str], limit: usize) -> Result<V
         }
     }
     Ok(diffs)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A tree of `files` (path, content, executable); `None` content: a symlink to "x".
+    fn tree_of(repo: &Repository, files: &[(&str, Option<&str>, bool)]) -> Oid {
+        let mut index = git2::Index::new().unwrap();
+        for (path, content, exec) in files {
+            let (bytes, mode) = match content {
+                Some(c) => (c.as_bytes(), if *exec { 0o100755 } else { 0o100644 }),
+                None => (&b"x"[..], 0o120000),
+            };
+            let id = repo.blob(bytes).unwrap();
+            index
+                .add(&crate::rebase::merge::index_entry(path, id, mode))
+                .unwrap();
+        }
+        index.write_tree_to(repo).unwrap()
+    }
+
+    fn libgit2_paths(repo: &Repository, a: &git2::Tree<'_>, b: &git2::Tree<'_>) -> Vec<String> {
+        let diff = repo.diff_tree_to_tree(Some(a), Some(b), None).unwrap();
+        let mut out = std::collections::BTreeSet::new();
+        for d in diff.deltas() {
+            for f in [d.old_file(), d.new_file()] {
+                if let Some(p) = f.path() {
+                    out.insert(p.to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    #[test]
+    fn changed_paths_are_the_paths_libgit2s_diff_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let a = tree_of(
+            &repo,
+            &[
+                ("Makefile", Some("all:\n"), false),
+                ("arch/x86/Kconfig", Some("config X86\n"), false),
+                ("arch/x86/boot/a.S", Some("nop\n"), false),
+                ("arch/arm/Kconfig", Some("config ARM\n"), false),
+                ("scripts/run.sh", Some("#!/bin/sh\n"), false),
+                ("lib/link", None, false),
+                ("drivers/old.c", Some("old\n"), false),
+                ("fs/file", Some("a file\n"), false),
+                ("same/deep/er/x.c", Some("x\n"), false),
+            ],
+        );
+        let b = tree_of(
+            &repo,
+            &[
+                ("Makefile", Some("all:\n"), false),
+                ("arch/x86/Kconfig", Some("config X86\nconfig COOP\n"), false),
+                ("arch/x86/boot/a.S", Some("nop\n"), false),
+                ("arch/arm/Kconfig", Some("config ARM\n"), false),
+                ("scripts/run.sh", Some("#!/bin/sh\n"), true),
+                ("lib/link", Some("now a file\n"), false),
+                ("drivers/new/new.c", Some("old\n"), false),
+                ("fs/file/inside.c", Some("a dir now\n"), false),
+                ("same/deep/er/x.c", Some("x\n"), false),
+                ("zz-new", Some("new\n"), false),
+            ],
+        );
+        let (a, b) = (repo.find_tree(a).unwrap(), repo.find_tree(b).unwrap());
+        for (x, y) in [(&a, &b), (&b, &a), (&a, &a)] {
+            let ours = changed_paths(&repo, x, y).unwrap();
+            assert_eq!(ours, libgit2_paths(&repo, x, y));
+        }
+        assert_eq!(
+            changed_paths(&repo, &a, &b).unwrap(),
+            [
+                "arch/x86/Kconfig",
+                "drivers/new/new.c",
+                "drivers/old.c",
+                "fs/file",
+                "fs/file/inside.c",
+                "lib/link",
+                "scripts/run.sh",
+                "zz-new"
+            ]
+        );
+    }
 }

@@ -436,6 +436,42 @@ fn skip_drops_the_patch_and_abort_leaves_nothing() {
     assert!(t.dirty_paths().unwrap().is_empty());
 }
 
+/// `--skip` puts back every tracked file edited or deleted by hand while
+/// stopped, not only the patch's (untracked files stay), both when the index
+/// is as the stop left it and when it was changed by hand (`git add`).
+#[test]
+fn skip_puts_back_what_was_edited_by_hand() {
+    let w = world();
+    let work = w.root.join("work");
+    let a_head = with_line(&numbered(40, "a"), 5, "a line FIVE");
+    let d_v2 = with_line(&numbered(20, "d"), 5, "d line FIVE");
+    for staged in [false, true] {
+        let run = rebase::start(&w.opts("work", "out")).unwrap();
+        assert!(!run.finished(), "{}", run.render());
+        std::fs::write(work.join("a.c"), "edited by hand\n").unwrap();
+        std::fs::remove_file(work.join("d.c")).unwrap();
+        std::fs::write(work.join("notes.txt"), "mine\n").unwrap();
+        if staged {
+            let repo = git2::Repository::open(&work).unwrap();
+            let mut index = repo.index().unwrap();
+            index.add_path(Path::new("a.c")).unwrap();
+            index.write().unwrap();
+        }
+        let run = rebase::skip(&work).unwrap();
+        assert!(run.finished(), "{}", run.render());
+        assert_eq!(std::fs::read_to_string(work.join("a.c")).unwrap(), a_head);
+        assert_eq!(std::fs::read_to_string(work.join("d.c")).unwrap(), d_v2);
+        assert_eq!(
+            std::fs::read_to_string(work.join("sub/new.h")).unwrap(),
+            "new 1\nnew 2\n"
+        );
+        let t = KernelTree::open(&work).unwrap();
+        assert_eq!(t.dirty_paths().unwrap(), ["notes.txt"], "staged: {staged}");
+        assert_eq!(t.head().unwrap(), run.head);
+        std::fs::remove_file(work.join("notes.txt")).unwrap();
+    }
+}
+
 #[test]
 fn bad_input_is_refused() {
     let w = world();

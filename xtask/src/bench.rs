@@ -1111,6 +1111,224 @@ pub fn bench_boot(
     Ok(text)
 }
 
+/// Remove `dir` if it exists (not timed by the benchmarks that call it).
+fn remove_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// One maintainer's run of the rebase engine: `start`, then `skip` at each
+/// conflict until the series is written. Returns seconds, stops and the run.
+fn engine_flow(
+    opts: &colinux_series::rebase::RebaseOptions,
+) -> Result<(f64, usize, colinux_series::rebase::RebaseRun)> {
+    remove_dir(&opts.out_dir)?;
+    let started = Instant::now();
+    let mut run = colinux_series::rebase::start(opts)?;
+    let mut stops = 0;
+    while !run.finished() {
+        stops += 1;
+        run = colinux_series::rebase::skip(&opts.work_dir)?;
+    }
+    Ok((started.elapsed().as_secs_f64(), stops, run))
+}
+
+/// One maintainer's `git rebase --onto <v2> <v1> debian` in `dir`, with
+/// `git rebase --skip` at each conflict. Cold: `dir` is made first (a
+/// `git clone --shared` of the cached v2 tree whose objects also reach
+/// `also`, checked out with git's defaults), inside the time. Warm: `dir`
+/// exists and is put at v2 first, outside the time. Returns seconds, stops
+/// and the patches picked.
+fn git_flow(
+    dir: &Path,
+    cold: bool,
+    v2: &colinux_series::tree::KernelTree,
+    also: &[PathBuf],
+    range: (&str, &str, &str),
+) -> Result<(f64, usize, usize)> {
+    let (v2_vanilla, v1_vanilla, head) = range;
+    if cold {
+        remove_dir(dir)?;
+    } else {
+        let _ = run_git(dir, &["rebase", "--abort"]);
+        git_ok(dir, &["checkout", "-q", "-f", "--detach", v2_vanilla])?;
+    }
+    let started = Instant::now();
+    if cold {
+        let out = Command::new("git")
+            .args(["clone", "--quiet", "--shared", "--no-checkout"])
+            .arg(&v2.path)
+            .arg(dir)
+            .output()
+            .context("cannot run git clone")?;
+        if !out.status.success() {
+            anyhow::bail!("git clone failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let alternates = dir.join(".git/objects/info/alternates");
+        let mut alt = std::fs::read_to_string(&alternates).unwrap_or_default();
+        for a in also {
+            alt.push_str(&format!("{}\n", a.display()));
+        }
+        std::fs::write(&alternates, alt)
+            .with_context(|| format!("cannot write {}", alternates.display()))?;
+        git_ok(dir, &["checkout", "-q", "-f", "--detach", v2_vanilla])?;
+    }
+    git_ok(dir, &["branch", "-f", "debian", head])?;
+    let mut stops = 0;
+    let mut out = run_git(dir, &["rebase", "--onto", v2_vanilla, v1_vanilla, "debian"])?;
+    while !out.status.success() {
+        if !dir.join(".git/rebase-merge").exists() {
+            anyhow::bail!(
+                "git rebase failed without stopping at a commit:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        stops += 1;
+        out = run_git(dir, &["rebase", "--skip"])?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let picked = git_ok(
+        dir,
+        &["rev-list", "--count", &format!("{v2_vanilla}..debian")],
+    )?
+    .trim()
+    .parse()
+    .context("git rev-list --count")?;
+    Ok((secs, stops, picked))
+}
+
+/// `cargo xtask bench rebase-flow`: what a maintainer waits for when moving
+/// a series with the CLI — the rebase engine stopping at each conflict and
+/// going on with `--skip`, against `git rebase` with `--skip` on the same
+/// commits, each cold (its work tree made inside the time) and warm (the
+/// work tree of the previous run reused). Debian's series for `v1`.
+pub fn bench_rebase_flow(manifest: &Manifest, v1: &str, v2: &str, runs: usize) -> Result<String> {
+    let fetch = FetchOptions::default();
+    let t1 = fetch_kernel(manifest, v1, &fetch)?;
+    let t2 = fetch_kernel(manifest, v2, &fetch)?;
+    let series = crate::fetch::debian_packaging(manifest, v1)?.join("patches");
+    let scratch = colinux_buildenv::paths::cache_dir()?.join("scratch");
+
+    // The series as commits on v1, for git.
+    tracing::info!("applying Debian's {v1} series to a scratch clone of linux {v1}");
+    let applied = t1.scratch_clone(&scratch.join("bench-flow-v1"))?;
+    let report = apply_series(
+        &applied,
+        &ApplyOptions {
+            series_dir: series.clone(),
+            force: true,
+            max_fuzz: 2,
+        },
+    )?;
+    if !report.ok() {
+        anyhow::bail!(
+            "Debian's series does not apply to {v1}:\n{}",
+            report.render()
+        );
+    }
+    let (v1_vanilla, v2_vanilla, head) = (
+        t1.vanilla()?.to_string(),
+        t2.vanilla()?.to_string(),
+        report.head.to_string(),
+    );
+    let also = [
+        t1.repo()?.path().join("objects"),
+        applied.repo()?.path().join("objects"),
+    ];
+    let range = (v2_vanilla.as_str(), v1_vanilla.as_str(), head.as_str());
+    let opts = colinux_series::rebase::RebaseOptions {
+        series_dir: series.clone(),
+        out_dir: scratch.join("bench-flow-series"),
+        v1_tree: t1.path.clone(),
+        v2_tree: t2.path.clone(),
+        work_dir: scratch.join("bench-flow-ours"),
+        manifest: None,
+    };
+    let git_dir = scratch.join("bench-flow-git");
+
+    // Cold first (work trees removed outside the time), then warm runs,
+    // alternating the tools so that a change in the machine's load falls
+    // on both.
+    remove_dir(&opts.work_dir)?;
+    tracing::info!("git rebase, cold");
+    let (g_cold, g_stops, g_picked) = git_flow(&git_dir, true, &t2, &also, range)?;
+    tracing::info!("rebase engine, cold");
+    let (e_cold, e_stops, run) = engine_flow(&opts)?;
+    let (mut e_warm, mut g_warm) = (Vec::new(), Vec::new());
+    for i in 0..runs.max(1) {
+        tracing::info!("warm run {}", i + 1);
+        let (s, stops, r) = engine_flow(&opts)?;
+        if stops != e_stops || r.head != run.head {
+            anyhow::bail!("warm engine run {} differs from the cold one", i + 1);
+        }
+        e_warm.push(s);
+        let (s, stops, picked) = git_flow(&git_dir, false, &t2, &also, range)?;
+        if (stops, picked) != (g_stops, g_picked) {
+            anyhow::bail!("warm git run {} differs from the cold one", i + 1);
+        }
+        g_warm.push(s);
+    }
+    let applied_n = run
+        .patches
+        .iter()
+        .filter(|(_, o)| {
+            use colinux_series::rebase::Outcome as O;
+            matches!(
+                o,
+                O::Clean | O::Merged { .. } | O::Replayed { .. } | O::Resolved { .. }
+            )
+        })
+        .count();
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (ew, gw) = (med(&mut e_warm), med(&mut g_warm));
+    let text = format!(
+        "## bench rebase flow\n\n\
+         `cargo xtask bench rebase-flow --from {v1} --onto {v2} --runs {runs}` — what a maintainer waits for: Debian's \
+         kernel series for linux {v1} (`debian/patches/series`, {n} patches) moved onto {v2}, stopping at each \
+         conflict and going on with skip, by both tools on the same commits.\n\n\
+         - Rebase engine: `rebase::start`, then `rebase::skip` at each stop, as `cargo xtask rebase --onto {v2}` and \
+         `--skip` do (each call reopens the work tree, the saved state and the series from disk, as a new \
+         invocation does; the process start, about 0.3 s per `cargo xtask`, is not in the time). Cold: its work \
+         tree (a scratch clone of {v2}) is made inside the time; warm: the previous run's is reused.\n\
+         - git: `git rebase --onto <{v2} vanilla> <{v1} vanilla> debian` and `git rebase --skip` at each stop \
+         (git {gitv}, defaults, rerere off). Cold: `git clone --shared` of the cached {v2} tree and its checkout \
+         inside the time; warm: the same clone, put back at {v2} outside the time.\n\
+         - Cold runs first, then {runs} warm runs alternating the tools; the work trees are removed outside the time.\n\n\
+         | | rebase engine | git rebase | engine / git |\n|---|---|---|---|\n\
+         | cold (s) | {e_cold:.1} | {g_cold:.1} | {:.2} |\n\
+         | warm, median (s) | {ew:.1} | {gw:.1} | {:.2} |\n\
+         | warm runs (s) | {} | {} | |\n\
+         | stops (skipped) | {e_stops} | {g_stops} | |\n\
+         | patches applied | {applied_n} | {g_picked} | |\n\n\
+         Machine: {cpus} CPUs.\n",
+        e_cold / g_cold,
+        ew / gw,
+        fmt(&e_warm),
+        fmt(&g_warm),
+        n = report.patches.len(),
+        gitv = git_ok(&git_dir, &["--version"])?
+            .trim()
+            .trim_start_matches("git version "),
+        cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    );
+    write_section("bench rebase flow", &text)?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

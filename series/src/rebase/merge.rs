@@ -2,7 +2,6 @@
 //! *base* (V1 before the patch), *ours* (V1 after it) and *theirs* (V2 with
 //! the earlier patches moved), diff3-style conflict markers when it cannot.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,16 +13,7 @@ pub(crate) fn touched_paths(
     a: &git2::Tree<'_>,
     b: &git2::Tree<'_>,
 ) -> Result<Vec<String>> {
-    let diff = repo.diff_tree_to_tree(Some(a), Some(b), None)?;
-    let mut out = BTreeSet::new();
-    for d in diff.deltas() {
-        for f in [d.old_file(), d.new_file()] {
-            if let Some(p) = f.path() {
-                out.insert(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    Ok(out.into_iter().collect())
+    crate::tree::changed_paths(repo, a, b)
 }
 
 pub(crate) type Entry = Option<(Oid, u32)>;

@@ -169,6 +169,12 @@ struct State {
     /// as a conflict and left out, and the run goes on with the next one.
     #[serde(default)]
     keep_going: bool,
+    /// The checksum of the work tree's index when the run stopped. While the
+    /// index and `HEAD` are unchanged, the index holds `head`'s tree and the
+    /// work tree is put back file by file from what differs from it, instead
+    /// of by a full checkout (see [`index_untouched`]).
+    #[serde(default)]
+    index: Option<String>,
 }
 
 /// The result of a `rebase` command.
@@ -301,7 +307,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
             opts.work_dir.display()
         );
     }
-    let loaded = load_series(&opts.series_dir)?;
+    let loaded = crate::timed("load the series", || load_series(&opts.series_dir))?;
 
     // The work tree: reuse a clean earlier one, else a fresh scratch clone.
     let existing = if opts.work_dir.exists() {
@@ -324,7 +330,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
         None
     };
     if let Some(t) = &existing {
-        let dirty = t.dirty_paths()?;
+        let dirty = crate::timed("status of the work tree", || t.dirty_paths())?;
         if !dirty.is_empty() {
             anyhow::bail!(
                 "the rebase work tree {} has local changes ({}{}); \
@@ -340,7 +346,10 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
     let work = match reuse {
         Some(t) => {
             tracing::info!("reusing the work tree {}", t.path.display());
-            t.reset_to_vanilla()?;
+            // Clean (checked above): the index and the files are HEAD's, so
+            // only the files HEAD changed need to go back to vanilla.
+            let (from, to) = (t.head()?, v2.vanilla()?);
+            crate::timed("reset the work tree to vanilla", || t.switch(from, to))?;
             t
         }
         None => {
@@ -353,7 +362,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            v2.scratch_clone(&opts.work_dir)?
+            crate::timed("scratch clone", || v2.scratch_clone(&opts.work_dir))?
         }
     };
     // Make V1's objects reachable from the work repository.
@@ -376,6 +385,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
 
     // The series on V1, in memory: base and ours of every patch.
     tracing::info!("applying the series to linux {} in memory", v1.version);
+    let v1_started = std::time::Instant::now();
     let mut parent = repo.find_commit(v1.vanilla()?).with_context(|| {
         format!(
             "the V1 tree's objects ({}) are not reachable",
@@ -419,6 +429,10 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
         });
         parent = repo.find_commit(oid)?;
     }
+    tracing::debug!(
+        "series applied to V1 in memory: {:.3}s",
+        v1_started.elapsed().as_secs_f64()
+    );
     let state = State {
         v1: v1.version.clone(),
         v2: v2.version.clone(),
@@ -431,6 +445,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
         touched: Vec::new(),
         conflicts: Vec::new(),
         keep_going,
+        index: None,
     };
     run_loop(&work, state, &loaded)
 }
@@ -454,7 +469,13 @@ fn recorded_for(state: &State, patch: &str) -> Result<Option<(PathBuf, Vec<Recor
 
 fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Result<RebaseRun> {
     let repo = work.repo()?;
-    let by_name = paths_by_name(&repo.find_commit(oid(&state.head)?)?.tree()?);
+    // The work tree holds `state.head` on entry; it is only written at a
+    // stop and at the end, each time from the commit it then holds.
+    let checked_out = oid(&state.head)?;
+    // Candidates for files the target release moved, by name: a walk of the
+    // whole tree, so made only when a patch touches a file that is missing.
+    let mut by_name = None;
+    let loop_started = std::time::Instant::now();
     while state.next < state.patches.len() {
         let i = state.next;
         let name = state.patches[i].name.clone();
@@ -505,8 +526,14 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
             let mut path = old_path.clone();
             let mut t = entry_of(&theirs_tree, old_path);
             if t.is_none() && b.is_some() {
+                let by_name = match &mut by_name {
+                    Some(m) => m,
+                    None => by_name.insert(crate::timed("paths by name", || -> Result<_> {
+                        Ok(paths_by_name(&repo.find_commit(checked_out)?.tree()?))
+                    })?),
+                };
                 if let Some(moved) =
-                    follow_rename(&repo, &by_name, &base_tree, &theirs_tree, old_path, b)?
+                    follow_rename(&repo, by_name, &base_tree, &theirs_tree, old_path, b)?
                 {
                     tracing::info!(
                         "{name}: {old_path} moved to {moved} in linux {}; following it",
@@ -568,8 +595,14 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
             continue;
         }
         if !left.is_empty() {
+            tracing::debug!(
+                "patches merged: {:.3}s",
+                loop_started.elapsed().as_secs_f64()
+            );
             // Stop: write the patch's files (merged and conflicted) into the work tree.
-            work.checkout(head.id())?;
+            crate::timed("checkout at the stop", || {
+                work.switch(checked_out, head.id())
+            })?;
             for (path, r) in &results {
                 let dest = work.path.join(path);
                 match r {
@@ -592,6 +625,7 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
             });
             state.touched = dest_paths;
             state.conflicts = conflicts;
+            state.index = index_checksum(&work.path);
             save_state(&work.path, &state)?;
             let mut run = report(&state, work, None, Vec::new(), false)?;
             run.stopped = Some(stop_message(
@@ -657,7 +691,11 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
         state.head = commit.to_string();
         state.next += 1;
     }
-    finish(work, state)
+    tracing::debug!(
+        "patches merged: {:.3}s",
+        loop_started.elapsed().as_secs_f64()
+    );
+    finish(work, state, checked_out)
 }
 
 fn write_work_file(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
@@ -730,10 +768,11 @@ fn report(
     })
 }
 
-fn finish(work: &KernelTree, state: State) -> Result<RebaseRun> {
+/// Write the rebased series; the work tree holds `checked_out`.
+fn finish(work: &KernelTree, state: State, checked_out: Oid) -> Result<RebaseRun> {
     let repo = work.repo()?;
     let head = oid(&state.head)?;
-    work.checkout(head)?;
+    crate::timed("final checkout", || work.switch(checked_out, head))?;
     let commits: Vec<(String, Oid)> = state
         .patches
         .iter()
@@ -741,13 +780,15 @@ fn finish(work: &KernelTree, state: State) -> Result<RebaseRun> {
         .filter_map(|p| p.commit.as_deref().map(|c| (p.name.clone(), c)))
         .map(|(n, c)| oid(c).map(|o| (n, o)))
         .collect::<Result<_>>()?;
-    let written = refresh::write_series(
-        &repo,
-        &commits,
-        &state.series_dir,
-        &state.out_dir,
-        Some(&state.v2),
-    )?;
+    let written = crate::timed("write the series", || {
+        refresh::write_series(
+            &repo,
+            &commits,
+            &state.series_dir,
+            &state.out_dir,
+            Some(&state.v2),
+        )
+    })?;
     let mut resolutions = Vec::new();
     for p in &state.patches {
         if let Some(text) = &p.resolution {
@@ -855,7 +896,11 @@ pub fn continue_rebase(work_dir: &Path) -> Result<RebaseRun> {
             &[&head],
         )?;
         // Untracked new files become tracked: check out the commit.
-        work.checkout(commit)?;
+        if index_untouched(&work, &state)? {
+            work.switch(head.id(), commit)?;
+        } else {
+            work.checkout(commit)?;
+        }
         state.head = commit.to_string();
         state.patches[i].commit = Some(commit.to_string());
         state.patches[i].outcome = Some(Outcome::Resolved { files });
@@ -863,7 +908,7 @@ pub fn continue_rebase(work_dir: &Path) -> Result<RebaseRun> {
     state.next += 1;
     state.touched.clear();
     state.conflicts.clear();
-    let loaded = load_series(&state.series_dir)?;
+    let loaded = crate::timed("load the series", || load_series(&state.series_dir))?;
     run_loop(&work, state, &loaded)
 }
 
@@ -882,20 +927,41 @@ fn reset_work(work: &KernelTree, state: &State) -> Result<()> {
             }
         }
     }
-    work.checkout(head.id())
+    if index_untouched(work, state)? {
+        work.restore(head.id(), &state.touched)
+    } else {
+        work.checkout(head.id())
+    }
+}
+
+/// The checksum git keeps at the end of the index file (the SHA-1 of the
+/// rest): it changes whenever the index is written.
+fn index_checksum(work_dir: &Path) -> Option<String> {
+    let bytes = std::fs::read(work_dir.join(".git").join("index")).ok()?;
+    let tail = bytes.get(bytes.len().checked_sub(20)?..)?;
+    Some(tail.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// True when nothing changed the index or `HEAD` since the run stopped (no
+/// `git add`, commit or checkout by hand): the index still holds the state's
+/// head, so comparing it with the files finds every file to put back.
+fn index_untouched(work: &KernelTree, state: &State) -> Result<bool> {
+    Ok(state.index.is_some()
+        && state.index == index_checksum(&work.path)
+        && work.head().ok() == Some(oid(&state.head)?))
 }
 
 /// `--skip`: drop the conflicted patch and go on.
 pub fn skip(work_dir: &Path) -> Result<RebaseRun> {
     let mut state = load_state(work_dir)?;
     let work = KernelTree::open(work_dir)?;
-    reset_work(&work, &state)?;
+    crate::timed("reset the work tree", || reset_work(&work, &state))?;
     let i = state.next;
     state.patches[i].outcome = Some(Outcome::Skipped);
     state.next += 1;
     state.touched.clear();
     state.conflicts.clear();
-    let loaded = load_series(&state.series_dir)?;
+    let loaded = crate::timed("load the series", || load_series(&state.series_dir))?;
     run_loop(&work, state, &loaded)
 }
 
