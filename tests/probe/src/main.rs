@@ -364,7 +364,11 @@ fn run_lifecycle() -> usize {
             |r, _| r.abi_version += 1,
             eproto,
         ),
-        ("RUN with flags", |r, _| r.flags = 1, einval),
+        (
+            "RUN with an unknown flag",
+            |r, _| r.flags = !abi::COOPERATIVE_RUN_FLAGS,
+            einval,
+        ),
         (
             "RUN with a reserved field",
             |r, _| r.reserved[0] = 1,
