@@ -3,6 +3,28 @@
 
 pub mod guest;
 
+/// The lines a test-host script printed with `PREFIX| ` in front (a
+/// captured file, a listing), without the prefix.
+pub fn captured<'a>(console: &'a str, prefix: &str) -> Vec<&'a str> {
+    let p = format!("{prefix}| ");
+    console
+        .lines()
+        .filter_map(|l| l.find(&p).map(|at| &l[at + p.len()..]))
+        .collect()
+}
+
+/// What a failed assertion about a test-host run shows: its outcome, its
+/// log and the last `lines` lines of the host console.
+pub fn host_context(out: &colinux_testrig::testhost::Outcome, lines: usize) -> String {
+    let tail: Vec<&str> = out.console.lines().rev().take(lines).collect();
+    format!(
+        "\n--- test host: {} (log: {})\n--- host console, last lines:\n{}\n",
+        out.reason,
+        out.log.display(),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
 /// Run `s` in the test host and require it to pass (its script exited 0
 /// and the host kernel log is clean); the outcome.
 pub fn run_passing(s: &colinux_testrig::testhost::Scenario) -> colinux_testrig::testhost::Outcome {

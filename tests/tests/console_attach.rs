@@ -23,6 +23,7 @@ use std::time::Duration;
 use colinux_testrig::guest_initrd::INIT_MARKER;
 use colinux_testrig::session::{self, SHELL_READY};
 use colinux_testrig::testhost;
+use colinux_tests::{captured, host_context};
 use xtask::build::BuildOptions;
 use xtask::run::GuestParts;
 
@@ -124,14 +125,6 @@ echo "console-attach: done"
 }
 
 /// The lines of one captured file from the host console.
-fn captured(console: &str, prefix: &str) -> Vec<String> {
-    let p = format!("{prefix}| ");
-    console
-        .lines()
-        .filter_map(|l| l.find(&p).map(|at| l[at + p.len()..].to_string()))
-        .collect()
-}
-
 fn fact(console: &str, key: &str) -> Option<String> {
     let p = format!("console-attach: {key}");
     console
@@ -148,13 +141,7 @@ fn a_late_client_sees_the_boot_log_types_detaches_and_the_guest_runs_on() {
         .timeout(Duration::from_secs(420));
     let out = testhost::run(&s).unwrap();
     let c = &out.console;
-    let tail: Vec<&str> = c.lines().rev().take(60).collect();
-    let ctx = format!(
-        "\n--- test host: {} (log: {})\n--- host console, last lines:\n{}\n",
-        out.reason,
-        out.log.display(),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    );
+    let ctx = host_context(&out, 60);
     assert!(
         fact(c, "FAILED").is_none(),
         "the session failed: {:?}{ctx}",

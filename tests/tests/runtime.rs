@@ -17,7 +17,7 @@ use std::time::Duration;
 use colinux_testrig::session::{HOST_COLINUX, HOST_INITRD, HOST_MODULE, HOST_VMLINUX};
 use colinux_testrig::testhost;
 use colinux_tests::guest::{parts, serial};
-use colinux_tests::SHELL_HELPERS;
+use colinux_tests::{captured, host_context, SHELL_HELPERS};
 
 /// What the script learns is printed as `runtime: KEY VALUE` lines.
 fn script() -> String {
@@ -143,13 +143,7 @@ fn three_named_guests_run_list_attach_and_end() {
         .timeout(Duration::from_secs(900));
     let out = testhost::run(&s).unwrap();
     let c = &out.console;
-    let tail: Vec<&str> = c.lines().rev().take(80).collect();
-    let ctx = format!(
-        "\n--- test host: {} (log: {})\n--- last lines:\n{}\n",
-        out.reason,
-        out.log.display(),
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    );
+    let ctx = host_context(&out, 80);
     assert!(
         facts(c, "FAILED").is_empty(),
         "{:?}{ctx}",
@@ -157,10 +151,7 @@ fn three_named_guests_run_list_attach_and_end() {
     );
     assert!(out.passed, "{ctx}");
     // All three listed, running, with their memory and console sockets.
-    let list: Vec<&str> = c
-        .lines()
-        .filter_map(|l| l.split_once("list| ").map(|(_, r)| r))
-        .collect();
+    let list: Vec<&str> = captured(c, "list");
     assert!(list[0].starts_with("NAME"), "{list:?}{ctx}");
     for g in ["web", "db", "cache"] {
         let row = list
@@ -202,10 +193,7 @@ fn three_named_guests_run_list_attach_and_end() {
         ["0: guest web shut down: powered off"],
         "{ctx}"
     );
-    let shutdown: Vec<&str> = c
-        .lines()
-        .filter_map(|l| l.split_once("web-shutdown| ").map(|(_, r)| r))
-        .collect();
+    let shutdown: Vec<&str> = captured(c, "web-shutdown");
     assert!(
         shutdown
             .iter()
@@ -222,10 +210,7 @@ fn three_named_guests_run_list_attach_and_end() {
         "{ctx}"
     );
     // How each ended stays on record.
-    let all: Vec<&str> = c
-        .lines()
-        .filter_map(|l| l.split_once("list-all| ").map(|(_, r)| r))
-        .collect();
+    let all: Vec<&str> = captured(c, "list-all");
     let row = |g: &str| {
         all.iter()
             .find(|r| r.split_whitespace().next() == Some(g))

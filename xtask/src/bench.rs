@@ -93,6 +93,22 @@ fn quilt_pop_all(tree_dir: &Path, series: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `series` applied to `tree` as `quilt push -a` would (fuzz 2), whatever
+/// release the tree is (the benchmarks use Debian's series).
+fn apply_forced(
+    tree: &colinux_series::tree::KernelTree,
+    series: &Path,
+) -> Result<colinux_series::apply::ApplyReport> {
+    apply_series(
+        tree,
+        &ApplyOptions {
+            series_dir: series.to_path_buf(),
+            force: true,
+            max_fuzz: 2,
+        },
+    )
+}
+
 /// `cargo xtask bench apply`.
 pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<String> {
     colinux_buildenv::sysdeps::ensure(
@@ -109,14 +125,7 @@ pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<St
     for run in 1..=runs.max(1) {
         ours.reset_to_vanilla()?;
         let started = Instant::now();
-        let report = apply_series(
-            &ours,
-            &ApplyOptions {
-                series_dir: series.clone(),
-                force: true,
-                max_fuzz: 2,
-            },
-        )?;
+        let report = apply_forced(&ours, &series)?;
         let secs = started.elapsed().as_secs_f64();
         if !report.ok() {
             anyhow::bail!("in-process apply failed:\n{}", report.render());
@@ -353,14 +362,7 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     tracing::info!("applying Debian's {v1} series to a scratch clone of linux {v1}");
     let applied = t1.scratch_clone(&scratch.join("bench-rebase-v1"))?;
     let started = Instant::now();
-    let report = apply_series(
-        &applied,
-        &ApplyOptions {
-            series_dir: series.clone(),
-            force: true,
-            max_fuzz: 2,
-        },
-    )?;
+    let report = apply_forced(&applied, &series)?;
     let t_apply = started.elapsed().as_secs_f64();
     if !report.ok() {
         anyhow::bail!(
@@ -1215,14 +1217,7 @@ pub fn bench_rebase_flow(manifest: &Manifest, v1: &str, v2: &str, runs: usize) -
     // The series as commits on v1, for git.
     tracing::info!("applying Debian's {v1} series to a scratch clone of linux {v1}");
     let applied = t1.scratch_clone(&scratch.join("bench-flow-v1"))?;
-    let report = apply_series(
-        &applied,
-        &ApplyOptions {
-            series_dir: series.clone(),
-            force: true,
-            max_fuzz: 2,
-        },
-    )?;
+    let report = apply_forced(&applied, &series)?;
     if !report.ok() {
         anyhow::bail!(
             "Debian's series does not apply to {v1}:\n{}",

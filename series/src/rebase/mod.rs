@@ -141,6 +141,15 @@ struct PatchState {
     resolution: Option<String>,
 }
 
+impl State {
+    /// Patch `i` is done with `outcome` (dropped or left out): go on with
+    /// the next.
+    fn settle(&mut self, i: usize, outcome: Outcome) {
+        self.patches[i].outcome = Some(outcome);
+        self.next += 1;
+    }
+}
+
 /// A file left with conflict markers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ConflictFile {
@@ -488,24 +497,28 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
         let touched = touched_paths(&repo, &base_tree, &ours_tree)?;
 
         if touched.is_empty() {
-            state.patches[i].outcome = Some(Outcome::Empty {
-                evidence: "the patch changes no file".into(),
-            });
-            state.next += 1;
+            state.settle(
+                i,
+                Outcome::Empty {
+                    evidence: "the patch changes no file".into(),
+                },
+            );
             continue;
         }
         if touched
             .iter()
             .all(|p| entry_of(&theirs_tree, p) == entry_of(&ours_tree, p))
         {
-            state.patches[i].outcome = Some(Outcome::AlreadyUpstream {
-                evidence: format!(
-                    "linux {} already has the patched content of {}",
-                    state.v2,
-                    touched.join(", ")
-                ),
-            });
-            state.next += 1;
+            state.settle(
+                i,
+                Outcome::AlreadyUpstream {
+                    evidence: format!(
+                        "linux {} already has the patched content of {}",
+                        state.v2,
+                        touched.join(", ")
+                    ),
+                },
+            );
             continue;
         }
         let exact = match loaded.iter().find(|p| p.entry.name == name) {
@@ -590,8 +603,7 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
         }
 
         if !left.is_empty() && state.keep_going {
-            state.patches[i].outcome = Some(Outcome::Conflict { files: left });
-            state.next += 1;
+            state.settle(i, Outcome::Conflict { files: left });
             continue;
         }
         if !left.is_empty() {
@@ -650,14 +662,16 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
         }
         let new_tree = upd.create_updated(&repo, &theirs_tree)?;
         if new_tree == theirs_tree.id() {
-            state.patches[i].outcome = Some(Outcome::Empty {
-                evidence: format!(
-                    "merging it into linux {} changes nothing in {}",
-                    state.v2,
-                    touched.join(", ")
-                ),
-            });
-            state.next += 1;
+            state.settle(
+                i,
+                Outcome::Empty {
+                    evidence: format!(
+                        "merging it into linux {} changes nothing in {}",
+                        state.v2,
+                        touched.join(", ")
+                    ),
+                },
+            );
             continue;
         }
         let commit = repo.commit(
