@@ -577,6 +577,24 @@ mod tests {
         );
     }
 
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// What `setting` (the only one in the settings) was set from.
+    fn from<T>(setting: &Option<Set<T>>) -> &Origin {
+        &setting.as_ref().unwrap().origin
+    }
+
+    fn at(path: &Path, line: usize) -> Origin {
+        Origin::File {
+            path: path.to_path_buf(),
+            line,
+        }
+    }
+
     fn words(s: &mut Settings, w: &[&str]) -> Result<()> {
         for (i, w) in w.iter().enumerate() {
             s.apply_word(w, Origin::Word(i + 1), None)?;
@@ -637,12 +655,11 @@ mod tests {
     #[test]
     fn colinux_files_have_lines_comments_and_quotes() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("web.conf");
-        std::fs::write(
-            &p,
+        let p = write(
+            &dir,
+            "web.conf",
             "# a coLinux config\nkernel=vmlinux  initrd=\"my initrd.cpio\"\nmem=64 # small\n\nroot=/dev/cobd0 ro\nmem=x\n",
-        )
-        .unwrap();
+        );
         let mut s = Settings::default();
         let e = s.apply_colinux_file(&p).unwrap_err().to_string();
         assert_eq!(e, format!("{}:6: mem=x: not a number of MiB", p.display()));
@@ -651,13 +668,7 @@ mod tests {
             s.initrd.as_ref().unwrap().value,
             dir.path().join("my initrd.cpio")
         );
-        assert_eq!(
-            s.memory.as_ref().unwrap().origin,
-            Origin::File {
-                path: p.clone(),
-                line: 3
-            }
-        );
+        assert_eq!(from(&s.memory), &at(&p, 3));
         assert_eq!(s.cmdline.len(), 2);
         assert!(split_words("a \"b").is_err());
     }
@@ -665,23 +676,16 @@ mod tests {
     #[test]
     fn toml_files_and_their_errors_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("db.toml");
-        std::fs::write(
-            &p,
+        let p = write(
+            &dir,
+            "db.toml",
             "name = \"db\"\nkernel = \"/boot/vmlinux\"\nmemory = 128\ncmdline = \"root=/dev/cobd0 ro\"\n[console]\nsocket = \"c.sock\"\n",
-        )
-        .unwrap();
+        );
         let mut s = Settings::default();
         s.apply_toml(&p).unwrap();
         assert_eq!(s.name.as_ref().unwrap().value, "db");
         assert_eq!(s.memory.as_ref().unwrap().value, 128);
-        assert_eq!(
-            s.memory.as_ref().unwrap().origin,
-            Origin::File {
-                path: p.clone(),
-                line: 3
-            }
-        );
+        assert_eq!(from(&s.memory), &at(&p, 3));
         assert_eq!(s.cmdline.len(), 2);
         assert_eq!(
             s.console_socket.as_ref().unwrap().value,

@@ -109,6 +109,29 @@ fn apply_forced(
     )
 }
 
+/// Debian's series for `v1` as commits on a scratch clone (at `dir`) of
+/// the `v1` tree; the clone and the report.
+fn debian_on_scratch(
+    t1: &colinux_series::tree::KernelTree,
+    v1: &str,
+    series: &Path,
+    dir: &Path,
+) -> Result<(
+    colinux_series::tree::KernelTree,
+    colinux_series::apply::ApplyReport,
+)> {
+    tracing::info!("applying Debian's {v1} series to a scratch clone of linux {v1}");
+    let applied = t1.scratch_clone(dir)?;
+    let report = apply_forced(&applied, series)?;
+    if !report.ok() {
+        anyhow::bail!(
+            "Debian's series does not apply to {v1}:\n{}",
+            report.render()
+        );
+    }
+    Ok((applied, report))
+}
+
 /// `cargo xtask bench apply`.
 pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<String> {
     colinux_buildenv::sysdeps::ensure(
@@ -359,17 +382,9 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
     let scratch = colinux_buildenv::paths::cache_dir()?.join("scratch");
 
     // 1. The series as commits on v1 (xtask apply, one commit per patch).
-    tracing::info!("applying Debian's {v1} series to a scratch clone of linux {v1}");
-    let applied = t1.scratch_clone(&scratch.join("bench-rebase-v1"))?;
     let started = Instant::now();
-    let report = apply_forced(&applied, &series)?;
+    let (applied, report) = debian_on_scratch(&t1, v1, &series, &scratch.join("bench-rebase-v1"))?;
     let t_apply = started.elapsed().as_secs_f64();
-    if !report.ok() {
-        anyhow::bail!(
-            "Debian's series does not apply to {v1}:\n{}",
-            report.render()
-        );
-    }
     let names: Vec<String> = report.patches.iter().map(|p| p.name.clone()).collect();
     // Files each patch touches (on v1).
     let v1_repo = applied.repo()?;
@@ -1215,15 +1230,7 @@ pub fn bench_rebase_flow(manifest: &Manifest, v1: &str, v2: &str, runs: usize) -
     let scratch = colinux_buildenv::paths::cache_dir()?.join("scratch");
 
     // The series as commits on v1, for git.
-    tracing::info!("applying Debian's {v1} series to a scratch clone of linux {v1}");
-    let applied = t1.scratch_clone(&scratch.join("bench-flow-v1"))?;
-    let report = apply_forced(&applied, &series)?;
-    if !report.ok() {
-        anyhow::bail!(
-            "Debian's series does not apply to {v1}:\n{}",
-            report.render()
-        );
-    }
+    let (applied, report) = debian_on_scratch(&t1, v1, &series, &scratch.join("bench-flow-v1"))?;
     let (v1_vanilla, v2_vanilla, head) = (
         t1.vanilla()?.to_string(),
         t2.vanilla()?.to_string(),

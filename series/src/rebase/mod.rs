@@ -476,6 +476,24 @@ fn recorded_for(state: &State, patch: &str) -> Result<Option<(PathBuf, Vec<Recor
     Ok(None)
 }
 
+/// Commit `tree` on `parent` as the patch's commit on V1 (`ours`) was
+/// made: same author, committer and message.
+fn commit_as(
+    repo: &Repository,
+    ours: &git2::Commit<'_>,
+    tree: Oid,
+    parent: &git2::Commit<'_>,
+) -> Result<Oid> {
+    Ok(repo.commit(
+        None,
+        &ours.author(),
+        &ours.committer(),
+        &String::from_utf8_lossy(ours.message_bytes()),
+        &repo.find_tree(tree)?,
+        &[parent],
+    )?)
+}
+
 fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Result<RebaseRun> {
     let repo = work.repo()?;
     // The work tree holds `state.head` on entry; it is only written at a
@@ -674,14 +692,7 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
             );
             continue;
         }
-        let commit = repo.commit(
-            None,
-            &ours_commit.author(),
-            &ours_commit.committer(),
-            &String::from_utf8_lossy(ours_commit.message_bytes()),
-            &repo.find_tree(new_tree)?,
-            &[&head],
-        )?;
+        let commit = commit_as(&repo, &ours_commit, new_tree, &head)?;
         let outcome = if let Some(file) = replayed_from {
             let rec = std::fs::read_to_string(&file).unwrap_or_default();
             state.patches[i].resolution = Some(rec);
@@ -901,14 +912,7 @@ pub fn continue_rebase(work_dir: &Path) -> Result<RebaseRun> {
             evidence: "resolved to no change".into(),
         });
     } else {
-        let commit = repo.commit(
-            None,
-            &ours_commit.author(),
-            &ours_commit.committer(),
-            &String::from_utf8_lossy(ours_commit.message_bytes()),
-            &repo.find_tree(new_tree)?,
-            &[&head],
-        )?;
+        let commit = commit_as(&repo, &ours_commit, new_tree, &head)?;
         // Untracked new files become tracked: check out the commit.
         if index_untouched(&work, &state)? {
             work.switch(head.id(), commit)?;
