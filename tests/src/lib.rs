@@ -25,6 +25,17 @@ pub fn host_context(out: &colinux_testrig::testhost::Outcome, lines: usize) -> S
     )
 }
 
+/// Run `s` in the test host (pass or fail); the outcome and the context
+/// to show with a failed assertion ([`host_context`], `lines` lines).
+pub fn run_with_context(
+    s: &colinux_testrig::testhost::Scenario,
+    lines: usize,
+) -> (colinux_testrig::testhost::Outcome, String) {
+    let out = colinux_testrig::testhost::run(s).expect("the test host runs");
+    let ctx = host_context(&out, lines);
+    (out, ctx)
+}
+
 /// Run `s` in the test host and require it to pass (its script exited 0
 /// and the host kernel log is clean); the outcome.
 pub fn run_passing(s: &colinux_testrig::testhost::Scenario) -> colinux_testrig::testhost::Outcome {

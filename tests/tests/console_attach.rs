@@ -22,8 +22,7 @@ use std::time::Duration;
 
 use colinux_testrig::guest_initrd::INIT_MARKER;
 use colinux_testrig::session::{self, SHELL_READY};
-use colinux_testrig::testhost;
-use colinux_tests::{captured, host_context};
+use colinux_tests::{captured, run_with_context};
 use xtask::build::BuildOptions;
 use xtask::run::GuestParts;
 
@@ -139,9 +138,8 @@ fn a_late_client_sees_the_boot_log_types_detaches_and_the_guest_runs_on() {
     let s = p
         .scenario("console-attach", script())
         .timeout(Duration::from_secs(420));
-    let out = testhost::run(&s).unwrap();
+    let (out, ctx) = run_with_context(&s, 60);
     let c = &out.console;
-    let ctx = host_context(&out, 60);
     assert!(
         fact(c, "FAILED").is_none(),
         "the session failed: {:?}{ctx}",

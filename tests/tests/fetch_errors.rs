@@ -41,6 +41,16 @@ debian = { package = "colinux-no-such-package", version = "6.1.999-1", file = "l
     Manifest::load(&p).unwrap()
 }
 
+/// The error `obtain_archive` gives for `version` with these options.
+fn refused(
+    m: &Manifest,
+    version: &str,
+    tarball: Option<std::path::PathBuf>,
+    sources: Vec<SourceKind>,
+) -> anyhow::Error {
+    obtain_archive(m, version, &FetchOptions { tarball, sources }).unwrap_err()
+}
+
 #[test]
 fn unknown_version_lists_the_pinned_ones() {
     temp_cache();
@@ -59,19 +69,16 @@ fn unknown_version_lists_the_pinned_ones() {
 fn no_route_to_any_source_lists_what_was_tried() {
     let cache = temp_cache();
     let m = broken_manifest(cache);
-    let e = obtain_archive(
+    let e = refused(
         &m,
         "6.1.999",
-        &FetchOptions {
-            tarball: None,
-            sources: vec![
-                SourceKind::Tarball,
-                SourceKind::KernelOrg,
-                SourceKind::Debian,
-            ],
-        },
-    )
-    .unwrap_err();
+        None,
+        vec![
+            SourceKind::Tarball,
+            SourceKind::KernelOrg,
+            SourceKind::Debian,
+        ],
+    );
     let msg = format!("{e:#}");
     assert!(
         msg.contains("could not get linux 6.1.999 from any source"),
@@ -91,15 +98,12 @@ fn local_archive_with_wrong_checksum_is_refused_and_kept() {
     let m = Manifest::load_default().unwrap();
     let bogus = cache.join("linux-6.1.176.tar.xz");
     std::fs::write(&bogus, b"not a kernel").unwrap();
-    let e = obtain_archive(
+    let e = refused(
         &m,
         "6.1.176",
-        &FetchOptions {
-            tarball: Some(bogus.clone()),
-            sources: vec![SourceKind::Tarball],
-        },
-    )
-    .unwrap_err();
+        Some(bogus.clone()),
+        vec![SourceKind::Tarball],
+    );
     let msg = format!("{e:#}");
     assert!(
         msg.contains("matches no pinned archive") && msg.contains("9aad4025"),
@@ -117,15 +121,7 @@ fn corrupted_download_in_the_cache_is_deleted() {
     let downloads = colinux_buildenv::paths::downloads_dir().unwrap();
     let cached = downloads.join("linux-6.1.999.tar.xz");
     std::fs::write(&cached, b"truncated").unwrap();
-    let e = obtain_archive(
-        &m,
-        "6.1.999",
-        &FetchOptions {
-            tarball: None,
-            sources: vec![SourceKind::KernelOrg],
-        },
-    )
-    .unwrap_err();
+    let e = refused(&m, "6.1.999", None, vec![SourceKind::KernelOrg]);
     assert!(!cached.exists(), "the corrupt cached archive was deleted");
     assert!(format!("{e:#}").contains("kernel.org"), "{e:#}");
 }

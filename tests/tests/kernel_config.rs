@@ -23,13 +23,18 @@ fn opts(configs: &std::path::Path, build: &std::path::Path) -> BuildOptions {
     }
 }
 
-#[test]
-#[ignore = "needs the linux 6.1.176 tree and runs Kconfig; run by `cargo xtask test`"]
-fn options_that_do_not_survive_are_named() {
-    let manifest = Manifest::load_default().unwrap();
+/// The manifest, a temporary directory and its empty `configs/`.
+fn setup() -> (Manifest, tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let configs = tmp.path().join("configs");
     std::fs::create_dir_all(&configs).unwrap();
+    (Manifest::load_default().unwrap(), tmp, configs)
+}
+
+#[test]
+#[ignore = "needs the linux 6.1.176 tree and runs Kconfig; run by `cargo xtask test`"]
+fn options_that_do_not_survive_are_named() {
+    let (manifest, tmp, configs) = setup();
     std::fs::copy(
         colinux_buildenv::paths::repo_root().join("kernel-configs/cooperative.config"),
         configs.join("10-cooperative.config"),
@@ -62,10 +67,7 @@ fn options_that_do_not_survive_are_named() {
 #[test]
 #[ignore = "needs the linux 6.1.176 tree; run by `cargo xtask test`"]
 fn malformed_fragment_fails_before_any_build() {
-    let manifest = Manifest::load_default().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
-    std::fs::create_dir_all(&configs).unwrap();
+    let (manifest, tmp, configs) = setup();
     std::fs::write(
         configs.join("bad.config"),
         "CONFIG_PRINTK=y\nCONFIG_TTY = yes please\n",

@@ -15,9 +15,8 @@
 use std::time::Duration;
 
 use colinux_testrig::session::{HOST_COLINUX, HOST_INITRD, HOST_MODULE, HOST_VMLINUX};
-use colinux_testrig::testhost;
 use colinux_tests::guest::{parts, serial};
-use colinux_tests::{captured, host_context, SHELL_HELPERS};
+use colinux_tests::{captured, run_with_context, SHELL_HELPERS};
 
 /// What the script learns is printed as `runtime: KEY VALUE` lines.
 fn script() -> String {
@@ -141,9 +140,8 @@ fn three_named_guests_run_list_attach_and_end() {
     let s = parts()
         .scenario("runtime", format!("{SHELL_HELPERS}\n{}", script()))
         .timeout(Duration::from_secs(900));
-    let out = testhost::run(&s).unwrap();
+    let (out, ctx) = run_with_context(&s, 80);
     let c = &out.console;
-    let ctx = host_context(&out, 80);
     assert!(
         facts(c, "FAILED").is_empty(),
         "{:?}{ctx}",

@@ -134,10 +134,7 @@ fn dispatch(command: Command) -> Result<i32> {
             device,
             settings,
         } => run(&registry::run_dir()?, &settings, device, detach),
-        Command::List { all } => {
-            list(&registry::run_dir()?, all)?;
-            Ok(0)
-        }
+        Command::List { all } => list(&registry::run_dir()?, all),
         Command::Console { name } => {
             let r = registry::find(&registry::run_dir()?, &name)?;
             attach::attach(&r.console_socket)
@@ -147,10 +144,7 @@ fn dispatch(command: Command) -> Result<i32> {
             timeout,
             force,
         } => stop(&registry::run_dir()?, &name, timeout, force),
-        Command::Kill { name } => {
-            kill(&registry::run_dir()?, &name)?;
-            Ok(0)
-        }
+        Command::Kill { name } => kill(&registry::run_dir()?, &name),
         Command::Generate { what } => {
             generate(&what)?;
             Ok(0)
@@ -301,7 +295,7 @@ fn launch_here(
     Ok(result?.code)
 }
 
-fn list(run_dir: &Path, all: bool) -> Result<()> {
+fn list(run_dir: &Path, all: bool) -> Result<i32> {
     let guests = registry::list_all(run_dir)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -336,7 +330,7 @@ fn list(run_dir: &Path, all: bool) -> Result<()> {
             g.name, state, g.memory, uptime
         );
     }
-    Ok(())
+    Ok(0)
 }
 
 /// How guest `name` ended, from its last record.
@@ -363,7 +357,8 @@ fn wait_gone(run_dir: &Path, name: &str, timeout: Duration) -> bool {
     registry::find(run_dir, name).is_err()
 }
 
-fn kill(run_dir: &Path, name: &str) -> Result<()> {
+/// End guest `name` now; 0.
+fn kill(run_dir: &Path, name: &str) -> Result<i32> {
     let r = registry::find(run_dir, name)?;
     let sock = registry::guest_dir(run_dir, name).join("control.sock");
     if let Err(e) = control::request(&sock, "kill") {
@@ -383,7 +378,7 @@ fn kill(run_dir: &Path, name: &str) -> Result<()> {
         }
     }
     println!("guest {name} ended: {}", how_it_ended(run_dir, name));
-    Ok(())
+    Ok(0)
 }
 
 fn stop(run_dir: &Path, name: &str, timeout: u64, force: bool) -> Result<i32> {
