@@ -1,7 +1,7 @@
 //! `rebase` and `refresh`: every rebase report case on tiny synthetic trees
 //! (clean, merged, conflict → markers → `--continue` → recorded resolution
 //! replayed by a second run, `--skip`, `--abort`, already upstream, now
-//! empty, bad input), refresh round trips, and the real series moved from
+//! empty, a recorded variant, bad input), refresh round trips, and the real series moved from
 //! 6.1.176 to 6.12.100 (ignored: needs the kernel trees).
 
 // Tests may unwrap: a panic is the failure report.
@@ -573,7 +573,10 @@ fn real_series_moves_to_6_12() {
         assert!(
             matches!(
                 o,
-                Outcome::Clean | Outcome::Merged { .. } | Outcome::Replayed { .. }
+                Outcome::Clean
+                    | Outcome::Merged { .. }
+                    | Outcome::Replayed { .. }
+                    | Outcome::Variant { .. }
             ),
             "{name}: {o:?}"
         );
@@ -709,4 +712,70 @@ fn a_patch_follows_its_file_when_the_release_moved_it() {
     assert!(!root.join("work/drivers/x/foo.c").exists());
     let patch = std::fs::read_to_string(root.join("out/0001-foo-change-line-5.patch")).unwrap();
     assert!(patch.contains("+++ b/drivers/y/foo.c"), "{patch}");
+}
+
+/// A recorded variant: the V2 form of a patch that merges cleanly (the new
+/// header changes for 2.0), applied after the merge, carried into the
+/// rebased series and copied beside it; a variant that no longer applies
+/// stops the rebase naming its file.
+#[test]
+fn a_recorded_variant_gives_v2_its_own_form_of_a_patch() {
+    let w = world();
+    let patch = names(&w.series)
+        .into_iter()
+        .find(|n| n.contains("add-sub-new.h"))
+        .unwrap();
+    let dir = w.series.join("resolutions/2.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let variant = dir.join(format!("{patch}.variant"));
+    std::fs::write(
+        &variant,
+        "--- a/sub/new.h\n+++ b/sub/new.h\n@@ -1,2 +1,2 @@\n new 1\n-new 2\n+new 2 for 2.0\n",
+    )
+    .unwrap();
+    let mut opts = w.opts("work", "out");
+    opts.manifest = None;
+    let run = rebase::start_keep_going(&opts).unwrap();
+    let text = run.render();
+    assert!(run.finished(), "{text}");
+    assert_eq!(
+        run.outcome(&patch),
+        Some(&Outcome::Variant {
+            variant: variant.display().to_string()
+        }),
+        "{text}"
+    );
+    let rebased = std::fs::read_to_string(w.root.join("out").join(&patch)).unwrap();
+    assert!(rebased.contains("+new 2 for 2.0"), "{rebased}");
+    assert_eq!(
+        std::fs::read_to_string(w.root.join("work/sub/new.h")).unwrap(),
+        "new 1\nnew 2 for 2.0\n"
+    );
+    assert_eq!(
+        std::fs::read(
+            w.root
+                .join("out/resolutions/2.0")
+                .join(format!("{patch}.variant"))
+        )
+        .unwrap(),
+        std::fs::read(&variant).unwrap(),
+        "the variant goes with the rebased series"
+    );
+
+    // One that no longer applies: the rebase stops and names it.
+    std::fs::write(
+        &variant,
+        "--- a/sub/new.h\n+++ b/sub/new.h\n@@ -1,2 +1,2 @@\n new 1\n-new TWO\n+new 2 for 2.0\n",
+    )
+    .unwrap();
+    let mut opts = w.opts("work2", "out2");
+    opts.manifest = None;
+    let e = rebase::start_keep_going(&opts)
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(
+        e.contains(&variant.display().to_string()) && e.contains("no longer applies"),
+        "{e}"
+    );
 }

@@ -430,7 +430,9 @@ pub fn bench_rebase(manifest: &Manifest, v1: &str, v2: &str) -> Result<String> {
         use colinux_series::rebase::Outcome as O;
         let m = match o {
             O::Clean => Moved::Clean,
-            O::Merged { .. } | O::Replayed { .. } | O::Resolved { .. } => Moved::Applied,
+            O::Merged { .. } | O::Replayed { .. } | O::Resolved { .. } | O::Variant { .. } => {
+                Moved::Applied
+            }
             O::Conflict { files } => {
                 Moved::Conflict(files.iter().map(|(f, _)| f.clone()).collect())
             }
@@ -1280,7 +1282,11 @@ pub fn bench_rebase_flow(manifest: &Manifest, v1: &str, v2: &str, runs: usize) -
             use colinux_series::rebase::Outcome as O;
             matches!(
                 o,
-                O::Clean | O::Merged { .. } | O::Replayed { .. } | O::Resolved { .. }
+                O::Clean
+                    | O::Merged { .. }
+                    | O::Replayed { .. }
+                    | O::Resolved { .. }
+                    | O::Variant { .. }
             )
         })
         .count();

@@ -14,7 +14,16 @@
 //! [`continue_rebase`], [`skip`] and [`abort`] go on from there. Each manual
 //! resolution is recorded, per conflict hunk, in
 //! `<series>/resolutions/<V2>/<patch>.resolution` and replayed when the same
-//! conflict text appears again. On success the series is rewritten for V2
+//! conflict text appears again.
+//!
+//! A patch that merges without conflict but must differ on V2 (an interface
+//! it uses changed between the releases: a callback's signature) carries
+//! its V2 form as a recorded *variant*:
+//! `<series>/resolutions/<V2>/<patch>.variant`, a unified diff (`-p1`) from
+//! what the patch merges to on V2 to what it should be there. It is applied
+//! exactly after the merge (a variant that no longer applies stops the
+//! rebase with the file to update) and copied to the output directory with
+//! the resolutions. On success the series is rewritten for V2
 //! ([`crate::refresh::write_series`]) and, when asked, `kernels.toml`'s
 //! `[series] base` is set to V2.
 
@@ -40,7 +49,8 @@ pub use merge::conflict_hunks;
 use merge::{entry_of, has_markers, merge_file, touched_paths, Entry, FileResult};
 use rename::{follow_rename, paths_by_name};
 use resolution::{
-    extract_resolutions, parse_resolution, render_resolution, replay, resolution_path, Recorded,
+    extract_resolutions, parse_resolution, render_resolution, replay, resolution_path,
+    variant_path, Recorded,
 };
 
 /// How to start a rebase.
@@ -73,6 +83,9 @@ pub enum Outcome {
         files: Vec<String>,
         resolution: String,
     },
+    /// Merged without a stop, then the patch's recorded variant for V2 (an
+    /// interface that changed between the releases) applied.
+    Variant { variant: String },
     /// Conflicts resolved by hand (`--continue`); the resolution is recorded.
     Resolved { files: Vec<String> },
     /// Stopped here: (file, conflict hunks).
@@ -101,6 +114,9 @@ impl Outcome {
                 "merged, conflicts resolved by the recorded resolution {resolution} ({})",
                 files.join(", ")
             ),
+            Outcome::Variant { variant } => {
+                format!("merged, then the recorded variant {variant} applied")
+            }
             Outcome::Resolved { files } => {
                 format!(
                     "resolved by hand, resolution recorded ({})",
@@ -139,6 +155,9 @@ struct PatchState {
     commit: Option<String>,
     /// The resolution file's text, when the patch had conflicts.
     resolution: Option<String>,
+    /// The recorded variant's text, when one was applied.
+    #[serde(default)]
+    variant: Option<String>,
 }
 
 impl State {
@@ -435,6 +454,7 @@ fn start_with(opts: &RebaseOptions, keep_going: bool) -> Result<RebaseRun> {
             outcome: None,
             commit: None,
             resolution: None,
+            variant: None,
         });
         parent = repo.find_commit(oid)?;
     }
@@ -492,6 +512,42 @@ fn commit_as(
         &repo.find_tree(tree)?,
         &[parent],
     )?)
+}
+
+/// The recorded variant of `patch` for V2 (the output directory's, then
+/// the series'): its file and text.
+fn variant_for(state: &State, patch: &str) -> Result<Option<(PathBuf, String)>> {
+    for dir in [&state.out_dir, &state.series_dir] {
+        let p = variant_path(dir, &state.v2, patch);
+        if p.exists() {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            return Ok(Some((p, text)));
+        }
+    }
+    Ok(None)
+}
+
+/// `tree` with the variant `text` (from `file`, for `patch`) applied
+/// exactly: no fuzz, no offset beyond what GNU patch finds at once.
+fn apply_variant(
+    repo: &Repository,
+    tree: Oid,
+    file: &Path,
+    text: &str,
+    patch: &str,
+    v2: &str,
+) -> Result<Oid> {
+    let parsed = colinux_patch::parse_patch(text.as_bytes(), &file.display().to_string())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match apply_to_tree(repo, &repo.find_tree(tree)?, &parsed, 1, false, 0)? {
+        Ok((id, _)) => Ok(id),
+        Err(e) => anyhow::bail!(
+            "{}: the recorded variant of {patch} for linux {v2} no longer applies: {e}\n\
+             Update it: it is a diff (-p1) from what the patch merges to on {v2} to what it should be",
+            file.display()
+        ),
+    }
 }
 
 fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Result<RebaseRun> {
@@ -678,7 +734,11 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
                 FileResult::Conflict { .. } => {}
             }
         }
-        let new_tree = upd.create_updated(&repo, &theirs_tree)?;
+        let mut new_tree = upd.create_updated(&repo, &theirs_tree)?;
+        let variant = variant_for(&state, &name)?;
+        if let Some((file, text)) = &variant {
+            new_tree = apply_variant(&repo, new_tree, file, text, &name, &state.v2)?;
+        }
         if new_tree == theirs_tree.id() {
             state.settle(
                 i,
@@ -693,7 +753,12 @@ fn run_loop(work: &KernelTree, mut state: State, loaded: &[LoadedPatch]) -> Resu
             continue;
         }
         let commit = commit_as(&repo, &ours_commit, new_tree, &head)?;
-        let outcome = if let Some(file) = replayed_from {
+        let outcome = if let Some((file, text)) = variant {
+            state.patches[i].variant = Some(text);
+            Outcome::Variant {
+                variant: file.display().to_string(),
+            }
+        } else if let Some(file) = replayed_from {
             let rec = std::fs::read_to_string(&file).unwrap_or_default();
             state.patches[i].resolution = Some(rec);
             Outcome::Replayed {
@@ -818,6 +883,13 @@ fn finish(work: &KernelTree, state: State, checked_out: Oid) -> Result<RebaseRun
     for p in &state.patches {
         if let Some(text) = &p.resolution {
             let path = resolution_path(&state.out_dir, &state.v2, &p.name);
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                refresh::write_atomic(&path, text.as_bytes())?;
+            }
+            resolutions.push(path);
+        }
+        if let Some(text) = &p.variant {
+            let path = variant_path(&state.out_dir, &state.v2, &p.name);
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 refresh::write_atomic(&path, text.as_bytes())?;
             }

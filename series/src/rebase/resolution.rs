@@ -240,6 +240,15 @@ pub fn parse_resolution(text: &str, origin: &Path) -> Result<Vec<Recorded>> {
     Ok(out)
 }
 
+/// The place of a patch's recorded variant for `v2` under a series
+/// directory: a unified diff applied to what the patch merges to on `v2`.
+pub fn variant_path(series_dir: &Path, v2: &str, patch: &str) -> PathBuf {
+    series_dir
+        .join("resolutions")
+        .join(v2)
+        .join(format!("{patch}.variant"))
+}
+
 /// The place of a patch's resolution file under a series directory.
 pub fn resolution_path(series_dir: &Path, v2: &str, patch: &str) -> PathBuf {
     series_dir
