@@ -1,5 +1,5 @@
-//! `colinux-daemon console PATH`: attach this terminal to the console of a
-//! guest whose daemon serves `--console-socket PATH`.
+//! `colinux console NAME`: attach this terminal to the console of a
+//! running guest (its console socket, `cocon=` in its configuration).
 //!
 //! The daemon first sends the recent console output (its shadow), then the
 //! live output; what is typed goes to the guest. On a terminal, stdin is in
@@ -55,7 +55,7 @@ pub fn attach(path: &Path) -> Result<i32> {
     let tty = raw.is_some();
     let nl = if tty { "\r\n" } else { "\n" };
     eprint!(
-        "colinux-daemon: attached to the guest console at {}; ctrl-] detaches{nl}",
+        "colinux: attached to the guest console at {}; ctrl-] detaches{nl}",
         path.display()
     );
     let mut out = std::io::stdout().lock();
@@ -64,7 +64,7 @@ pub fn attach(path: &Path) -> Result<i32> {
     match end? {
         End::Detached => {
             eprintln!(
-                "{}colinux-daemon: detached from {}; the guest keeps running",
+                "{}colinux: detached from {}; the guest keeps running",
                 if tty { "\n" } else { "" },
                 path.display()
             );
@@ -72,13 +72,13 @@ pub fn attach(path: &Path) -> Result<i32> {
         }
         End::Closed => {
             eprintln!(
-                "colinux-daemon: the daemon closed the console at {}",
+                "colinux: the daemon closed the console at {}",
                 path.display()
             );
             Ok(0)
         }
         End::Signal(sig) => {
-            eprintln!("colinux-daemon: signal {sig}: detached; the guest keeps running");
+            eprintln!("colinux: signal {sig}: detached; the guest keeps running");
             Ok(128 + sig)
         }
     }
@@ -277,9 +277,6 @@ mod tests {
             out.contains("attached-42") && out.contains("\r\nagain\r\n"),
             "{out}"
         );
-        assert!(
-            out.ends_with("[colinux-daemon: guest powered off]\r\n"),
-            "{out}"
-        );
+        assert!(out.ends_with("[colinux: guest powered off]\r\n"), "{out}");
     }
 }

@@ -22,7 +22,7 @@ use crate::lifecycle::{End, State};
 use crate::linux::{self, BootPlan};
 use crate::registry::{self, Record};
 use crate::runloop::Services;
-use colinux_devices::cocon::{Cocon, ConsoleServer};
+use colinux_devices::cocon::{log as console_log, Cocon, ConsoleLog, ConsoleServer};
 
 /// The least RAM a Linux guest is given, in MiB.
 pub const MIN_MEMORY: u64 = 16;
@@ -76,8 +76,9 @@ pub struct Launch {
     /// Told `started` once the guest runs (a detached `colinux run` waits
     /// for it).
     pub notify: Option<std::fs::File>,
-    /// Running in the background: stdout (the console) and stderr go to
-    /// `console.log` and `daemon.log` in the guest's directory.
+    /// Running in the background: the console goes to `console.log` in the
+    /// guest's directory (capped: [`colinux_devices::cocon::log`]), stderr
+    /// to `daemon.log`, stdout to /dev/null.
     pub detached: bool,
 }
 
@@ -112,7 +113,7 @@ pub fn run(mut l: Launch) -> Result<End> {
     let cfg = &l.config;
     let claim = registry::claim(&l.run_dir, &cfg.name)?;
     if l.detached {
-        redirect(libc::STDOUT_FILENO, &claim.dir().join("console.log"))?;
+        redirect(libc::STDOUT_FILENO, Path::new("/dev/null"))?;
         redirect(libc::STDERR_FILENO, &claim.dir().join("daemon.log"))?;
     }
     let memory = cfg.memory << 20;
@@ -169,6 +170,10 @@ pub fn run(mut l: Launch) -> Result<End> {
         }
     };
     let mut cocon = Cocon::new(Some(server))?;
+    if l.detached {
+        let path = claim.dir().join("console.log");
+        cocon = cocon.with_log(ConsoleLog::open(&path, console_log::LIMIT)?);
+    }
     if cocon.is_tty() {
         eprintln!("colinux: console on this terminal; ctrl-] ends the guest");
     }

@@ -1,5 +1,5 @@
 //! The colinux runtime: everything behind the `colinux` command (and the
-//! lower-level `colinux-daemon`), as a library with thin binaries.
+//! developer tool `colinux-daemon`: test payloads, held guests, kernel checks), as a library with thin binaries.
 //!
 //! - [`config`]: a guest's configuration (TOML, coLinux `@file` and
 //!   `name=value` words), defaults and checks.

@@ -73,7 +73,7 @@ pub fn run(
 
 /// Say `line` on stderr and to the devices' users.
 fn say(devices: &mut [&mut dyn Device], line: &str) {
-    eprintln!("colinux-daemon: {line}");
+    eprintln!("colinux: {line}");
     for d in devices.iter_mut() {
         d.notice(line);
     }

@@ -8,7 +8,8 @@ use crate::guest_initrd::INIT_MARKER;
 pub const HOST_VMLINUX: &str = "/root/vmlinux";
 /// Where the guest initramfs is in the test host.
 pub const HOST_INITRD: &str = "/root/initrd.cpio";
-/// Where the daemon is in the test host.
+/// Where the low-level developer tool (test payloads, held guests, kernel
+/// checks) is in the test host.
 pub const HOST_DAEMON: &str = "/root/colinux-daemon";
 /// Where the `colinux` command is in the test host.
 pub const HOST_COLINUX: &str = "/root/colinux";
@@ -16,8 +17,11 @@ pub const HOST_COLINUX: &str = "/root/colinux";
 pub const HOST_MODULE: &str = "/root/colinux.ko";
 /// The prefix of each guest console line on the host's console.
 pub const GUEST_PREFIX: &str = "guest| ";
-/// The prefix of each line the daemon wrote to stderr, shown after a session.
-pub const DAEMON_PREFIX: &str = "colinux-daemon| ";
+/// The name sessions give their guest (`colinux run name=guest …`).
+pub const GUEST_NAME: &str = "guest";
+/// The prefix of each line `colinux run` wrote to stderr, shown after a
+/// session.
+pub const DAEMON_PREFIX: &str = "colinux| ";
 /// The line a session ends with: `colinux-run: daemon exited with status N`.
 pub const EXIT_LINE: &str = "colinux-run: daemon exited with status ";
 /// The guest's answer once its shell reads commands.
@@ -26,8 +30,9 @@ pub const SHELL_READY: &str = "colinux-run: shell-ready";
 /// Shell functions (busybox ash, in the test host) that boot the guest and
 /// drive its shell:
 ///
-/// `guest_boot LOG STEPS FINAL [daemon args…]` boots the guest with
-/// `$GUEST_MEM` MiB (default 128); once it printed the init marker, types
+/// `guest_boot LOG STEPS FINAL [settings…]` boots the guest in the
+/// foreground with `colinux run name=guest kernel=… initrd=…
+/// mem=$GUEST_MEM settings…` (`$GUEST_MEM` MiB, default 128); once it printed the init marker, types
 /// `echo` commands until the shell answers [`SHELL_READY`], then each line
 /// of the file STEPS followed by `; echo colinux-run: step-N-done` (waiting
 /// for that), then FINAL (e.g. `poweroff`), and waits for the daemon to
@@ -35,7 +40,7 @@ pub const SHELL_READY: &str = "colinux-run: shell-ready";
 /// everything was typed and the daemon exited in time). LOG gets each
 /// console line as `<host uptime> <line>`, `LOG.err` the daemon's stderr.
 /// Prints each console line as `guest| …` unless `GUEST_ECHO=0`, then
-/// the daemon's stderr as `colinux-daemon| …` and [`EXIT_LINE`]. Limits
+/// the stderr of `colinux run` as `colinux| …` and [`EXIT_LINE`]. Limits
 /// (seconds): `GUEST_WAIT` for the init marker (180), `GUEST_STEP_WAIT` per
 /// step (60), `GUEST_END_WAIT` for the daemon after FINAL (60); on expiry
 /// the daemon is killed.
@@ -144,7 +149,7 @@ guest_boot() {
     guest_stamp_pid=$!
     # GUEST_TASKSET, if set, pins the daemon (and so the guest) to those CPUs.
     ${GUEST_TASKSET:+taskset "$GUEST_TASKSET"} \
-    @HOST_DAEMON@ --boot --kernel @HOST_VMLINUX@ --initrd @HOST_INITRD@ --mem "$GUEST_MEM" "$@" \
+    @HOST_COLINUX@ run name=@GUEST_NAME@ kernel=@HOST_VMLINUX@ initrd=@HOST_INITRD@ "mem=$GUEST_MEM" "$@" \
         < /tmp/guest-in > /tmp/guest-out 2> "$GUEST_LOG.err" &
     GUEST_PID=$!
     guest_feed "$guest_steps" "$guest_final" > /tmp/guest-in &
@@ -171,7 +176,8 @@ pub fn guest_helpers() -> String {
         .replace("@DAEMON_PREFIX@", DAEMON_PREFIX)
         .replace("@EXIT_LINE@", EXIT_LINE)
         .replace("@SHELL_READY@", SHELL_READY)
-        .replace("@HOST_DAEMON@", HOST_DAEMON)
+        .replace("@HOST_COLINUX@", HOST_COLINUX)
+        .replace("@GUEST_NAME@", GUEST_NAME)
         .replace("@HOST_VMLINUX@", HOST_VMLINUX)
         .replace("@HOST_INITRD@", HOST_INITRD)
 }
@@ -202,7 +208,7 @@ echo "== colinux: loading the host driver"
 insmod {HOST_MODULE}
 cat > /tmp/steps <<'COLINUX_STEPS_END'
 {steps_text}COLINUX_STEPS_END
-echo "== colinux: booting the guest: {HOST_DAEMON} --boot --kernel {HOST_VMLINUX} --initrd {HOST_INITRD} --mem {mem}"
+echo "== colinux: booting the guest: {HOST_COLINUX} run name={GUEST_NAME} kernel={HOST_VMLINUX} initrd={HOST_INITRD} mem={mem}"
 guest_boot /tmp/guest.log /tmp/steps '{last}'
 echo "== colinux: typing finished with status $GUEST_FEED_RC"
 {after}
@@ -237,9 +243,9 @@ echo "== colinux: booting the guest; its console follows (type into its shell; '
 # The guest's terminal does the echo and the line editing.
 stty raw -echo 2>/dev/null
 rc=0
-{HOST_DAEMON} --boot --kernel {HOST_VMLINUX} --initrd {HOST_INITRD} --mem {mem} || rc=$?
+{HOST_COLINUX} run name={GUEST_NAME} kernel={HOST_VMLINUX} initrd={HOST_INITRD} mem={mem} || rc=$?
 stty sane 2>/dev/null
-echo "== colinux: the daemon exited with status $rc (0 = powered off, 2 = panic, 3 = fault)"
+echo "== colinux: colinux run exited with status $rc (0 = powered off, 2 = panic, 3 = fault)"
 "#
     )
 }
@@ -315,7 +321,8 @@ mod tests {
             "@DAEMON_PREFIX@",
             "@EXIT_LINE@",
             "@SHELL_READY@",
-            "@HOST_DAEMON@",
+            "@HOST_COLINUX@",
+            "@GUEST_NAME@",
             "@HOST_VMLINUX@",
             "@HOST_INITRD@",
         ] {
@@ -326,7 +333,7 @@ mod tests {
         assert!(h.contains(INIT_MARKER));
         let s = script(128);
         assert!(s.contains(
-            "/root/colinux-daemon --boot --kernel /root/vmlinux --initrd /root/initrd.cpio --mem \"$GUEST_MEM\""
+            "/root/colinux run name=guest kernel=/root/vmlinux initrd=/root/initrd.cpio \"mem=$GUEST_MEM\""
         ));
         assert!(s.contains("GUEST_MEM=128"));
         assert!(s.contains("cat /proc/interrupts\nCOLINUX_STEPS_END"));
@@ -341,7 +348,7 @@ mod tests {
 [ 1.0] host line
 guest| Linux version 6.1.176 (i386)
 guest| colinux-guest: init started
-colinux-daemon| colinux-daemon: guest powered off
+colinux| colinux: guest powered off
 colinux-run: daemon exited with status 0
 guest| second
 colinux-run: daemon exited with status 2
@@ -356,7 +363,7 @@ guest| unfinished
                 "colinux-guest: init started"
             ]
         );
-        assert_eq!(s[0].daemon_stderr, ["colinux-daemon: guest powered off"]);
+        assert_eq!(s[0].daemon_stderr, ["colinux: guest powered off"]);
         assert_eq!(s[0].status, Some(0));
         assert_eq!(s[1].status, Some(2));
         assert_eq!(s[2].status, None);

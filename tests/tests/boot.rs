@@ -118,8 +118,8 @@ fn guest_boots_runs_typed_commands_and_powers_off() {
     assert!(
         sess.daemon_stderr
             .iter()
-            .any(|l| l.contains("colinux-daemon: guest powered off")),
-        "the daemon did not say \"colinux-daemon: guest powered off\" on stderr{ctx}"
+            .any(|l| l.contains("colinux: guest powered off")),
+        "the daemon did not say \"colinux: guest powered off\" on stderr{ctx}"
     );
     assert!(
         out.passed && out.console.contains("boot-commands-done"),

@@ -1,9 +1,10 @@
 //! Late attach to a running guest's console over the daemon's console
 //! socket, in the QEMU test host with the real guest:
 //!
-//! - the daemon boots the guest with `--console-socket` in the background
-//!   (stdin a fifo, stdout a file); the socket exists, mode 0600;
-//! - once the guest's shell answers, `colinux-daemon console SOCK` attaches
+//! - `colinux run name=guest0 … cocon=SOCK` boots the guest in the
+//!   background of the script (stdin a fifo, stdout a file); the socket
+//!   exists, mode 0600;
+//! - once the guest's shell answers, `colinux console guest0` attaches
 //!   (stdin a pipe): it is shown the boot log from before it attached (the
 //!   daemon's shadow: "Linux version"), types `echo attached-$((6*7))` and
 //!   sees `attached-42`, then detaches with ctrl-] (0x1d) and exits 0;
@@ -12,7 +13,7 @@
 //!   exits 0 and removes its socket; the host kernel log stays clean.
 //!
 //! The socket server itself (shadow replay, takeover, slow clients, stale
-//! sockets) is unit-tested without QEMU in `daemon/src/server.rs` and
+//! sockets) is unit-tested without QEMU in `devices/src/cocon/server.rs` and
 //! `daemon/src/attach.rs`.
 
 // Tests may unwrap: a panic is the failure report.
@@ -42,7 +43,7 @@ const SOCK: &str = "/run/colinux/guest0.sock";
 fn script() -> String {
     format!(
         r#"
-D={daemon}
+C={colinux}
 SOCK={SOCK}
 fail() {{ echo "console-attach: FAILED $*"; dump; exit 1; }}
 dump() {{
@@ -63,7 +64,7 @@ wait_for() {{
 }}
 insmod {module}
 mkfifo /tmp/daemon-in
-$D --boot --kernel {vmlinux} --initrd {initrd} --mem 128 --console-socket $SOCK \
+$C run name=guest0 kernel={vmlinux} initrd={initrd} mem=128 cocon=$SOCK \
     < /tmp/daemon-in > /tmp/daemon-out 2> /tmp/daemon-err &
 DPID=$!
 # The daemon's own stdin: held open here for the whole session.
@@ -89,7 +90,7 @@ rc1=0
     wait_for /tmp/daemon-out attached-42 60 || true
     sleep 1
     printf '\035'
-}} | timeout 90 $D console $SOCK > /tmp/attach1 2> /tmp/attach1-err || rc1=$?
+}} | timeout 90 $C console guest0 > /tmp/attach1 2> /tmp/attach1-err || rc1=$?
 echo "console-attach: attach1 status $rc1"
 sleep 2
 if kill -0 $DPID 2>/dev/null; then
@@ -103,7 +104,7 @@ rc2=0
     echo 'echo again-$((7*6))'
     wait_for /tmp/daemon-out again-42 60 || true
     echo 'poweroff'
-}} | timeout 90 $D console $SOCK > /tmp/attach2 2> /tmp/attach2-err || rc2=$?
+}} | timeout 90 $C console guest0 > /tmp/attach2 2> /tmp/attach2-err || rc2=$?
 echo "console-attach: attach2 status $rc2"
 drc=0
 wait $DPID || drc=$?
@@ -114,7 +115,7 @@ dump
 rmmod colinux
 echo "console-attach: done"
 "#,
-        daemon = session::HOST_DAEMON,
+        colinux = session::HOST_COLINUX,
         module = session::HOST_MODULE,
         vmlinux = session::HOST_VMLINUX,
         initrd = session::HOST_INITRD,
@@ -165,7 +166,7 @@ fn a_late_client_sees_the_boot_log_types_detaches_and_the_guest_runs_on() {
     assert_eq!(
         fact(c, "attach1 status").as_deref(),
         Some("0"),
-        "`colinux-daemon console` should exit 0 on ctrl-]{ctx}"
+        "`colinux console` should exit 0 on ctrl-]{ctx}"
     );
     assert!(
         a1_err.contains("detached from") && a1_err.contains("keeps running"),
@@ -183,13 +184,13 @@ fn a_late_client_sees_the_boot_log_types_detaches_and_the_guest_runs_on() {
         "the second client should see the first client's session (shadow) and its own command{ctx}"
     );
     assert!(
-        a2_text.contains("colinux-daemon: guest powered off"),
+        a2_text.contains("colinux: guest powered off"),
         "the second client was not told the guest powered off{ctx}"
     );
     assert_eq!(
         fact(c, "attach2 status").as_deref(),
         Some("0"),
-        "`colinux-daemon console` should exit 0 when the daemon closes the console{ctx}"
+        "`colinux console` should exit 0 when the daemon closes the console{ctx}"
     );
     assert_eq!(
         fact(c, "daemon status").as_deref(),

@@ -19,7 +19,9 @@
 
 use std::time::Duration;
 
-use colinux_testrig::session::{self, Session, HOST_DAEMON, HOST_INITRD, HOST_VMLINUX};
+use colinux_testrig::session::{
+    self, Session, HOST_COLINUX, HOST_DAEMON, HOST_INITRD, HOST_VMLINUX,
+};
 use colinux_tests::guest::{
     context, parts_with_programs, run_one, scenario, scenario_with, serial, step_output, MEM,
 };
@@ -200,7 +202,7 @@ echo "colinux-vmx: booting again with VMX off"
 printf 'uname -m\n' > /tmp/steps2
 guest_boot /tmp/guest2.log /tmp/steps2 poweroff
 echo "colinux-vmx: second guest status $GUEST_RC"
-rc=0; {HOST_DAEMON} --boot --kernel {HOST_VMLINUX} --initrd {HOST_INITRD} --mem 1500 > /tmp/big.out 2>&1 < /dev/null || rc=$?
+rc=0; {HOST_COLINUX} run name=big kernel={HOST_VMLINUX} initrd={HOST_INITRD} mem=1500 > /tmp/big.out 2>&1 < /dev/null || rc=$?
 echo "colinux-big: status $rc"
 sed 's/^/colinux-big: /' /tmp/big.out
 rmmod colinux
@@ -255,8 +257,8 @@ WATCHER=$!
     );
     let big = line("colinux-big: ");
     assert!(
-        big.contains("status 1") && big.contains("at most 832 MiB"),
-        "a 1500 MiB Linux guest must be refused with the i386 guest's limit: {big:?}{ctx}"
+        big.contains("status 1") && big.contains("mem=1500: a guest has 16 to "),
+        "a 1500 MiB Linux guest must be refused before anything is allocated: {big:?}{ctx}"
     );
     assert!(
         out.passed && out.console.contains("vmx-done"),

@@ -6,8 +6,10 @@
 //! refused with a clear error before anything is allocated; then one guest
 //! is stopped cleanly with `colinux stop` (its power button: it runs its
 //! own shutdown), one ended with `colinux kill`, one by SIGKILL of its
-//! process and a fourth with `colinux stop --force`, and the host's memory
-//! comes back.
+//! process and a fourth with `colinux stop --force`; a fifth runs in the
+//! foreground on a terminal (a pseudo-terminal driven by `colinux-pty`):
+//! raw mode passes ctrl-C to the guest, ctrl-] ends it with status 0 and
+//! the terminal's settings come back; and the host's memory comes back.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -17,6 +19,10 @@ use std::time::Duration;
 use colinux_testrig::session::{HOST_COLINUX, HOST_INITRD, HOST_MODULE, HOST_VMLINUX};
 use colinux_tests::guest::{parts, serial};
 use colinux_tests::{captured, run_with_context, SHELL_HELPERS};
+
+/// Where the terminal driver (`tests/probe/src/bin/colinux-pty.rs`) is in
+/// the test host.
+const HOST_PTY: &str = "/root/colinux-pty";
 
 /// What the script learns is printed as `runtime: KEY VALUE` lines.
 fn script() -> String {
@@ -107,6 +113,24 @@ n=0; while kill -0 $pid 2>/dev/null; do n=$((n + 1)); [ $n -le 100 ] || fail "ca
 $C run --detach name=extra kernel={vmlinux} initrd={initrd} mem=64 || fail "extra did not start"
 rc=0; $C stop --force extra > /tmp/stop 2>&1 || rc=$?
 echo "runtime: stop --force extra status $rc: $(cat /tmp/stop)"
+# In the foreground on a terminal: raw mode (a ctrl-C goes to the guest),
+# ctrl-] ends the guest, the terminal's settings come back.
+cat > /tmp/pty-steps <<'EOF'
+expect console on this terminal; ctrl-] ends the guest
+expect colinux-guest: init started
+until 180 fg-ready-42 echo fg-ready-$((6*7))\r
+send sleep 120\r
+sleep 2000
+send \x03
+until 30 fg-after-43 echo fg-after-$((6*7+1))\r
+send \x1d
+EOF
+rc=0
+timeout 400 {pty} --timeout 60 /tmp/pty-steps -- $C run name=fg kernel={vmlinux} initrd={initrd} mem=64 \
+    > /tmp/pty-out 2> /tmp/pty-err < /dev/null || rc=$?
+echo "runtime: foreground on a terminal status $rc"
+sed 's/^/pty-err| /' /tmp/pty-err
+tr -d '\r' < /tmp/pty-out | tail -n 20 | sed 's/^/pty-out| /'
 $C list > /tmp/list3
 echo "runtime: listed $(($(wc -l < /tmp/list3) - 1)) after the ends"
 $C list --all | sed 's/^/list-all| /'
@@ -119,6 +143,7 @@ rmmod colinux
 echo "runtime: done"
 "#,
         colinux = HOST_COLINUX,
+        pty = HOST_PTY,
         module = HOST_MODULE,
         vmlinux = HOST_VMLINUX,
         initrd = HOST_INITRD,
@@ -137,9 +162,11 @@ fn facts<'a>(console: &'a str, key: &str) -> Vec<&'a str> {
 #[ignore = "boots three Linux guests in the test host; run by `cargo xtask test`"]
 fn three_named_guests_run_list_attach_and_end() {
     let _one = serial();
+    let pty = colinux_testrig::userland::build_static("colinux-probe", "colinux-pty").unwrap();
     let s = parts()
         .scenario("runtime", format!("{SHELL_HELPERS}\n{}", script()))
-        .timeout(Duration::from_secs(900));
+        .file(pty, HOST_PTY, 0o755)
+        .timeout(Duration::from_secs(1200));
     let (out, ctx) = run_with_context(&s, 80);
     let c = &out.console;
     assert!(
@@ -227,6 +254,27 @@ fn three_named_guests_run_list_attach_and_end() {
     assert!(
         row("extra").contains("ended by colinux kill"),
         "{all:?}{ctx}"
+    );
+    // The foreground guest on a terminal.
+    let pty_err = captured(c, "pty-err").join("\n");
+    let pty_out = captured(c, "pty-out").join("\n");
+    assert_eq!(
+        facts(c, "foreground on a terminal status"),
+        ["0"],
+        "{pty_err}\n{pty_out}{ctx}"
+    );
+    assert!(
+        pty_out.contains("fg-after-43"),
+        "ctrl-C typed on the terminal must reach the guest (raw mode), not end `colinux run`: {pty_out}{ctx}"
+    );
+    assert!(
+        pty_out.contains("colinux: ctrl-] on the terminal: stopping the guest"),
+        "{pty_out}{ctx}"
+    );
+    assert!(
+        pty_err.contains("colinux-pty: exit 0")
+            && pty_err.contains("colinux-pty: terminal restored yes"),
+        "ctrl-] must end the guest with status 0 and restore the terminal: {pty_err}{ctx}"
     );
     let stop = facts(c, "stop --force extra status");
     assert!(

@@ -711,7 +711,7 @@ bench_idle() {
         [ $n -lt 3000 ] || { echo "colinux-bench: the idle window never began"; return 0; }
         sleep 0.1
     done
-    pid=$(pidof colinux-daemon)
+    pid=$(pidof colinux)
     for i in 0 1; do
         read -r up _ < /proc/uptime
         t=$(cut -d' ' -f14,15 "/proc/$pid/stat")
@@ -1066,8 +1066,8 @@ pub fn bench_boot(
         "## bench boot\n\n\
          `cargo xtask bench boot` — measured **in the QEMU test host** (Debian {release}, `-machine q35 -accel tcg -cpu max`, \
          2 vCPUs, 2 GiB; TCG emulates every instruction, so these are not hardware numbers). The guest: linux {version} \
-         with the initramfs of `cargo xtask build-initrd`, started as `colinux-daemon --boot --kernel /root/vmlinux \
-         --initrd /root/initrd.cpio --mem {mem}`; its console is the daemon's stdout, stamped line by line with the test \
+         with the initramfs of `cargo xtask build-initrd`, started in the foreground as `colinux run name=guest \
+         kernel=/root/vmlinux initrd=/root/initrd.cpio mem={mem}`; its console is that process's stdout, stamped line by line with the test \
          host's `/proc/uptime` (10 ms steps) by the session helpers of `xtask/src/run.rs`.\n\n\
          **Boot to `/init`** ({boots} boots, each powered off before the next): test host time from just before the \
          daemon starts to the arrival of the line `{marker}`; the guest's own view is its `/proc/uptime` when `/init` \

@@ -2,12 +2,14 @@
 //! (Debian's stock kernel in QEMU), load the driver and boot the i386 Linux
 //! guest with the daemon, showing the host's console.
 //!
-//! Files in the test host: `/root/colinux.ko`, `/root/colinux-daemon`,
+//! Files in the test host: `/root/colinux.ko`, `/root/colinux` (the
+//! command), `/root/colinux-daemon` (the developers' tool, for payloads),
 //! `/root/vmlinux` (the guest kernel from `build-kernel`) and
-//! `/root/initrd.cpio` (from [`colinux_testrig::guest_initrd`]). The daemon runs as
-//! `colinux-daemon --boot --kernel /root/vmlinux --initrd /root/initrd.cpio
-//! --mem <MiB>`: the guest's console is its stdin/stdout; it exits 0 when the
-//! guest powers off, 2 when it panics, 3 when it faults.
+//! `/root/initrd.cpio` (from [`colinux_testrig::guest_initrd`]). The guest
+//! runs in the foreground as `colinux run name=guest kernel=/root/vmlinux
+//! initrd=/root/initrd.cpio mem=<MiB>`: the guest's console is its
+//! stdin/stdout; it exits 0 when the guest powers off, 2 when it panics, 3
+//! when it faults.
 //!
 //! Non-interactive sessions ([`GUEST_HELPERS`]) connect the daemon to two
 //! fifos: a *feeder* waits for the guest's shell and types commands into
@@ -91,6 +93,7 @@ pub fn run(manifest: &Manifest, opts: &RunOptions) -> Result<()> {
     let guest = build_kernel(manifest, &opts.build)?;
     let module = crate::driver_build::build_driver(None)?;
     let daemon = colinux_testrig::userland::build_static("colinux-daemon", "colinux-daemon")?;
+    let colinux = colinux_testrig::userland::build_static("colinux-daemon", "colinux")?;
     let mut s = if opts.payload {
         let payload = colinux_testrig::payload::build_payload()?;
         Scenario::new("run-payload", payload_script(opts.mem)).file(
@@ -110,6 +113,7 @@ pub fn run(manifest: &Manifest, opts: &RunOptions) -> Result<()> {
     s = s
         .file(module, HOST_MODULE, 0o644)
         .file(daemon, HOST_DAEMON, 0o755)
+        .file(colinux, HOST_COLINUX, 0o755)
         .file(guest.vmlinux.clone(), HOST_VMLINUX, 0o644)
         .timeout(Duration::from_secs(300));
     if opts.shell {

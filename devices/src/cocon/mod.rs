@@ -4,6 +4,7 @@
 //! late); what is typed on the terminal ([`stdin`]) or by the client goes
 //! into the guest's input ring.
 
+pub mod log;
 pub mod server;
 pub mod shadow;
 pub mod stdin;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+pub use log::ConsoleLog;
 pub use server::ConsoleServer;
 pub use stdin::{Console, RawMode, DETACH};
 
@@ -25,11 +27,13 @@ pub const MODULE: u32 = colinux_abi::COOPERATIVE_MODULE_CONSOLE;
 /// How long output queued for a client may take to drain at the end.
 const CLIENT_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
-/// The console device: the terminal and, optionally, the console socket.
+/// The console device: the terminal (or, for a detached guest, its
+/// console log) and, optionally, the console socket.
 #[derive(Debug)]
 pub struct Cocon {
     stdin: Console,
     server: Option<ConsoleServer>,
+    log: Option<ConsoleLog>,
 }
 
 impl Cocon {
@@ -39,7 +43,14 @@ impl Cocon {
         Ok(Cocon {
             stdin: Console::stdin()?,
             server,
+            log: None,
         })
+    }
+
+    /// Output goes to `log` instead of stdout (a detached guest).
+    pub fn with_log(mut self, log: ConsoleLog) -> Cocon {
+        self.log = Some(log);
+        self
     }
 
     /// Whether stdin is a terminal.
@@ -53,6 +64,9 @@ impl Cocon {
     }
 
     fn output(&mut self, data: &[u8], what: &str) -> Result<()> {
+        if let Some(log) = &mut self.log {
+            return log.write(data);
+        }
         let mut out = std::io::stdout().lock();
         out.write_all(data)
             .and_then(|()| out.flush())
@@ -118,9 +132,7 @@ impl Device for Cocon {
     }
 
     fn end_requested(&self) -> Option<&'static str> {
-        self.stdin
-            .detached()
-            .then_some("ctrl-] on the daemon's terminal")
+        self.stdin.detached().then_some("ctrl-] on the terminal")
     }
 
     fn notice(&mut self, line: &str) {

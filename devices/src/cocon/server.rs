@@ -1,5 +1,5 @@
-//! The console socket (`--console-socket PATH`): console clients
-//! (`colinux-daemon console PATH`) attach to a running guest's console,
+//! The console socket (`cocon=`, by default `/run/colinux/NAME/console.sock`): console clients
+//! (`colinux console NAME`) attach to a running guest's console,
 //! late or again, and detach without stopping it.
 //!
 //! - The daemon listens on a Unix stream socket created with mode 0600 (only
@@ -213,7 +213,7 @@ impl ConsoleServer {
 
     fn say(&self, msg: std::fmt::Arguments<'_>) {
         if self.verbose {
-            eprintln!("colinux-daemon: {msg}");
+            eprintln!("colinux: {msg}");
         }
     }
 
@@ -226,7 +226,7 @@ impl ConsoleServer {
     /// A line from the daemon for the client only (not kept in the shadow),
     /// e.g. why the guest stopped.
     pub fn notice(&mut self, line: &str) {
-        self.send_client(format!("\r\n[colinux-daemon: {line}]\r\n").as_bytes());
+        self.send_client(format!("\r\n[colinux: {line}]\r\n").as_bytes());
     }
 
     fn send_client(&mut self, data: &[u8]) {
@@ -375,8 +375,10 @@ impl ConsoleServer {
             let number = self.connections;
             if let Some(mut old) = self.client.take() {
                 old.queue.extend(
-                    format!("\r\n[colinux-daemon: console client {number} attached; detaching this one]\r\n")
-                        .as_bytes(),
+                    format!(
+                        "\r\n[colinux: console client {number} attached; detaching this one]\r\n"
+                    )
+                    .as_bytes(),
                 );
                 // Best effort: it is disconnected either way.
                 let _ = old.flush();

@@ -1,5 +1,5 @@
 //! The console shadow: the last bytes the guest wrote to its console, kept
-//! so that a console client attaching late (`colinux-daemon console`) first
+//! so that a console client attaching late (`colinux console`) first
 //! sees the screen as it was.
 //!
 //! A fixed-size ring: writing past its capacity drops the oldest bytes.
