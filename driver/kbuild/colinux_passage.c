@@ -1229,10 +1229,14 @@ static int run_tables(struct colinux_run *r, struct cooperative_boot_params *b)
 	}
 	base = ram - size;
 	if (base < b->kernel_end ||
-	    (b->initrd_address && base < b->initrd_address + b->initrd_size)) {
+	    (b->initrd_address && base < b->initrd_address + b->initrd_size) ||
+	    (b->virtio_count && base < b->virtio_address +
+	     (u64)b->virtio_count * COOPERATIVE_VIRTIO_DEVICE_SIZE)) {
 		run_warn("RUN: translation tables at %#llx (%llu KiB) would overlap the %s: more guest RAM needed",
 			 base, size >> 10,
-			 base < b->kernel_end ? "kernel" : "initrd");
+			 base < b->kernel_end ? "kernel" :
+			 b->virtio_count && base >= b->initrd_address + b->initrd_size ?
+			 "virtio table" : "initrd");
 		return -ENOSPC;
 	}
 	for (pfn = 0; pfn < pages; pfn++) {

@@ -9,8 +9,9 @@
 use colinux_abi::{
     cooperative_boot_params, cooperative_ioctl_run, COOPERATIVE_ABI_MAGIC, COOPERATIVE_ABI_VERSION,
     COOPERATIVE_GUEST_STATE_CREATED, COOPERATIVE_GUEST_STATE_DEAD, COOPERATIVE_GUEST_STATE_RUNNING,
-    COOPERATIVE_KERNEL_VA_OFFSET, COOPERATIVE_MAX_LINUX_MEMORY_SIZE, COOPERATIVE_PASSAGE_GUEST_VA,
-    COOPERATIVE_RUN_FLAGS,
+    COOPERATIVE_KERNEL_VA_OFFSET, COOPERATIVE_MAX_LINUX_MEMORY_SIZE, COOPERATIVE_PAGE_SIZE,
+    COOPERATIVE_PASSAGE_GUEST_VA, COOPERATIVE_RUN_FLAGS, COOPERATIVE_VIRTIO_DEVICE_SIZE,
+    COOPERATIVE_VIRTIO_MAX_DEVICES,
 };
 
 use crate::guest::{Slot, NO_GUEST};
@@ -141,6 +142,8 @@ pub fn check_boot<H: Host>(
             || b.initrd_size > ram - b.initrd_address)
     {
         Some("initrd_address/initrd_size: not between kernel_end and the end of RAM")
+    } else if let Some(what) = check_virtio_table(ram, b) {
+        Some(what)
     } else if b.flags != 0 {
         Some("flags: none are defined")
     } else if b.cpu_khz != 0
@@ -173,6 +176,40 @@ pub fn check_boot<H: Host>(
             );
             Err(Errno::EINVAL)
         }
+    }
+}
+
+/// Bytes of a virtio table of `count` devices.
+pub fn virtio_table_size(count: u32) -> u64 {
+    u64::from(count) * u64::from(COOPERATIVE_VIRTIO_DEVICE_SIZE)
+}
+
+/// The virtio table of the boot parameters: none (address and count 0), or
+/// page aligned inside guest RAM above the kernel and clear of the initrd.
+/// (The translation tables, placed later at the top of RAM, are checked
+/// against it when they are built.)
+fn check_virtio_table(ram: u64, b: &cooperative_boot_params) -> Option<&'static str> {
+    let (at, count) = (b.virtio_address, b.virtio_count);
+    let end = at.checked_add(virtio_table_size(count));
+    if b.reserved0 != 0 {
+        Some("reserved0 must be zero")
+    } else if (at == 0) != (count == 0) {
+        Some("virtio_address and virtio_count: both zero or neither")
+    } else if count == 0 {
+        None
+    } else if count > COOPERATIVE_VIRTIO_MAX_DEVICES {
+        Some("virtio_count: more than COOPERATIVE_VIRTIO_MAX_DEVICES")
+    } else if at % u64::from(COOPERATIVE_PAGE_SIZE) != 0 {
+        Some("virtio_address is not page aligned")
+    } else if at < b.kernel_end || end.is_none_or(|e| e > ram) {
+        Some("virtio table: not between kernel_end and the end of RAM")
+    } else if b.initrd_address != 0
+        && end.is_some_and(|e| e > b.initrd_address)
+        && at < b.initrd_address + b.initrd_size
+    {
+        Some("virtio table overlaps the initrd")
+    } else {
+        None
     }
 }
 

@@ -52,6 +52,8 @@
 #define COOPERATIVE_IOCTL_NR_INFO		3
 #define COOPERATIVE_IOCTL_NR_DESTROY		4
 #define COOPERATIVE_IOCTL_NR_RUN		5
+#define COOPERATIVE_IOCTL_NR_IOEVENTFD		6
+#define COOPERATIVE_IOCTL_NR_IRQFD		7
 
 /* Largest guest RAM the driver accepts, in bytes (further limited by the
  * host's RAM).
@@ -159,6 +161,62 @@ struct cooperative_ioctl_run {
 /* Its time slice is over: serve devices, then RUN again. */
 #define COOPERATIVE_RUN_EXIT_YIELD		5
 
+/*
+ * Guest RAM for device back ends: mmap() of a /dev/colinux file whose
+ * guest exists (after CREATE), MAP_SHARED, maps its RAM in guest page
+ * frame order: file offset o is guest-physical address o. The range
+ * must lie inside guest RAM. The mapping holds the guest's real pages
+ * (not a PFN map), so O_DIRECT, io_uring and get_user_pages work on it;
+ * the pages stay allocated while any mapping of them exists, also after
+ * the guest is destroyed. The descriptor can be passed to another
+ * process (a vhost-user back end) for the same view.
+ *
+ * poll() on the file reports EPOLLIN while a line raised through an
+ * IRQFD is pending and RUN has not taken it yet: a daemon waiting for
+ * an idle guest's next event includes the file in its poll set.
+ */
+
+/* cooperative_ioctl_ioeventfd.flags and cooperative_ioctl_irqfd.flags */
+#define COOPERATIVE_EVENTFD_DEASSIGN		(1U << 0)
+
+/*
+ * IOEVENTFD: bind the notifications of one virtio queue to an eventfd.
+ * While bound, the guest's COOPERATIVE_OP_VIRTIO REQ_NOTIFY of queue
+ * `queue` of device `device` adds 1 to the eventfd and the guest goes on
+ * at once (RUN does not return for it); notifications of unbound queues
+ * return to the daemon as an OPERATION. One eventfd per queue: binding a
+ * bound queue is refused (EEXIST). With COOPERATIVE_EVENTFD_DEASSIGN the
+ * binding of that queue is removed (fd is ignored). Bindings end with
+ * the guest.
+ */
+struct cooperative_ioctl_ioeventfd {
+	__u32 abi_version;	/* COOPERATIVE_ABI_VERSION */
+	__u32 flags;		/* COOPERATIVE_EVENTFD_DEASSIGN or 0 */
+	__s32 fd;		/* an eventfd */
+	__u32 device;		/* < COOPERATIVE_VIRTIO_MAX_DEVICES */
+	__u32 queue;		/* < COOPERATIVE_VIRTIO_MAX_QUEUES */
+	__u32 reserved0;	/* zero */
+	__aligned_u64 reserved[2];	/* zero */
+};
+
+/*
+ * IRQFD: an eventfd that raises a virtual interrupt line. Each signal of
+ * the eventfd (a write from any thread or process) makes `line` pending:
+ * a daemon waiting in poll() for its idle guest is woken (EPOLLIN), a
+ * guest running on a CPU is interrupted at once (an IPI to that CPU) and
+ * takes the line before it runs on, as a virtual interrupt. The driver
+ * consumes the eventfd's count. Several eventfds may raise one line. With
+ * COOPERATIVE_EVENTFD_DEASSIGN the binding of that fd and line is
+ * removed. Bindings end with the guest.
+ */
+struct cooperative_ioctl_irqfd {
+	__u32 abi_version;	/* COOPERATIVE_ABI_VERSION */
+	__u32 flags;		/* COOPERATIVE_EVENTFD_DEASSIGN or 0 */
+	__s32 fd;		/* an eventfd */
+	__u32 line;		/* < COOPERATIVE_NR_IRQS */
+	__aligned_u64 reserved[2];	/* zero */
+};
+
 /* Guest states, in cooperative_ioctl_info.state. */
 #define COOPERATIVE_GUEST_STATE_NONE		0 /* no guest on this file */
 #define COOPERATIVE_GUEST_STATE_CREATED		1 /* RAM allocated, loading */
@@ -179,12 +237,20 @@ struct cooperative_ioctl_run {
 #define COOPERATIVE_IOCTL_RUN \
 	_IOWR(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_RUN, \
 	      struct cooperative_ioctl_run)
+#define COOPERATIVE_IOCTL_IOEVENTFD \
+	_IOW(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_IOEVENTFD, \
+	     struct cooperative_ioctl_ioeventfd)
+#define COOPERATIVE_IOCTL_IRQFD \
+	_IOW(COOPERATIVE_IOCTL_TYPE, COOPERATIVE_IOCTL_NR_IRQFD, \
+	     struct cooperative_ioctl_irqfd)
 
 /* Expected sizes, for checks in C and in bindings such as Rust. */
 #define COOPERATIVE_IOCTL_CREATE_SIZE		32
 #define COOPERATIVE_IOCTL_LOAD_SIZE		56
 #define COOPERATIVE_IOCTL_INFO_SIZE		96
 #define COOPERATIVE_IOCTL_RUN_SIZE		440
+#define COOPERATIVE_IOCTL_IOEVENTFD_SIZE	40
+#define COOPERATIVE_IOCTL_IRQFD_SIZE		32
 
 /* Compile-time layout checks, as in <linux/cooperative.h>. */
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
@@ -238,6 +304,18 @@ __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, input_size, 408);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, text_size, 412);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, timeout_ns, 416);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, reserved, 424);
+__COLINUX_IOCTL_SIZE(cooperative_ioctl_ioeventfd, COOPERATIVE_IOCTL_IOEVENTFD_SIZE);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, flags, 4);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, fd, 8);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, device, 12);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, queue, 16);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, reserved0, 20);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, reserved, 24);
+__COLINUX_IOCTL_SIZE(cooperative_ioctl_irqfd, COOPERATIVE_IOCTL_IRQFD_SIZE);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, flags, 4);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, fd, 8);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, line, 12);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, reserved, 16);
 
 #endif /* C11 and not C++ */
 

@@ -441,7 +441,7 @@ use crate::run::{check_boot, check_run, set_state};
 use colinux_abi::{
     cooperative_boot_params, cooperative_ioctl_run, COOPERATIVE_ABI_MAGIC,
     COOPERATIVE_GUEST_STATE_RUNNING, COOPERATIVE_MAX_LINUX_MEMORY_SIZE,
-    COOPERATIVE_RUN_POWER_BUTTON,
+    COOPERATIVE_RUN_POWER_BUTTON, COOPERATIVE_VIRTIO_MAX_DEVICES,
 };
 
 const VA: u64 = 0xc000_0000;
@@ -564,7 +564,11 @@ fn boot_parameters_are_checked_field_by_field() {
     let mut fake = Fake::new();
     let ram = 128 * MIB;
     assert_eq!(check_boot(&mut fake, ram, &boot(ram)), Ok(()));
-    let cases: [(&str, Spoil); 10] = [
+    let mut with_table = boot(ram);
+    with_table.virtio_address = 0x80_0000;
+    with_table.virtio_count = 3;
+    assert_eq!(check_boot(&mut fake, ram, &with_table), Ok(()));
+    let cases: [(&str, Spoil); 17] = [
         ("magic", |b| b.magic = 0),
         ("abi_version", |b| b.abi_version = 0),
         ("memory_size", |b| b.memory_size -= 4096),
@@ -575,6 +579,25 @@ fn boot_parameters_are_checked_field_by_field() {
         ("driver fills", |b| b.p2m_address = 1),
         ("not NUL-terminated", |b| b.command_line = [b'x'; 256]),
         ("after its NUL", |b| b.command_line[10] = b'x'),
+        ("reserved0", |b| b.reserved0 = 1),
+        ("both zero or neither", |b| b.virtio_count = 1),
+        ("both zero or neither", |b| b.virtio_address = 0x80_0000),
+        ("MAX_DEVICES", |b| {
+            b.virtio_address = 0x80_0000;
+            b.virtio_count = COOPERATIVE_VIRTIO_MAX_DEVICES + 1;
+        }),
+        ("not page aligned", |b| {
+            b.virtio_address = 0x80_0008;
+            b.virtio_count = 1;
+        }),
+        ("between kernel_end and the end of RAM", |b| {
+            b.virtio_address = 128 * MIB - 4096;
+            b.virtio_count = 8;
+        }),
+        ("overlaps the initrd", |b| {
+            b.virtio_address = 0x70_0000;
+            b.virtio_count = 1;
+        }),
     ];
     for (what, spoil) in cases {
         let mut b = boot(ram);
