@@ -11,10 +11,16 @@
 //! - [`cocon`]: the console — the terminal (stdin/stdout), the console
 //!   socket that `colinux console` attaches to, and the shadow of recent
 //!   output it replays.
+//! - [`virtio`]: the cooperative virtio transport (the virtio table in
+//!   guest RAM, the guest's requests) and the trait its back ends
+//!   implement ([`virtio::VirtioDevice`]); they run on their own threads.
+//! - [`block`]: cobd, the block devices (virtio-blk).
 
+pub mod block;
 pub mod cocon;
 pub mod poll;
 pub mod sock;
+pub mod virtio;
 
 /// A device back end the run loop serves.
 pub trait Device: std::fmt::Debug {
@@ -32,6 +38,12 @@ pub trait Device: std::fmt::Debug {
     /// `COOPERATIVE_MODULE_*`): `Ok(true)` when this device took it.
     fn message(&mut self, _module: u32, _data: &[u8]) -> anyhow::Result<bool> {
         Ok(false)
+    }
+
+    /// A guest operation the run loop does not serve itself (e.g.
+    /// `COOPERATIVE_OP_VIRTIO`): `Some(status)` when this device served it.
+    fn operation(&mut self, _op: u32, _params: &[u64]) -> Option<u32> {
+        None
     }
 
     /// A debug line the guest wrote (before its console exists).

@@ -1,0 +1,488 @@
+//! The cooperative virtio transport, host side: the virtio table in guest
+//! RAM, the guest's requests (`COOPERATIVE_OP_VIRTIO`) and the back ends
+//! ([`VirtioDevice`]) behind it.
+//!
+//! The contract is the "Virtio devices" block of `<linux/cooperative.h>`
+//! (the guest series): virtio-mmio version 2's registers kept as one
+//! `struct cooperative_virtio_device` per device in guest RAM, status and
+//! config writes as synchronous requests, queue notifications as
+//! asynchronous ones. This module
+//!
+//! - maps guest RAM from the driver's file ([`map_guest_ram`]: the
+//!   guest's real pages, in pfn order) as a `vm-memory` `GuestMemoryMmap`,
+//!   which rust-vmm's `virtio-queue` works on;
+//! - writes each device's descriptor before the guest boots
+//!   ([`Transport::new`]);
+//! - serves SET_STATUS (feature negotiation, queue activation, reset),
+//!   CONFIG_WRITE and — for queues the driver has no eventfd binding for —
+//!   NOTIFY ([`Transport::request`]);
+//! - gives each back end, once the guest's driver is ready, its queues,
+//!   one kick [`EventFd`] per queue (signalled by the host driver without
+//!   leaving the guest's run, or by [`Transport::request`]) and an
+//!   [`Interrupt`] that sets the device's `isr` bit and signals the
+//!   eventfd the host driver turns into the device's line.
+//!
+//! Back ends run on their own threads and touch guest memory concurrently
+//! with the guest, as a device does on real hardware; the guest kernel is
+//! trusted with the host, but everything in the rings is checked as
+//! hostile (`virtio-queue` validates chains; back ends validate requests).
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use colinux_abi as abi;
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
+    VIRTIO_F_ACCESS_PLATFORM, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{
+    Address, Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap,
+    MmapRegion, VolatileMemory,
+};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// Guest RAM as back ends see it: guest-physical address = offset.
+pub type GuestRam = GuestMemoryMmap<()>;
+
+/// Map `size` bytes of guest RAM from the host driver's file (its mmap
+/// gives the guest's pages in pfn order).
+pub fn map_guest_ram(file: &File, size: u64) -> Result<GuestRam> {
+    let len = usize::try_from(size).context("guest RAM size")?;
+    let file = file
+        .try_clone()
+        .context("cannot duplicate the driver's file")?;
+    let region = MmapRegion::from_file(FileOffset::new(file, 0), len)
+        .context("cannot mmap guest RAM from /dev/colinux (a driver with mmap is needed)")?;
+    let region = GuestRegionMmap::new(region, GuestAddress(0))
+        .context("guest RAM does not fit the address space")?;
+    GuestMemoryMmap::from_regions(vec![region]).context("cannot describe guest RAM")
+}
+
+/// The virtio feature bits every device offers (VERSION_1, EVENT_IDX).
+pub const TRANSPORT_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_RING_F_EVENT_IDX);
+
+/// What a device back end gives the guest once its driver is ready.
+#[derive(Debug)]
+pub struct Activation {
+    pub mem: GuestRam,
+    /// The queues the driver set up (ready ones; the index is the queue
+    /// number), each with its kick.
+    pub queues: Vec<(usize, Queue, Arc<EventFd>)>,
+    pub interrupt: Interrupt,
+    /// The features the driver accepted.
+    pub features: u64,
+}
+
+/// A virtio device back end.
+pub trait VirtioDevice: Send + std::fmt::Debug {
+    /// For logs: `cobd0`.
+    fn name(&self) -> String;
+    /// The virtio device id (`VIRTIO_ID_*`).
+    fn device_type(&self) -> u32;
+    /// Device feature bits offered (the transport adds
+    /// [`TRANSPORT_FEATURES`]).
+    fn features(&self) -> u64;
+    /// The largest size of each queue (its length is the queue count).
+    fn queue_max_sizes(&self) -> Vec<u16>;
+    /// The device's config space, at most
+    /// `COOPERATIVE_VIRTIO_CONFIG_SIZE` bytes.
+    fn config(&self) -> Vec<u8>;
+    /// The driver wrote `data` at `offset` of the config space (already
+    /// copied there); refuse what the device does not allow.
+    fn write_config(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        let _ = data;
+        bail!("{}: config is read-only (write at {offset})", self.name())
+    }
+    /// The driver is ready: start serving the queues.
+    fn activate(&mut self, a: Activation) -> Result<()>;
+    /// Stop using the queues and guest memory; return when done.
+    fn reset(&mut self);
+}
+
+/// How a back end interrupts the guest: the device's `isr` bit, then its
+/// line (the eventfd the host driver raises the line for).
+#[derive(Debug, Clone)]
+pub struct Interrupt {
+    mem: GuestRam,
+    isr: GuestAddress,
+    irqfd: Arc<EventFd>,
+}
+
+impl Interrupt {
+    /// The interrupt of the device whose `isr` word is at `isr`, raising
+    /// its line through `irqfd`.
+    pub fn new(mem: GuestRam, isr: GuestAddress, irqfd: Arc<EventFd>) -> Interrupt {
+        Interrupt { mem, isr, irqfd }
+    }
+
+    /// Used buffers are there.
+    pub fn signal_used(&self) -> Result<()> {
+        self.signal(abi::COOPERATIVE_VIRTIO_ISR_QUEUE)
+    }
+
+    fn signal(&self, bits: u32) -> Result<()> {
+        let slice = self
+            .mem
+            .get_slice(self.isr, 4)
+            .context("the device's isr is outside guest RAM")?;
+        slice
+            .get_atomic_ref::<AtomicU32>(0)
+            .context("the device's isr is not aligned")?
+            .fetch_or(bits, Ordering::SeqCst);
+        self.irqfd
+            .write(1)
+            .context("cannot signal the device's interrupt eventfd")
+    }
+}
+
+/// Byte offsets in `struct cooperative_virtio_device`, from the bindings.
+mod off {
+    use colinux_abi::cooperative_virtio_device as D;
+    use colinux_abi::cooperative_virtio_queue as Q;
+    use std::mem::offset_of;
+    pub const DEVICE_ID: u64 = offset_of!(D, device_id) as u64;
+    pub const VENDOR_ID: u64 = offset_of!(D, vendor_id) as u64;
+    pub const IRQ: u64 = offset_of!(D, irq) as u64;
+    pub const NUM_QUEUES: u64 = offset_of!(D, num_queues) as u64;
+    pub const DEVICE_FEATURES: u64 = offset_of!(D, device_features) as u64;
+    pub const DRIVER_FEATURES: u64 = offset_of!(D, driver_features) as u64;
+    pub const STATUS: u64 = offset_of!(D, status) as u64;
+    pub const ISR: u64 = offset_of!(D, isr) as u64;
+    pub const CONFIG_GENERATION: u64 = offset_of!(D, config_generation) as u64;
+    pub const CONFIG_SIZE: u64 = offset_of!(D, config_size) as u64;
+    pub const QUEUE: u64 = offset_of!(D, queue) as u64;
+    pub const CONFIG: u64 = offset_of!(D, config) as u64;
+    pub const Q_SIZE: u64 = std::mem::size_of::<Q>() as u64;
+    pub const Q_NUM_MAX: u64 = offset_of!(Q, num_max) as u64;
+    pub const Q_NUM: u64 = offset_of!(Q, num) as u64;
+    pub const Q_READY: u64 = offset_of!(Q, ready) as u64;
+    pub const Q_DESC: u64 = offset_of!(Q, desc) as u64;
+    pub const Q_DRIVER: u64 = offset_of!(Q, driver) as u64;
+    pub const Q_DEVICE: u64 = offset_of!(Q, device) as u64;
+}
+
+/// Bytes of one descriptor.
+pub const DESCRIPTOR_SIZE: u64 = abi::COOPERATIVE_VIRTIO_DEVICE_SIZE as u64;
+
+/// The virtual lines devices get, in order (`COOPERATIVE_IRQ_VIRTIO_LINES`).
+pub fn virtio_lines() -> Vec<u32> {
+    (0..abi::COOPERATIVE_NR_IRQS)
+        .filter(|l| abi::COOPERATIVE_IRQ_VIRTIO_LINES & (1 << l) != 0)
+        .collect()
+}
+
+/// Bytes the virtio table of `count` devices takes, page aligned.
+pub fn table_size(count: usize) -> u64 {
+    (count as u64 * DESCRIPTOR_SIZE).next_multiple_of(u64::from(abi::COOPERATIVE_PAGE_SIZE))
+}
+
+/// One device of the table.
+#[derive(Debug)]
+struct Slot {
+    dev: Box<dyn VirtioDevice>,
+    base: GuestAddress,
+    irq: u32,
+    kicks: Vec<Arc<EventFd>>,
+    irqfd: Arc<EventFd>,
+    offered: u64,
+    /// The device status as the device accepted it.
+    status: u32,
+    active: bool,
+}
+
+/// The host side of the transport: the table and its devices.
+#[derive(Debug)]
+pub struct Transport {
+    mem: GuestRam,
+    slots: Vec<Slot>,
+}
+
+/// How [`Transport::request`] went, for the guest (`COOPERATIVE_STATUS_*`).
+pub type Status = u32;
+
+impl Transport {
+    /// Write the descriptors of `devices` at `table` (guest-physical, the
+    /// boot parameters' `virtio_address`) and make each device's eventfds.
+    pub fn new(mem: GuestRam, table: u64, devices: Vec<Box<dyn VirtioDevice>>) -> Result<Self> {
+        let lines = virtio_lines();
+        let mut slots = Vec::new();
+        for (i, dev) in devices.into_iter().enumerate() {
+            let base = GuestAddress(table + i as u64 * DESCRIPTOR_SIZE);
+            let irq = lines[i % lines.len()];
+            let sizes = dev.queue_max_sizes();
+            let config = dev.config();
+            if sizes.is_empty() || sizes.len() > abi::COOPERATIVE_VIRTIO_MAX_QUEUES as usize {
+                bail!("{}: {} queues", dev.name(), sizes.len());
+            }
+            if config.len() > abi::COOPERATIVE_VIRTIO_CONFIG_SIZE as usize {
+                bail!("{}: {} bytes of config", dev.name(), config.len());
+            }
+            let offered = (dev.features() | TRANSPORT_FEATURES) & !(1 << VIRTIO_F_ACCESS_PLATFORM);
+            let w = |what: &str, r: Result<(), vm_memory::GuestMemoryError>| {
+                r.with_context(|| format!("writing the {what} of {} at {base:?}", dev.name()))
+            };
+            w(
+                "descriptor",
+                mem.write_slice(&[0u8; DESCRIPTOR_SIZE as usize], base),
+            )?;
+            w(
+                "id",
+                mem.write_obj(dev.device_type(), base.unchecked_add(off::DEVICE_ID)),
+            )?;
+            w(
+                "vendor",
+                mem.write_obj(0u32, base.unchecked_add(off::VENDOR_ID)),
+            )?;
+            w("irq", mem.write_obj(irq, base.unchecked_add(off::IRQ)))?;
+            w(
+                "queue count",
+                mem.write_obj(sizes.len() as u32, base.unchecked_add(off::NUM_QUEUES)),
+            )?;
+            w(
+                "features",
+                mem.write_obj(offered, base.unchecked_add(off::DEVICE_FEATURES)),
+            )?;
+            w(
+                "config size",
+                mem.write_obj(config.len() as u32, base.unchecked_add(off::CONFIG_SIZE)),
+            )?;
+            w(
+                "config",
+                mem.write_slice(&config, base.unchecked_add(off::CONFIG)),
+            )?;
+            for (q, max) in sizes.iter().enumerate() {
+                let at = base.unchecked_add(off::QUEUE + q as u64 * off::Q_SIZE + off::Q_NUM_MAX);
+                w("queue size", mem.write_obj(*max, at))?;
+            }
+            let kicks = sizes
+                .iter()
+                .map(|_| EventFd::new(EFD_NONBLOCK).map(Arc::new))
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("cannot make a kick eventfd")?;
+            let irqfd = Arc::new(EventFd::new(EFD_NONBLOCK).context("cannot make an eventfd")?);
+            tracing::info!(
+                "virtio device {i}: {} (id {}), line {irq}, {} queues",
+                dev.name(),
+                dev.device_type(),
+                sizes.len()
+            );
+            slots.push(Slot {
+                dev,
+                base,
+                irq,
+                kicks,
+                irqfd,
+                offered,
+                status: 0,
+                active: false,
+            });
+        }
+        Ok(Transport { mem, slots })
+    }
+
+    /// The devices: (index, name, line, interrupt eventfd, kick eventfds),
+    /// for binding them in the host driver.
+    pub fn bindings(&self) -> impl Iterator<Item = (u32, String, u32, &EventFd, Vec<&EventFd>)> {
+        self.slots.iter().enumerate().map(|(i, s)| {
+            (
+                i as u32,
+                s.dev.name(),
+                s.irq,
+                &*s.irqfd,
+                s.kicks.iter().map(|k| &**k).collect(),
+            )
+        })
+    }
+
+    /// The guest's `COOPERATIVE_OP_VIRTIO` with `params`; its status.
+    pub fn request(&mut self, params: &[u64]) -> Status {
+        let get = |i: usize| params.get(i).copied().unwrap_or(0);
+        let Some(slot) = usize::try_from(get(0))
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+        else {
+            tracing::warn!("guest virtio request for device {}: no such device", get(0));
+            return abi::COOPERATIVE_STATUS_INVALID;
+        };
+        let r = match u32::try_from(get(1)).unwrap_or(u32::MAX) {
+            abi::COOPERATIVE_VIRTIO_REQ_NOTIFY => notify(slot, get(2)),
+            abi::COOPERATIVE_VIRTIO_REQ_SET_STATUS => set_status(&self.mem, slot, get(2)),
+            abi::COOPERATIVE_VIRTIO_REQ_CONFIG_WRITE => {
+                config_write(&self.mem, slot, get(2), get(3))
+            }
+            other => Err(anyhow::anyhow!("unknown request {other}")),
+        };
+        match r {
+            Ok(()) => abi::COOPERATIVE_STATUS_OK,
+            Err(e) => {
+                tracing::warn!("guest virtio request to {}: {e:#}", slot.dev.name());
+                abi::COOPERATIVE_STATUS_INVALID
+            }
+        }
+    }
+
+    /// Stop every device (the guest has ended).
+    pub fn shutdown(&mut self) {
+        for s in &mut self.slots {
+            if s.active {
+                s.dev.reset();
+                s.active = false;
+            }
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn notify(slot: &mut Slot, queue: u64) -> Result<()> {
+    let kick = usize::try_from(queue)
+        .ok()
+        .and_then(|q| slot.kicks.get(q))
+        .with_context(|| format!("NOTIFY of queue {queue}: no such queue"))?;
+    kick.write(1).context("cannot signal the kick eventfd")
+}
+
+fn read_u32(mem: &GuestRam, at: GuestAddress) -> Result<u32> {
+    mem.read_obj(at).with_context(|| format!("reading {at:?}"))
+}
+
+fn read_u64(mem: &GuestRam, at: GuestAddress) -> Result<u64> {
+    mem.read_obj(at).with_context(|| format!("reading {at:?}"))
+}
+
+/// SET_STATUS: the state machine of the virtio spec (3.1, 4.2.3.1).
+fn set_status(mem: &GuestRam, slot: &mut Slot, status: u64) -> Result<()> {
+    let status_at = slot.base.unchecked_add(off::STATUS);
+    let new = u32::try_from(status).context("status wider than 32 bits")?;
+    if new == 0 {
+        if slot.active {
+            slot.dev.reset();
+            slot.active = false;
+        }
+        slot.status = 0;
+        mem.write_obj(0u32, status_at)?;
+        mem.write_obj(0u32, slot.base.unchecked_add(off::ISR))?;
+        mem.write_obj(0u64, slot.base.unchecked_add(off::DRIVER_FEATURES))?;
+        tracing::debug!("{}: reset", slot.dev.name());
+        return Ok(());
+    }
+    let mut accepted = new;
+    let added = new & !slot.status;
+    if new & slot.status != slot.status {
+        // Bits are only ever added until a reset.
+        bail!(
+            "status {new:#x} clears bits of {:#x} without a reset",
+            slot.status
+        );
+    }
+    let features = read_u64(mem, slot.base.unchecked_add(off::DRIVER_FEATURES))?;
+    if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
+        let unknown = features & !slot.offered;
+        if unknown != 0 || features & (1 << VIRTIO_F_VERSION_1) == 0 {
+            tracing::warn!(
+                "{}: driver features {features:#x} refused (offered {:#x})",
+                slot.dev.name(),
+                slot.offered
+            );
+            accepted &= !VIRTIO_CONFIG_S_FEATURES_OK;
+        }
+    }
+    if added & VIRTIO_CONFIG_S_DRIVER_OK != 0 && !slot.active {
+        if accepted & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
+            bail!("DRIVER_OK before FEATURES_OK");
+        }
+        match activate(mem, slot, features) {
+            Ok(()) => slot.active = true,
+            Err(e) => {
+                tracing::warn!("{}: cannot start: {e:#}", slot.dev.name());
+                accepted |= VIRTIO_CONFIG_S_NEEDS_RESET;
+            }
+        }
+    }
+    slot.status = accepted;
+    mem.write_obj(accepted, status_at)?;
+    Ok(())
+}
+
+fn activate(mem: &GuestRam, slot: &mut Slot, features: u64) -> Result<()> {
+    let event_idx = features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+    let mut queues = Vec::new();
+    for (i, kick) in slot.kicks.iter().enumerate() {
+        let q = slot.base.unchecked_add(off::QUEUE + i as u64 * off::Q_SIZE);
+        if read_u32(mem, q.unchecked_add(off::Q_READY))? != 1 {
+            continue;
+        }
+        let max: u16 = mem.read_obj(q.unchecked_add(off::Q_NUM_MAX))?;
+        let num: u16 = mem.read_obj(q.unchecked_add(off::Q_NUM))?;
+        if num == 0 || num > max || !num.is_power_of_two() {
+            bail!("queue {i}: size {num} (at most {max}, a power of two)");
+        }
+        let mut queue = Queue::new(max).context("queue")?;
+        queue.set_size(num);
+        let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
+        // The split ring's alignments (virtio 1.1, 2.6).
+        let addr = |o, align: u64, what| {
+            let a = read_u64(mem, q.unchecked_add(o))?;
+            if a % align != 0 {
+                bail!("queue {i}: its {what} at {a:#x} is not {align}-byte aligned");
+            }
+            Ok(split(a))
+        };
+        let (lo, hi) = addr(off::Q_DESC, 16, "descriptor table")?;
+        queue.set_desc_table_address(lo, hi);
+        let (lo, hi) = addr(off::Q_DRIVER, 2, "available ring")?;
+        queue.set_avail_ring_address(lo, hi);
+        let (lo, hi) = addr(off::Q_DEVICE, 4, "used ring")?;
+        queue.set_used_ring_address(lo, hi);
+        queue.set_event_idx(event_idx);
+        queue.set_ready(true);
+        if !queue.is_valid(mem) {
+            bail!("queue {i}: its rings are not inside guest RAM or misaligned");
+        }
+        queues.push((i, queue, kick.clone()));
+    }
+    if queues.is_empty() {
+        bail!("DRIVER_OK with no queue ready");
+    }
+    slot.dev.activate(Activation {
+        mem: mem.clone(),
+        queues,
+        interrupt: Interrupt {
+            mem: mem.clone(),
+            isr: slot.base.unchecked_add(off::ISR),
+            irqfd: slot.irqfd.clone(),
+        },
+        features,
+    })
+}
+
+/// CONFIG_WRITE: the driver wrote `len` bytes at `offset` of config.
+fn config_write(mem: &GuestRam, slot: &mut Slot, offset: u64, len: u64) -> Result<()> {
+    let size = u64::from(read_u32(mem, slot.base.unchecked_add(off::CONFIG_SIZE))?);
+    if offset.checked_add(len).is_none_or(|end| end > size) || len > 8 {
+        bail!("config write of {len} bytes at {offset}: outside its {size} bytes");
+    }
+    let mut data = vec![0u8; len as usize];
+    mem.read_slice(&mut data, slot.base.unchecked_add(off::CONFIG + offset))?;
+    let r = slot.dev.write_config(offset as usize, &data);
+    // Whatever the device made of it, its config as it is now, bumping the
+    // generation around the change.
+    let config = slot.dev.config();
+    let gen_at = slot.base.unchecked_add(off::CONFIG_GENERATION);
+    let generation = read_u32(mem, gen_at)?;
+    mem.write_obj(generation.wrapping_add(1), gen_at)?;
+    mem.write_slice(&config, slot.base.unchecked_add(off::CONFIG))?;
+    mem.write_obj(generation.wrapping_add(2), gen_at)?;
+    r
+}
+
+#[cfg(test)]
+mod tests;
