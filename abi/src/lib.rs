@@ -74,6 +74,20 @@ pub mod ioctl {
         COOPERATIVE_IOCTL_NR_RUN,
         core::mem::size_of::<cooperative_ioctl_run>(),
     );
+    /// `COOPERATIVE_IOCTL_IOEVENTFD`.
+    pub const IOEVENTFD: u32 = ioc(
+        WRITE,
+        COOPERATIVE_IOCTL_TYPE,
+        COOPERATIVE_IOCTL_NR_IOEVENTFD,
+        core::mem::size_of::<cooperative_ioctl_ioeventfd>(),
+    );
+    /// `COOPERATIVE_IOCTL_IRQFD`.
+    pub const IRQFD: u32 = ioc(
+        WRITE,
+        COOPERATIVE_IOCTL_TYPE,
+        COOPERATIVE_IOCTL_NR_IRQFD,
+        core::mem::size_of::<cooperative_ioctl_irqfd>(),
+    );
     /// `COOPERATIVE_IOCTL_DESTROY`.
     pub const DESTROY: u32 = ioc(
         NONE,

@@ -26,6 +26,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use colinux_devices::block::DiskConfig;
 use serde::Deserialize;
 
 /// Where a setting came from, for error messages.
@@ -110,6 +111,16 @@ struct TomlGuest {
     memory: Option<u64>,
     cmdline: Option<Cmdline>,
     console: Option<TomlConsole>,
+    /// `[cobd.N]` tables.
+    cobd: Option<BTreeMap<String, TomlDisk>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlDisk {
+    path: PathBuf,
+    #[serde(default)]
+    readonly: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +208,25 @@ impl Settings {
                 value,
                 origin: origin.clone(),
             }));
+        }
+        for (unit, disk) in parsed.cobd.unwrap_or_default() {
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line: key_line(&text, Some(&format!("cobd.{unit}")), "path"),
+            };
+            let n: u32 = unit
+                .parse()
+                .ok()
+                .filter(|n| *n <= DeviceKind::Cobd.max_unit())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{origin}: [cobd.{unit}]: the unit is a number from 0 to {}",
+                        DeviceKind::Cobd.max_unit()
+                    )
+                })?;
+            let value = disk_value(&rel(disk.path), disk.readonly);
+            self.devices
+                .insert((DeviceKind::Cobd, n), Set { value, origin });
         }
         if let Some(socket) = parsed.console.and_then(|c| c.socket) {
             self.console_socket = Some(Set {
@@ -293,13 +323,15 @@ impl Settings {
                         );
                     }
                     empty()?;
-                    self.devices.insert(
-                        (kind, unit),
-                        Set {
-                            value: value.to_string(),
-                            origin,
-                        },
-                    );
+                    let value = match kind {
+                        // Relative paths are relative to the @file.
+                        DeviceKind::Cobd => {
+                            let (p, ro) = split_disk_value(value);
+                            disk_value(&path(p), ro)
+                        }
+                        _ => value.to_string(),
+                    };
+                    self.devices.insert((kind, unit), Set { value, origin });
                 } else {
                     // Unknown keys go to the guest's kernel, as in coLinux.
                     self.cmdline.push(Set {
@@ -328,10 +360,13 @@ pub struct GuestConfig {
     pub initrd: Option<PathBuf>,
     /// Guest RAM in MiB.
     pub memory: u64,
-    /// Kernel command-line words.
+    /// Kernel command-line words (`root=/dev/cobdN` mapped to the guest
+    /// kernel's name for that disk).
     pub cmdline: Vec<String>,
     /// The console socket.
     pub console_socket: PathBuf,
+    /// The cobd units, by unit number.
+    pub disks: Vec<DiskConfig>,
 }
 
 /// What the defaults depend on.
@@ -402,7 +437,32 @@ impl Settings {
             }
             None => (d.host_memory / 4).clamp(d.min_memory, d.max_memory),
         };
-        if let Some(((kind, unit), set)) = self.devices.into_iter().next() {
+        let mut disks = Vec::new();
+        let mut others = Vec::new();
+        for ((kind, unit), set) in self.devices {
+            if kind != DeviceKind::Cobd {
+                others.push(((kind, unit), set));
+                continue;
+            }
+            let (p, read_only) = split_disk_value(&set.value);
+            let meta = std::fs::metadata(p)
+                .map_err(|e| anyhow::anyhow!("{}: cobd{unit}={p}: {e}", set.origin))?;
+            {
+                use std::os::unix::fs::FileTypeExt;
+                if !meta.is_file() && !meta.file_type().is_block_device() {
+                    bail!(
+                        "{}: cobd{unit}={p}: neither an image file nor a block device",
+                        set.origin
+                    );
+                }
+            }
+            disks.push(DiskConfig {
+                unit,
+                path: PathBuf::from(p),
+                read_only,
+            });
+        }
+        if let Some(((kind, unit), set)) = others.into_iter().next() {
             bail!(
                 "{}: {}{unit}={}: {} devices are not supported yet",
                 set.origin,
@@ -424,9 +484,67 @@ impl Settings {
             kernel: kernel.value,
             initrd: self.initrd.map(|i| i.value),
             memory,
-            cmdline: self.cmdline.into_iter().map(|c| c.value).collect(),
+            cmdline: self
+                .cmdline
+                .into_iter()
+                .map(|c| map_root(&c, &disks))
+                .collect::<Result<_>>()?,
             console_socket,
+            disks,
         })
+    }
+}
+
+/// `PATH[,ro|,rw]` of a `cobdN=` value: the path and whether read-only.
+fn split_disk_value(value: &str) -> (&str, bool) {
+    match value.rsplit_once(',') {
+        Some((p, "ro")) => (p, true),
+        Some((p, "rw")) => (p, false),
+        _ => (value, false),
+    }
+}
+
+/// The `cobdN=` value of a disk.
+fn disk_value(path: &Path, read_only: bool) -> String {
+    let p = path.display();
+    if read_only {
+        format!("{p},ro")
+    } else {
+        p.to_string()
+    }
+}
+
+/// The guest kernel's name of the `index`th disk (virtio-blk's, which
+/// numbers disks in the order they are found: vda … vdz, vdaa …).
+pub fn guest_disk_name(index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = index + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    letters.reverse();
+    format!("vd{}", String::from_utf8_lossy(&letters))
+}
+
+/// `root=/dev/cobdN` names the guest kernel's disk for unit N (the guest
+/// finds the disks in unit order); other words pass unchanged.
+fn map_root(word: &Set<String>, disks: &[DiskConfig]) -> Result<String> {
+    let Some(unit) = word
+        .value
+        .strip_prefix("root=/dev/cobd")
+        .and_then(|n| n.parse::<u32>().ok())
+    else {
+        return Ok(word.value.clone());
+    };
+    match disks.iter().position(|d| d.unit == unit) {
+        Some(i) => Ok(format!("root=/dev/{}", guest_disk_name(i))),
+        None => bail!(
+            "{}: {}: there is no cobd{unit}= disk",
+            word.origin,
+            word.value
+        ),
     }
 }
 
@@ -569,12 +687,114 @@ mod tests {
             "{e}"
         );
         let mut m = s.clone();
-        m.apply_word("cobd0=/img", Origin::Word(2), None).unwrap();
+        m.apply_word("eth0=slirp", Origin::Word(2), None).unwrap();
         let e = m.resolve(&defaults()).unwrap_err().to_string();
         assert!(
-            e.contains("cobd0=/img: block (cobd) devices are not supported yet"),
+            e.contains("eth0=slirp: network (conet) devices are not supported yet"),
             "{e}"
         );
+        let mut m = s.clone();
+        m.apply_word("cobd0=/nonexistent.img", Origin::Word(2), None)
+            .unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("command-line word 2: cobd0=/nonexistent.img: No such file"),
+            "{e}"
+        );
+        let mut m = s.clone();
+        let d = dir.path().display();
+        m.apply_word(&format!("cobd1={d}"), Origin::Word(3), None)
+            .unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(
+            e.contains("neither an image file nor a block device"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn disks_are_configured_and_root_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = write(&dir, "vmlinux", "x");
+        let a = write(&dir, "a.img", "x");
+        write(&dir, "b.img", "x");
+        let conf = write(
+            &dir,
+            "g.conf",
+            &format!(
+                "kernel={}\ncobd0=a.img cobd5=b.img,ro root=/dev/cobd5 ro\n",
+                kernel.display()
+            ),
+        );
+        let mut s = Settings::default();
+        s.apply_colinux_file(&conf).unwrap();
+        let c = s.clone().resolve(&defaults()).unwrap();
+        assert_eq!(
+            c.disks,
+            [
+                DiskConfig {
+                    unit: 0,
+                    path: a.clone(),
+                    read_only: false
+                },
+                DiskConfig {
+                    unit: 5,
+                    path: dir.path().join("b.img"),
+                    read_only: true
+                }
+            ]
+        );
+        // cobd5 is the second disk the guest finds.
+        assert_eq!(c.cmdline, ["root=/dev/vdb", "ro"]);
+        // A root on a disk that is not there.
+        let mut bad = s.clone();
+        bad.apply_word("root=/dev/cobd2", Origin::Word(1), None)
+            .unwrap();
+        let e = bad.resolve(&defaults()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "command-line word 1: root=/dev/cobd2: there is no cobd2= disk"
+        );
+
+        // TOML: [cobd.N] tables, paths relative to the file.
+        let toml = write(
+            &dir,
+            "t.toml",
+            &format!(
+                "kernel = \"{}\"\ncmdline = \"root=/dev/cobd0\"\n[cobd.0]\npath = \"a.img\"\nreadonly = true\n",
+                kernel.display()
+            ),
+        );
+        let mut t = Settings::default();
+        t.apply_toml(&toml).unwrap();
+        let c = t.resolve(&defaults()).unwrap();
+        assert_eq!(c.disks.len(), 1);
+        assert!(c.disks[0].read_only && c.disks[0].path == a);
+        assert_eq!(c.cmdline, ["root=/dev/vda"]);
+        let bad = write(&dir, "u.toml", "[cobd.40]\npath = \"a.img\"\n");
+        let e = Settings::default()
+            .apply_toml(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("u.toml:2: [cobd.40]: the unit is a number from 0 to 31"),
+            "{e}"
+        );
+        let bad = write(&dir, "v.toml", "[cobd.0]\npath = \"a.img\"\nsize = 3\n");
+        let e = Settings::default()
+            .apply_toml(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("v.toml:3: unknown field `size`"), "{e}");
+    }
+
+    #[test]
+    fn guest_disk_names_follow_virtio_blk() {
+        let n: Vec<String> = [0, 1, 25, 26, 27, 31]
+            .iter()
+            .map(|&i| guest_disk_name(i))
+            .collect();
+        assert_eq!(n, ["vda", "vdb", "vdz", "vdaa", "vdab", "vdaf"]);
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {

@@ -1,7 +1,7 @@
 //! The host driver, `/dev/colinux`, through its ioctls (see the ABI header).
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -95,6 +95,63 @@ impl Driver {
                 e
             }
         })
+    }
+
+    /// The open device: guest RAM is mapped from it; poll says when a line
+    /// raised by an IRQFD waits for the next RUN.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Notifications of `queue` of virtio device `device` signal `fd`
+    /// without leaving the guest's run (IOEVENTFD).
+    pub fn ioeventfd(&self, device: u32, queue: u32, fd: BorrowedFd<'_>) -> Result<()> {
+        let mut arg = abi::cooperative_ioctl_ioeventfd {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            fd: fd.as_raw_fd(),
+            device,
+            queue,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::IOEVENTFD, &mut arg, "IOEVENTFD")
+            .with_context(|| format!("binding queue {queue} of virtio device {device}"))
+    }
+
+    /// Remove the IOEVENTFD binding of `queue` of `device`.
+    pub fn ioeventfd_remove(&self, device: u32, queue: u32) -> Result<()> {
+        let mut arg = abi::cooperative_ioctl_ioeventfd {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            flags: abi::COOPERATIVE_EVENTFD_DEASSIGN,
+            fd: -1,
+            device,
+            queue,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::IOEVENTFD, &mut arg, "IOEVENTFD")
+            .with_context(|| format!("unbinding queue {queue} of virtio device {device}"))
+    }
+
+    /// A signal of `fd` raises virtual line `line` (IRQFD).
+    pub fn irqfd(&self, line: u32, fd: BorrowedFd<'_>) -> Result<()> {
+        self.irqfd_op(line, fd, 0)
+            .with_context(|| format!("binding an eventfd to line {line}"))
+    }
+
+    /// Remove the IRQFD binding of `fd` and `line`.
+    pub fn irqfd_remove(&self, line: u32, fd: BorrowedFd<'_>) -> Result<()> {
+        self.irqfd_op(line, fd, abi::COOPERATIVE_EVENTFD_DEASSIGN)
+            .with_context(|| format!("unbinding an eventfd from line {line}"))
+    }
+
+    fn irqfd_op(&self, line: u32, fd: BorrowedFd<'_>, flags: u32) -> Result<()> {
+        let mut arg = abi::cooperative_ioctl_irqfd {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            flags,
+            fd: fd.as_raw_fd(),
+            line,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::IRQFD, &mut arg, "IRQFD")
     }
 
     /// Destroy the guest and return its memory to the host.

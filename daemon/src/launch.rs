@@ -22,7 +22,9 @@ use crate::lifecycle::{End, State};
 use crate::linux::{self, BootPlan};
 use crate::registry::{self, Record};
 use crate::runloop::Services;
+use colinux_devices::block::Disk;
 use colinux_devices::cocon::{log as console_log, Cocon, ConsoleLog, ConsoleServer};
+use colinux_devices::virtio::{map_guest_ram, Transport, VirtioDevice};
 
 /// The least RAM a Linux guest is given, in MiB.
 pub const MIN_MEMORY: u64 = 16;
@@ -107,6 +109,39 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The virtio transport of `devices`, its table written at `table` in
+/// guest RAM, and every queue's kick and device's line bound in the host
+/// driver (kicks then never leave the guest's run; lines are raised from
+/// the back ends' threads).
+fn virtio_devices(
+    drv: &Driver,
+    memory: u64,
+    table: u64,
+    devices: Vec<Box<dyn VirtioDevice>>,
+) -> Result<Transport> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let mem = map_guest_ram(drv.file(), memory)?;
+    let mut transport = Transport::new(mem, table, devices)?;
+    transport.wake_on(
+        drv.file()
+            .try_clone()
+            .context("cannot duplicate the driver's file")?,
+    );
+    for (index, name, line, irqfd, kicks) in transport.bindings() {
+        // SAFETY: the eventfds are the transport's, open while it lives,
+        // which is longer than these calls.
+        let fd =
+            |e: &vmm_sys_util::eventfd::EventFd| unsafe { BorrowedFd::borrow_raw(e.as_raw_fd()) };
+        drv.irqfd(line, fd(irqfd))
+            .with_context(|| format!("binding the interrupt of {name}"))?;
+        for (queue, kick) in kicks.into_iter().enumerate() {
+            drv.ioeventfd(index, queue as u32, fd(kick))
+                .with_context(|| format!("binding queue {queue} of {name}"))?;
+        }
+    }
+    Ok(transport)
+}
+
 /// Start the guest and serve it until it ends; how it ended (its `code`
 /// is `colinux run`'s exit status). The last state record says it too.
 pub fn run(mut l: Launch) -> Result<End> {
@@ -129,8 +164,20 @@ pub fn run(mut l: Launch) -> Result<End> {
             cfg.memory
         );
     }
-    let plan = BootPlan::new(&image, memory, cfg.initrd.as_deref(), &cfg.cmdline)
-        .with_context(|| format!("cannot boot {}", cfg.kernel.display()))?;
+    // The disks: opened and locked before anything is allocated.
+    let disks = cfg
+        .disks
+        .iter()
+        .map(|d| Disk::open(d.clone()).map(|d| Box::new(d) as Box<dyn VirtioDevice>))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = BootPlan::new(
+        &image,
+        memory,
+        cfg.initrd.as_deref(),
+        &cfg.cmdline,
+        disks.len(),
+    )
+    .with_context(|| format!("cannot boot {}", cfg.kernel.display()))?;
     let server = ConsoleServer::bind(&cfg.console_socket)?;
     let mut control = Control::bind(&claim.dir().join("control.sock"), true)?;
 
@@ -139,6 +186,16 @@ pub fn run(mut l: Launch) -> Result<End> {
     for s in &image.segments {
         drv.load(s.paddr, image.segment_data(s), s.memsz - s.filesz as u64)?;
     }
+    let mut virtio = if disks.is_empty() {
+        None
+    } else {
+        Some(virtio_devices(
+            &drv,
+            memory,
+            plan.layout.virtio_address,
+            disks,
+        )?)
+    };
     let mut record = Record {
         name: cfg.name.clone(),
         pid: std::process::id(),
@@ -185,7 +242,10 @@ pub fn run(mut l: Launch) -> Result<End> {
         &drv,
         &plan,
         Services {
-            devices: vec![&mut cocon],
+            devices: match virtio.as_mut() {
+                Some(v) => vec![&mut cocon, v],
+                None => vec![&mut cocon],
+            },
             control: Some(&mut control),
             on_state: Some(&mut on_state),
         },

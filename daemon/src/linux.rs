@@ -7,6 +7,8 @@
 //! ```text
 //! 0 .. kernel_end                 the kernel's PT_LOAD segments (p_paddr)
 //! kernel_end .. +initrd           the initrd, page aligned (--initrd)
+//! .. +virtio table                the virtio devices' descriptors, page
+//!                                 aligned (colinux_devices::virtio)
 //! ... free RAM ...
 //! memory - tables .. memory       p2m and m2p, written by the driver
 //! ```
@@ -48,6 +50,10 @@ pub struct Layout {
     /// Guest-physical start of the initrd (0: none).
     pub initrd_address: u64,
     pub initrd_size: u64,
+    /// Guest-physical start of the virtio table (0: no devices).
+    pub virtio_address: u64,
+    /// Devices in it.
+    pub virtio_count: u32,
     /// Where the driver's tables will start.
     pub tables_address: u64,
 }
@@ -67,11 +73,29 @@ pub fn check_memory(memory: u64) -> Result<()> {
     Ok(())
 }
 
-/// Place the initrd after the kernel and check that everything fits.
-pub fn layout(memory: u64, kernel_physical_end: u64, initrd_size: u64) -> Result<Layout> {
+/// Place the initrd after the kernel, the virtio table of `devices`
+/// devices after it, and check that everything fits.
+pub fn layout(
+    memory: u64,
+    kernel_physical_end: u64,
+    initrd_size: u64,
+    devices: usize,
+) -> Result<Layout> {
     let kernel_end = kernel_physical_end.next_multiple_of(PAGE);
     let initrd_address = if initrd_size > 0 { kernel_end } else { 0 };
-    let used = kernel_end + initrd_size;
+    if devices > abi::COOPERATIVE_VIRTIO_MAX_DEVICES as usize {
+        bail!(
+            "{devices} virtio devices: at most {}",
+            abi::COOPERATIVE_VIRTIO_MAX_DEVICES
+        );
+    }
+    let virtio_address = if devices > 0 {
+        (kernel_end + initrd_size).next_multiple_of(PAGE)
+    } else {
+        0
+    };
+    let used = (kernel_end + initrd_size).next_multiple_of(PAGE)
+        + colinux_devices::virtio::table_size(devices);
     let tables = tables_size(memory);
     let need = used + tables;
     if need > memory {
@@ -93,6 +117,8 @@ pub fn layout(memory: u64, kernel_physical_end: u64, initrd_size: u64) -> Result
         kernel_end,
         initrd_address,
         initrd_size,
+        virtio_address,
+        virtio_count: devices as u32,
         tables_address: memory - tables,
     })
 }
@@ -150,6 +176,7 @@ impl BootPlan {
         memory: u64,
         initrd: Option<&Path>,
         words: &[String],
+        virtio_devices: usize,
     ) -> Result<BootPlan> {
         check_memory(memory)?;
         let (entry, stack) = entry_and_stack(image)?;
@@ -164,7 +191,12 @@ impl BootPlan {
             }
             None => Vec::new(),
         };
-        let layout = layout(memory, image.physical_end(), initrd.len() as u64)?;
+        let layout = layout(
+            memory,
+            image.physical_end(),
+            initrd.len() as u64,
+            virtio_devices,
+        )?;
         let params = abi::cooperative_boot_params {
             magic: abi::COOPERATIVE_ABI_MAGIC,
             abi_version: abi::COOPERATIVE_ABI_VERSION,
@@ -173,6 +205,8 @@ impl BootPlan {
             initrd_address: layout.initrd_address,
             initrd_size: layout.initrd_size,
             command_line: command_line(words)?,
+            virtio_address: layout.virtio_address,
+            virtio_count: layout.virtio_count,
             ..Default::default()
         };
         Ok(BootPlan {
@@ -230,18 +264,27 @@ mod tests {
 
     #[test]
     fn initrd_follows_the_kernel_page_aligned() {
-        let l = layout(64 << 20, 0x0123_4567, 1000).unwrap();
+        let l = layout(64 << 20, 0x0123_4567, 1000, 0).unwrap();
         assert_eq!(l.kernel_end, 0x0123_5000);
         assert_eq!(l.initrd_address, 0x0123_5000);
         assert_eq!(l.initrd_size, 1000);
         assert_eq!(l.tables_address, (64 << 20) - tables_size(64 << 20));
-        let none = layout(64 << 20, 0x0123_4567, 0).unwrap();
+        let none = layout(64 << 20, 0x0123_4567, 0, 0).unwrap();
         assert_eq!(none.initrd_address, 0);
+        assert_eq!((l.virtio_address, l.virtio_count), (0, 0));
+        // The virtio table follows the initrd, page aligned.
+        let v = layout(64 << 20, 0x0123_4567, 1000, 9).unwrap();
+        assert_eq!((v.virtio_address, v.virtio_count), (0x0123_6000, 9));
+        let v = layout(64 << 20, 0x0123_4567, 0, 1).unwrap();
+        assert_eq!(v.virtio_address, 0x0123_5000);
+        assert!(layout(64 << 20, 0x0123_4567, 0, 65).is_err());
     }
 
     #[test]
     fn too_little_ram_is_refused_with_a_size_that_fits() {
-        let err = layout(16 << 20, 10 << 20, 6 << 20).unwrap_err().to_string();
+        let err = layout(16 << 20, 10 << 20, 6 << 20, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("too small"), "{err}");
         let mib: u64 = err
             .split("--mem ")
@@ -250,7 +293,7 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(layout(mib << 20, 10 << 20, 6 << 20).is_ok(), "{err}");
+        assert!(layout(mib << 20, 10 << 20, 6 << 20, 0).is_ok(), "{err}");
     }
 
     #[test]

@@ -300,12 +300,22 @@ fn serve(
                         },
                     };
                 }
-                (op, _) => {
-                    let what = format!("operation {op}");
-                    if unsupported.insert(what.clone()) {
-                        tracing::warn!("guest {what}: not supported, answered UNSUPPORTED");
-                    }
-                    arg.status = abi::COOPERATIVE_STATUS_UNSUPPORTED;
+                (op, kind) => {
+                    // A device's (COOPERATIVE_OP_VIRTIO), or unsupported.
+                    let served = match kind {
+                        Kind::Linux => svc
+                            .devices
+                            .iter_mut()
+                            .find_map(|d| d.operation(op, &arg.params)),
+                        Kind::Payload => None,
+                    };
+                    arg.status = served.unwrap_or_else(|| {
+                        let what = format!("operation {op}");
+                        if unsupported.insert(what.clone()) {
+                            tracing::warn!("guest {what}: not supported, answered UNSUPPORTED");
+                        }
+                        abi::COOPERATIVE_STATUS_UNSUPPORTED
+                    });
                 }
             },
             other => bail!("RUN returned an unknown exit reason {other}"),

@@ -38,9 +38,10 @@ enum Command {
     /// optional TOML configuration first (docs/config.md), then `@FILE`s
     /// (coLinux syntax: NAME=VALUE words, `#` comments) and words. Keys:
     /// name=, kernel=, initrd=, mem= (MiB), cocon= (the console socket),
-    /// cobdN=, ethN=, cofsN= (devices: not supported yet). Other words (e.g.
-    /// `root=/dev/cobd0 ro`) are appended to the guest's kernel command
-    /// line. Defaults: the name from the configuration file (else
+    /// cobdN=PATH[,ro] (disks: image files or host block devices), ethN=,
+    /// cofsN= (not supported yet). Other words (e.g. `root=/dev/cobd0 ro`)
+    /// are appended to the guest's kernel command line; root=/dev/cobdN is
+    /// mapped to the guest's name for that disk. Defaults: the name from the configuration file (else
     /// "colinux"), a quarter of the host's RAM, the console socket
     /// /run/colinux/NAME/console.sock.
     ///

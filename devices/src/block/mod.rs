@@ -127,6 +127,16 @@ impl Backing {
         if size < SECTOR {
             bail!("{} is empty ({size} bytes)", path.display());
         }
+        let mut head = [0u8; 512];
+        file.read_exact_at(&mut head, 0)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if let Some(kind) = container_format(&head) {
+            bail!(
+                "{} is a {kind}, not a raw disk image: convert it first (`cargo xtask image import {}`)",
+                path.display(),
+                path.display()
+            );
+        }
         if size % SECTOR != 0 {
             tracing::warn!(
                 "{}: {size} bytes is not a multiple of {SECTOR}: the last {} bytes are not used",
@@ -193,6 +203,31 @@ impl Backing {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+/// What a file that is not a raw disk is, by its first bytes: disk image
+/// containers and compressed files a user might point `cobdN=` at.
+pub fn container_format(head: &[u8]) -> Option<&'static str> {
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    if at(0, b"QFI\xfb") {
+        Some("qcow2 image")
+    } else if at(0, b"KDMV") || at(0, b"# Disk DescriptorFile") {
+        Some("VMDK image")
+    } else if at(0x40, &[0x7f, 0x10, 0xda, 0xbe]) {
+        Some("VirtualBox VDI image")
+    } else if at(0, b"vhdxfile") {
+        Some("VHDX image")
+    } else if at(0, b"conectix") {
+        Some("VHD image")
+    } else if at(0, &[0x1f, 0x8b]) {
+        Some("gzip-compressed file")
+    } else if at(0, &[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz-compressed file")
+    } else if at(0, &[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd-compressed file")
+    } else {
+        None
     }
 }
 

@@ -275,3 +275,25 @@ fn the_config_space_has_the_capacity_and_limits() {
     assert_eq!(d.features() & (1 << VIRTIO_BLK_F_RO), 0);
     assert_eq!(d.name(), "cobd0");
 }
+
+#[test]
+fn files_that_are_not_raw_disks_are_refused_naming_what_they_are() {
+    for (head, what) in [
+        (&b"QFI\xfb\0\0\0\x03"[..], "qcow2"),
+        (&[0x1f, 0x8b, 8, 0][..], "gzip"),
+        (&b"KDMV"[..], "VMDK"),
+    ] {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(head).unwrap();
+        f.write_all(&[0u8; 4096]).unwrap();
+        let e = format!("{:#}", Backing::open(f.path(), true).unwrap_err());
+        assert!(e.contains(what) && e.contains("image import"), "{e}");
+    }
+    let mut vdi = [0u8; 4096];
+    vdi[0x40..0x44].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
+    assert_eq!(container_format(&vdi), Some("VirtualBox VDI image"));
+    // An ext4 file system or an MBR disk is raw.
+    let mut ext4 = [0u8; 4096];
+    ext4[1080..1082].copy_from_slice(&[0x53, 0xef]);
+    assert_eq!(container_format(&ext4), None);
+}

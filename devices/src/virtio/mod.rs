@@ -199,6 +199,9 @@ struct Slot {
 pub struct Transport {
     mem: GuestRam,
     slots: Vec<Slot>,
+    /// The host driver's file: readable while a line a back end raised
+    /// waits for the next RUN (the run loop's wait ends for it).
+    wakeup: Option<File>,
 }
 
 /// How [`Transport::request`] went, for the guest (`COOPERATIVE_STATUS_*`).
@@ -281,11 +284,16 @@ impl Transport {
                 active: false,
             });
         }
-        Ok(Transport { mem, slots })
+        Ok(Transport {
+            mem,
+            slots,
+            wakeup: None,
+        })
     }
 
     /// The devices: (index, name, line, interrupt eventfd, kick eventfds),
-    /// for binding them in the host driver.
+    /// for binding them in the host driver. The eventfds live as long as
+    /// the transport.
     pub fn bindings(&self) -> impl Iterator<Item = (u32, String, u32, &EventFd, Vec<&EventFd>)> {
         self.slots.iter().enumerate().map(|(i, s)| {
             (
@@ -325,6 +333,12 @@ impl Transport {
         }
     }
 
+    /// Wake the run loop's wait when `driver` (the host driver's file)
+    /// becomes readable: a back end raised a line of an idle guest.
+    pub fn wake_on(&mut self, driver: File) {
+        self.wakeup = Some(driver);
+    }
+
     /// Stop every device (the guest has ended).
     pub fn shutdown(&mut self) {
         for s in &mut self.slots {
@@ -338,6 +352,36 @@ impl Transport {
 
 impl Drop for Transport {
     fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl crate::Device for Transport {
+    fn name(&self) -> &'static str {
+        "virtio"
+    }
+
+    fn poll_fds(&self, fds: &mut Vec<libc::pollfd>) {
+        use std::os::fd::AsRawFd;
+        if let Some(f) = &self.wakeup {
+            fds.push(libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+
+    fn ready(&mut self, _fds: &[libc::pollfd]) -> Result<()> {
+        // Nothing to do here: the next RUN delivers the raised lines.
+        Ok(())
+    }
+
+    fn operation(&mut self, op: u32, params: &[u64]) -> Option<u32> {
+        (op == abi::COOPERATIVE_OP_VIRTIO).then(|| self.request(params))
+    }
+
+    fn finish(&mut self) {
         self.shutdown();
     }
 }
