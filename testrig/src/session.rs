@@ -43,7 +43,9 @@ pub const SHELL_READY: &str = "colinux-run: shell-ready";
 /// the stderr of `colinux run` as `colinux| …` and [`EXIT_LINE`]. Limits
 /// (seconds): `GUEST_WAIT` for the init marker (180), `GUEST_STEP_WAIT` per
 /// step (60), `GUEST_END_WAIT` for the daemon after FINAL (60); on expiry
-/// the daemon is killed.
+/// the daemon is killed. `GUEST_INIT_MARKER` (the line saying the guest's
+/// userland started) and `GUEST_INITRD` (empty: none, e.g. for a guest that
+/// boots from a disk) may be set before calling it.
 ///
 /// `guest_stamp_of PATTERN` prints the host uptime at which the first
 /// console line containing PATTERN (fixed string) arrived.
@@ -57,6 +59,7 @@ GUEST_WAIT=${GUEST_WAIT:-180}
 GUEST_STEP_WAIT=${GUEST_STEP_WAIT:-60}
 GUEST_END_WAIT=${GUEST_END_WAIT:-60}
 GUEST_INIT_MARKER='@INIT_MARKER@'
+GUEST_INITRD=${GUEST_INITRD-@HOST_INITRD@}
 GUEST_CR=$(printf '\r')
 guest_stamp() {
     while IFS= read -r l || [ -n "$l" ]; do
@@ -149,7 +152,7 @@ guest_boot() {
     guest_stamp_pid=$!
     # GUEST_TASKSET, if set, pins the daemon (and so the guest) to those CPUs.
     ${GUEST_TASKSET:+taskset "$GUEST_TASKSET"} \
-    @HOST_COLINUX@ run name=@GUEST_NAME@ kernel=@HOST_VMLINUX@ initrd=@HOST_INITRD@ "mem=$GUEST_MEM" "$@" \
+    @HOST_COLINUX@ run name=@GUEST_NAME@ kernel=@HOST_VMLINUX@ ${GUEST_INITRD:+"initrd=$GUEST_INITRD"} "mem=$GUEST_MEM" "$@" \
         < /tmp/guest-in > /tmp/guest-out 2> "$GUEST_LOG.err" &
     GUEST_PID=$!
     guest_feed "$guest_steps" "$guest_final" > /tmp/guest-in &
@@ -333,7 +336,7 @@ mod tests {
         assert!(h.contains(INIT_MARKER));
         let s = script(128);
         assert!(s.contains(
-            "/root/colinux run name=guest kernel=/root/vmlinux initrd=/root/initrd.cpio \"mem=$GUEST_MEM\""
+            "/root/colinux run name=guest kernel=/root/vmlinux ${GUEST_INITRD:+\"initrd=$GUEST_INITRD\"} \"mem=$GUEST_MEM\""
         ));
         assert!(s.contains("GUEST_MEM=128"));
         assert!(s.contains("cat /proc/interrupts\nCOLINUX_STEPS_END"));
