@@ -68,8 +68,8 @@ pub struct Backing {
 }
 
 /// `BLKGETSIZE64`, `BLKDISCARD` from `<linux/fs.h>`.
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-const BLKDISCARD: libc::c_ulong = 0x1277;
+const BLKGETSIZE64: u32 = 0x8008_1272;
+const BLKDISCARD: u32 = 0x1277;
 
 impl Backing {
     /// Open and lock `path`.
@@ -114,7 +114,7 @@ impl Backing {
         let size = if block_device {
             let mut size = 0u64;
             // SAFETY: BLKGETSIZE64 writes one u64 to the pointer.
-            if unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) } != 0 {
+            if unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut size) } != 0 {
                 return Err(std::io::Error::last_os_error())
                     .with_context(|| format!("cannot read the size of {}", path.display()));
             }
@@ -161,7 +161,7 @@ impl Backing {
         if self.block_device {
             let range = [offset, len];
             // SAFETY: BLKDISCARD reads two u64 from the pointer.
-            if unsafe { libc::ioctl(self.file.as_raw_fd(), BLKDISCARD, range.as_ptr()) } != 0 {
+            if unsafe { libc::ioctl(self.file.as_raw_fd(), BLKDISCARD as _, range.as_ptr()) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             return Ok(());
