@@ -156,7 +156,7 @@ impl Ext4Image {
         let len = std::fs::metadata(image)
             .with_context(|| format!("cannot read {}", image.display()))?
             .len();
-        if offset % 4096 != 0 || offset + self.size_mib * MIB > len {
+        if !offset.is_multiple_of(4096) || offset + self.size_mib * MIB > len {
             bail!(
                 "{}: an ext4 file system of {} MiB at byte {offset} does not fit in its {len} \
                  bytes (or the offset is not 4 KiB aligned)",

@@ -485,8 +485,42 @@ fn extract(deb: &Path, release: &str, out: &Path, tree: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A cache made before the modules were kept, or for other modules, or
+    /// missing a file, is not complete (and gets completed by a fetch).
+    #[test]
+    fn incomplete_module_caches_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("vmlinuz"), b"k").unwrap();
+        std::fs::write(d.join("config"), b"c").unwrap();
+        assert!(boot_complete(d));
+        assert!(!complete(d), "no modules/: an older cache");
+        let plan = LoadPlan {
+            roots: modules::ROOTS.iter().map(|r| r.to_string()).collect(),
+            steps: vec![modules::Load::Module(modules::ModuleFile {
+                name: "ext4".into(),
+                path: "kernel/fs/ext4/ext4.ko".into(),
+            })],
+        };
+        let m = d.join("modules");
+        std::fs::create_dir_all(m.join("kernel/fs/ext4")).unwrap();
+        std::fs::write(m.join(modules::PLAN_FILE), plan.render()).unwrap();
+        let e = format!("{:#}", cached_plan(d).unwrap_err());
+        assert!(e.contains("lacks kernel/fs/ext4/ext4.ko"), "{e}");
+        std::fs::write(m.join("kernel/fs/ext4/ext4.ko"), b"\x7fELF").unwrap();
+        assert!(complete(d));
+        assert_eq!(cached_plan(d).unwrap(), plan);
+        let other = LoadPlan {
+            roots: vec!["ext4".into()],
+            ..plan
+        };
+        std::fs::write(m.join(modules::PLAN_FILE), other.render()).unwrap();
+        assert!(!complete(d), "a plan for other roots");
+    }
 
     #[test]
     fn parses_apt_cache_depends() {

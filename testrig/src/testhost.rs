@@ -1104,6 +1104,7 @@ fn render_command(cmd: &Command) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1142,6 +1143,130 @@ mod tests {
         assert!(!o.passed);
         assert!(!o.kernel_log_clean);
         assert!(o.reason.contains("WARNING: CPU"), "{}", o.reason);
+    }
+
+    fn strings(args: &[std::ffi::OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn disks_become_drives_and_virtio_blk_devices_in_order() {
+        let s = Scenario::new("d", "true")
+            .disk("/t/fs.img")
+            .disk_with(
+                Disk::new("/t/a,b.img", "raw")
+                    .read_only()
+                    .cache(DiskCache::Writeback)
+                    .discard(),
+            )
+            .disk("/dev/sdz1");
+        assert_eq!(s.disks[2].serial, "disk2");
+        assert_eq!(
+            strings(&disk_args(&s.disks)),
+            [
+                "-drive",
+                "file=/t/fs.img,format=raw,if=none,id=disk0,cache=unsafe",
+                "-device",
+                "virtio-blk-pci,drive=disk0,serial=disk0",
+                "-drive",
+                "file=/t/a,,b.img,format=raw,if=none,id=disk1,cache=writeback,readonly=on,discard=unmap",
+                "-device",
+                "virtio-blk-pci,drive=disk1,serial=raw",
+                "-drive",
+                "file=/dev/sdz1,format=raw,if=none,id=disk2,cache=unsafe",
+                "-device",
+                "virtio-blk-pci,drive=disk2,serial=disk2",
+            ]
+        );
+        assert!(disk_args(&[]).is_empty());
+
+        // In the whole command, after the machine's options.
+        let prepared = Prepared {
+            name: "d".into(),
+            dir: PathBuf::from("/t"),
+            kernel: HostKernel {
+                release: "r".into(),
+                vmlinuz: "/k/vmlinuz".into(),
+                config: "/k/config".into(),
+                build_dir: "/k/build".into(),
+                modules: hostkernel::HostModules {
+                    dir: "/k/modules".into(),
+                    plan: hostkernel::modules::LoadPlan {
+                        roots: vec![],
+                        steps: vec![],
+                    },
+                },
+            },
+            initramfs: "/t/d.cpio".into(),
+            nonce: "n".into(),
+        };
+        let cmd = prepared.qemu_command(&s, false);
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |a: &str| args.iter().position(|x| x == a).unwrap();
+        assert!(at("-nodefaults") < at("virtio-blk-pci,drive=disk0,serial=disk0"));
+        assert_eq!(args.iter().filter(|a| *a == "-drive").count(), 3);
+    }
+
+    #[test]
+    fn parses_cli_disks_and_checks_them() {
+        let d = Disk::parse("/x/y.img,ro", 3).unwrap();
+        assert_eq!(d, Disk::new("/x/y.img", "disk3").read_only());
+        let d = Disk::parse("/x/y.img", 0).unwrap();
+        assert!(!d.read_only);
+        assert_eq!(d.cache, DiskCache::Unsafe);
+        assert!(Disk::parse(",ro", 0).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("a.img");
+        std::fs::write(&img, [0u8; 512]).unwrap();
+        Disk::new(&img, "ok").check(0).unwrap();
+        let e = format!(
+            "{:#}",
+            Disk::new(dir.path().join("none"), "x")
+                .check(1)
+                .unwrap_err()
+        );
+        assert!(e.contains("disk 1") && e.contains("none"), "{e}");
+        assert!(Disk::new(&img, "has space").check(0).is_err());
+        assert!(Disk::new(&img, "a".repeat(21)).check(0).is_err());
+    }
+
+    #[test]
+    fn setup_failures_fail_the_outcome_and_say_why() {
+        let marker = init::marker("abc");
+        let mut st = State::default();
+        let t = Instant::now();
+        for l in [
+            "COLINUX-TESTHOST[abc]: SETUP-FAIL the kernel module ext4 did not load: insmod x: No such file",
+            "COLINUX-TESTHOST[abc]: EXIT 125",
+            "COLINUX-TESTHOST[abc]: KLOG CLEAN",
+            "COLINUX-TESTHOST[abc]: RESULT FAIL 125",
+        ] {
+            st.parse(l, &marker, t);
+        }
+        let s = Scenario::new("t", "true");
+        let o = st.outcome(OutcomeInput {
+            s: &s,
+            log: PathBuf::from("x.log"),
+            console: String::new(),
+            tail: vec![],
+            killed_at_limit: false,
+            status: None,
+            qemu_stderr: String::new(),
+            duration: Duration::ZERO,
+        });
+        assert!(!o.passed);
+        assert!(
+            o.reason.contains("module ext4 did not load"),
+            "{}",
+            o.reason
+        );
+        assert!(!o.reason.contains("status 125"), "{}", o.reason);
     }
 
     #[test]

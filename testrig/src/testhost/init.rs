@@ -138,7 +138,7 @@ read t0 _ < /proc/uptime
     }
     out.push_str(&format!(
         r#"read t1 _ < /proc/uptime
-echo "colinux-testhost: loaded {} module(s) in $(awk "BEGIN {{ printf "%.2f", $t1 - $t0 }}")s"
+echo "colinux-testhost: loaded {} module(s) in $(awk -v a="$t0" -v b="$t1" 'BEGIN {{ printf "%.2f", b - a }}')s"
 "#,
         plan.files().len()
     ));
