@@ -16,6 +16,11 @@
 //!   `<cache>/host-kernel/<release>/`. (The package's `System.map` is a
 //!   placeholder; symbols are in `/proc/kallsyms` inside the host.) The second call is a few `apt-cache`
 //!   and `dpkg-query` look-ups.
+//! - From the same package, the modules the test host loads (virtio, ext4,
+//!   …; [`modules::ROOTS`] and their dependencies, resolved by [`modules`]
+//!   from what `depmod` says) are kept in `<cache>/host-kernel/<release>/modules/`.
+//!   A cache without them (made before they were kept), or with another
+//!   list, is completed: the package is downloaded once more.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,6 +30,10 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 
 use colinux_buildenv::{paths, sysdeps};
+
+pub mod modules;
+
+use modules::{LoadPlan, ModuleIndex};
 
 /// The metapackage that names Debian's current stock kernel image.
 const IMAGE_META: &str = "linux-image-amd64";
@@ -46,6 +55,20 @@ pub struct HostKernel {
     /// `/lib/modules/<release>/build` points to on an installed system):
     /// `/usr/src/linux-headers-<release>`.
     pub build_dir: PathBuf,
+    /// The modules the test host loads ([`modules::ROOTS`] and what they
+    /// need).
+    pub modules: HostModules,
+}
+
+/// The stock kernel's modules kept for the test host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostModules {
+    /// Stands for `/lib/modules/<release>/`: the module files at their
+    /// package paths (`kernel/fs/ext4/ext4.ko`, …) and a `modules.dep`
+    /// naming them alone.
+    pub dir: PathBuf,
+    /// What to load, in order.
+    pub plan: LoadPlan,
 }
 
 /// Find Debian's current stock amd64 kernel, install its headers and
@@ -98,12 +121,22 @@ pub fn ensure_release(release: &str) -> Result<HostKernel> {
             fetch_image(release, &dir)?;
         }
     }
+    let plan = cached_plan(&dir).with_context(|| {
+        format!(
+            "the host kernel's modules in {} are incomplete after unpacking them",
+            dir.join("modules").display()
+        )
+    })?;
     tracing::debug!("host kernel {release}: {}", vmlinuz.display());
     Ok(HostKernel {
         release: release.to_string(),
         vmlinuz,
         config,
         build_dir,
+        modules: HostModules {
+            dir: dir.join("modules"),
+            plan,
+        },
     })
 }
 
@@ -172,9 +205,15 @@ fn apt_update() -> Result<()> {
     Ok(())
 }
 
-/// Download the image package for `release` and keep its kernel files in
-/// `dir` (written to a temporary directory, then renamed into place).
+/// Download the image package for `release` and keep its kernel files and
+/// modules in `dir` (written to a temporary directory, then renamed into
+/// place). When `dir` already has the kernel files, only the modules are
+/// (re)placed.
 fn fetch_image(release: &str, dir: &Path) -> Result<()> {
+    sysdeps::ensure(
+        "resolving the host kernel's module dependencies (depmod)",
+        &["kmod"],
+    )?;
     let parent = dir
         .parent()
         .context("the host kernel cache has no parent")?;
@@ -190,19 +229,50 @@ fn fetch_image(release: &str, dir: &Path) -> Result<()> {
             )
         })?;
     let deb = download_image(release, work.path())?;
-    tracing::info!("unpacking the kernel from {}", deb.display());
+    let need_boot = !boot_complete(dir);
+    tracing::info!(
+        "unpacking the {}modules from {}",
+        if need_boot {
+            "kernel and its "
+        } else {
+            "kernel's "
+        },
+        deb.display()
+    );
     let out = work.path().join("out");
     std::fs::create_dir(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    extract_boot_files(&deb, release, &out)?;
-    if dir.exists() && !complete(dir) {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("cannot remove the incomplete {}", dir.display()))?;
-    }
-    if let Err(e) = std::fs::rename(&out, dir) {
-        // Another process may have finished the same download first.
-        if !complete(dir) {
-            return Err(e)
-                .with_context(|| format!("cannot move the host kernel into {}", dir.display()));
+    let tree = work.path().join("tree");
+    extract(&deb, release, &out, &tree)?;
+    keep_modules(release, &tree, &out.join("modules"))
+        .with_context(|| format!("the modules of {}", deb.display()))?;
+    if need_boot {
+        if dir.exists() && !complete(dir) {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot remove the incomplete {}", dir.display()))?;
+        }
+        if let Err(e) = std::fs::rename(&out, dir) {
+            // Another process may have finished the same download first.
+            if !complete(dir) {
+                return Err(e).with_context(|| {
+                    format!("cannot move the host kernel into {}", dir.display())
+                });
+            }
+        }
+    } else {
+        // Only the modules: move an old or partial set aside, then put the
+        // new one in its place.
+        let modules = dir.join("modules");
+        if modules.exists() {
+            let old = work.path().join("old-modules");
+            std::fs::rename(&modules, &old)
+                .with_context(|| format!("cannot move {} aside", modules.display()))?;
+        }
+        if let Err(e) = std::fs::rename(out.join("modules"), &modules) {
+            if !complete(dir) {
+                return Err(e).with_context(|| {
+                    format!("cannot move the modules into {}", modules.display())
+                });
+            }
         }
     }
     Ok(())
@@ -210,7 +280,93 @@ fn fetch_image(release: &str, dir: &Path) -> Result<()> {
 
 /// Whether `dir` holds everything [`fetch_image`] leaves there.
 fn complete(dir: &Path) -> bool {
+    boot_complete(dir) && cached_plan(dir).is_ok()
+}
+
+/// Whether `dir` has the kernel image and config.
+fn boot_complete(dir: &Path) -> bool {
     ["vmlinuz", "config"].iter().all(|f| dir.join(f).is_file())
+}
+
+/// The cached modules' plan, if it is there, is for [`modules::ROOTS`] and
+/// every file it names is there.
+fn cached_plan(dir: &Path) -> Result<LoadPlan> {
+    let modules = dir.join("modules");
+    let path = modules.join(modules::PLAN_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let plan = LoadPlan::parse(&text).with_context(|| format!("in {}", path.display()))?;
+    if plan.roots != modules::ROOTS {
+        bail!(
+            "{} is for the modules {:?}, not {:?}",
+            path.display(),
+            plan.roots,
+            modules::ROOTS
+        );
+    }
+    if let Some(m) = plan
+        .files()
+        .into_iter()
+        .find(|m| !modules.join(&m.path).is_file())
+    {
+        bail!("{} lacks {}", modules.display(), m.path);
+    }
+    Ok(plan)
+}
+
+/// Run `depmod` on the unpacked `tree` (`<tree>/lib/modules/<release>/`),
+/// resolve [`modules::ROOTS`] and copy what the plan names into `out`, with
+/// a trimmed `modules.dep` and the plan (last).
+fn keep_modules(release: &str, tree: &Path, out: &Path) -> Result<()> {
+    let lib = tree.join("lib/modules").join(release);
+    if !lib.join("kernel").is_dir() {
+        bail!("the package has no lib/modules/{release}/kernel/");
+    }
+    let depmod = Command::new("depmod")
+        .arg("-b")
+        .arg(tree)
+        .arg(release)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run depmod (Debian package kmod)")?;
+    if !depmod.status.success() {
+        bail!(
+            "depmod -b {} {release} failed ({}): {}",
+            tree.display(),
+            depmod.status,
+            String::from_utf8_lossy(&depmod.stderr).trim()
+        );
+    }
+    let read = |name: &str| {
+        let p = lib.join(name);
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let index = ModuleIndex::parse(
+        &read("modules.dep")?,
+        &read("modules.softdep")?,
+        &read("modules.alias")?,
+    )?;
+    let plan = modules::resolve(&index, modules::ROOTS)?;
+    for m in plan.files() {
+        let src = lib.join(&m.path);
+        let dst = out.join(&m.path);
+        if let Some(p) = dst.parent() {
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+        }
+        std::fs::copy(&src, &dst)
+            .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+    }
+    let dep = out.join("modules.dep");
+    std::fs::write(&dep, plan.trimmed_dep(&index))
+        .with_context(|| format!("cannot write {}", dep.display()))?;
+    let plan_path = out.join(modules::PLAN_FILE);
+    std::fs::write(&plan_path, plan.render())
+        .with_context(|| format!("cannot write {}", plan_path.display()))?;
+    tracing::info!(
+        "host kernel {release}: kept {} modules for the test host",
+        plan.files().len()
+    );
+    Ok(())
 }
 
 /// `apt-get download` the signed image package, else the unsigned one.
@@ -259,12 +415,15 @@ fn download_image(release: &str, work: &Path) -> Result<PathBuf> {
 }
 
 /// Extract `boot/{vmlinuz,config}-<release>` from the package `deb` into
-/// `out` as `vmlinuz` and `config`.
-fn extract_boot_files(deb: &Path, release: &str, out: &Path) -> Result<()> {
+/// `out` as `vmlinuz` and `config`, and `lib/modules/<release>/` into
+/// `tree` (at its package path).
+fn extract(deb: &Path, release: &str, out: &Path, tree: &Path) -> Result<()> {
     let wanted = [
         (format!("boot/vmlinuz-{release}"), "vmlinuz"),
         (format!("boot/config-{release}"), "config"),
     ];
+    let modules = format!("lib/modules/{release}/");
+    std::fs::create_dir_all(tree).with_context(|| format!("cannot create {}", tree.display()))?;
     let mut child = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
         .arg(deb)
@@ -275,6 +434,7 @@ fn extract_boot_files(deb: &Path, release: &str, out: &Path) -> Result<()> {
         .context("cannot run dpkg-deb")?;
     let stdout = child.stdout.take().context("dpkg-deb has no stdout")?;
     let mut found = 0;
+    let mut module_files = 0usize;
     let result = (|| -> Result<()> {
         let mut archive = tar::Archive::new(stdout);
         for entry in archive.entries()? {
@@ -287,15 +447,19 @@ fn extract_boot_files(deb: &Path, release: &str, out: &Path) -> Result<()> {
                 std::fs::write(out.join(name), &data)
                     .with_context(|| format!("cannot write {}", out.join(name).display()))?;
                 found += 1;
-                if found == wanted.len() {
-                    // boot/ comes first in Debian's packages: skip the modules.
-                    break;
+            } else if path.starts_with(&modules) {
+                // unpack_in refuses paths that leave `tree`.
+                if !entry
+                    .unpack_in(tree)
+                    .with_context(|| format!("cannot unpack {path} into {}", tree.display()))?
+                {
+                    bail!("{path}: a path outside the package's tree");
                 }
+                module_files += 1;
             }
         }
         Ok(())
     })();
-    // Stop dpkg-deb if we left early (it would block on a full pipe).
     let _ = child.kill();
     let output = child.wait_with_output().context("dpkg-deb failed")?;
     result.with_context(|| {
@@ -313,12 +477,50 @@ fn extract_boot_files(deb: &Path, release: &str, out: &Path) -> Result<()> {
             .collect();
         bail!("{} has no {}", deb.display(), missing.join(", "));
     }
+    tracing::debug!(
+        "unpacked {module_files} files of {modules} from {}",
+        deb.display()
+    );
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A cache made before the modules were kept, or for other modules, or
+    /// missing a file, is not complete (and gets completed by a fetch).
+    #[test]
+    fn incomplete_module_caches_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("vmlinuz"), b"k").unwrap();
+        std::fs::write(d.join("config"), b"c").unwrap();
+        assert!(boot_complete(d));
+        assert!(!complete(d), "no modules/: an older cache");
+        let plan = LoadPlan {
+            roots: modules::ROOTS.iter().map(|r| r.to_string()).collect(),
+            steps: vec![modules::Load::Module(modules::ModuleFile {
+                name: "ext4".into(),
+                path: "kernel/fs/ext4/ext4.ko".into(),
+            })],
+        };
+        let m = d.join("modules");
+        std::fs::create_dir_all(m.join("kernel/fs/ext4")).unwrap();
+        std::fs::write(m.join(modules::PLAN_FILE), plan.render()).unwrap();
+        let e = format!("{:#}", cached_plan(d).unwrap_err());
+        assert!(e.contains("lacks kernel/fs/ext4/ext4.ko"), "{e}");
+        std::fs::write(m.join("kernel/fs/ext4/ext4.ko"), b"\x7fELF").unwrap();
+        assert!(complete(d));
+        assert_eq!(cached_plan(d).unwrap(), plan);
+        let other = LoadPlan {
+            roots: vec!["ext4".into()],
+            ..plan
+        };
+        std::fs::write(m.join(modules::PLAN_FILE), other.render()).unwrap();
+        assert!(!complete(d), "a plan for other roots");
+    }
 
     #[test]
     fn parses_apt_cache_depends() {

@@ -8,7 +8,10 @@
 //!   test host, with markers, a kernel-log check and QEMU monitor actions;
 //!   [`testhost::init`] is its `/init`.
 //! - [`hostkernel`]: Debian's `linux-image-amd64`, fetched into the cache,
-//!   and the matching headers.
+//!   the matching headers, and the modules the test host loads
+//!   ([`hostkernel::modules`]: virtio, ext4, resolved from `depmod`'s files).
+//! - [`diskimage`]: ext4 and partitioned images for the test host's disks,
+//!   made without root.
 //! - [`initramfs`]: the busybox root both initramfs images share, written by
 //!   [`cpio`] (newc writer and reader).
 //! - [`guest_initrd`]: the guest's initramfs (Debian's i386 busybox,
@@ -20,6 +23,7 @@
 //!   in the guest and the host besides the kernels.
 
 pub mod cpio;
+pub mod diskimage;
 pub mod elf;
 pub mod guest_initrd;
 pub mod hostkernel;

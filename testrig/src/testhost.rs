@@ -13,8 +13,16 @@
 //! interactive shell on the terminal, for humans.
 //!
 //! The machine: `-machine q35 -accel tcg -cpu max` (SMEP, SMAP, NX, PCID,
-//! LA57, …), 2 vCPUs and 2 GiB by default, no disks, no network. KVM is not
-//! used: it hangs on this project's machines.
+//! LA57, …), 2 vCPUs and 2 GiB by default, no network, and the scenario's
+//! [`Disk`]s (none by default) as virtio-blk PCI devices. KVM is not used: it
+//! hangs on this project's machines.
+//!
+//! Disks: the host's `/init` loads the stock kernel's virtio and ext4
+//! modules (from [`crate::hostkernel::HostModules`], with `insmod`, in
+//! dependency order) before the script runs, waits for every disk to
+//! appear (`/dev/vda`, `/dev/vdb`, … in the order of [`Scenario::disks`])
+//! and links each as `/dev/disk/by-id/virtio-<serial>` (and its partitions
+//! as `…-part<N>`), as udev would. [`crate::diskimage`] makes the images.
 
 pub mod init;
 
@@ -89,6 +97,172 @@ pub struct Scenario {
     /// scenario asks for what only the machine can do, e.g. `mce` to inject
     /// a machine check on a CPU at a moment the script chooses.
     pub monitor: Vec<MonitorAction>,
+    /// Disks attached to the host, in order: the first is `/dev/vda`.
+    pub disks: Vec<Disk>,
+}
+
+/// A file or block device of the build machine attached to the test host
+/// as a virtio disk (`-drive file=…,format=raw,if=none` +
+/// `-device virtio-blk-pci`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// The image file (raw) or block device on the build machine.
+    pub path: PathBuf,
+    /// The disk's serial number (at most 20 bytes of `[A-Za-z0-9._-]`):
+    /// `/sys/block/vdX/serial` and `/dev/disk/by-id/virtio-<serial>` in the
+    /// host. [`Scenario::disk`] names them `disk0`, `disk1`, … by position.
+    pub serial: String,
+    /// Attach it read-only: the host sees a read-only disk
+    /// (`blockdev --getro` says 1) and QEMU refuses writes.
+    pub read_only: bool,
+    /// QEMU's cache mode (default [`DiskCache::Unsafe`]).
+    pub cache: DiskCache,
+    /// Pass the host's discards to the image (`discard=unmap`; default
+    /// off: QEMU ignores them).
+    pub discard: bool,
+}
+
+/// QEMU's `cache=` for a disk. What the *test host* writes reaches the
+/// image file (the build machine's page cache) as soon as QEMU writes it
+/// in every mode; the modes differ in what a flush from the test host costs
+/// and whether QEMU bypasses the build machine's page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskCache {
+    /// Flushes are ignored (no `fsync` on the build machine): the fastest,
+    /// and what tests want unless they measure flushes. The default.
+    Unsafe,
+    /// Flushes become `fdatasync` on the image file.
+    Writeback,
+    /// Every write is synchronous.
+    Writethrough,
+    /// `O_DIRECT`, flushes honoured (for benchmarks that must not measure
+    /// the build machine's page cache).
+    None,
+    /// `O_DIRECT` and every write synchronous.
+    Directsync,
+}
+
+impl DiskCache {
+    /// The word QEMU's `cache=` takes.
+    pub fn as_qemu(self) -> &'static str {
+        match self {
+            DiskCache::Unsafe => "unsafe",
+            DiskCache::Writeback => "writeback",
+            DiskCache::Writethrough => "writethrough",
+            DiskCache::None => "none",
+            DiskCache::Directsync => "directsync",
+        }
+    }
+}
+
+impl Disk {
+    /// A read-write disk on `path` with serial `serial`, `cache=unsafe`.
+    pub fn new(path: impl Into<PathBuf>, serial: impl Into<String>) -> Disk {
+        Disk {
+            path: path.into(),
+            serial: serial.into(),
+            read_only: false,
+            cache: DiskCache::Unsafe,
+            discard: false,
+        }
+    }
+
+    /// Read-only (builder style).
+    pub fn read_only(mut self) -> Disk {
+        self.read_only = true;
+        self
+    }
+
+    /// Set the cache mode (builder style).
+    pub fn cache(mut self, cache: DiskCache) -> Disk {
+        self.cache = cache;
+        self
+    }
+
+    /// Pass discards through (builder style).
+    pub fn discard(mut self) -> Disk {
+        self.discard = true;
+        self
+    }
+
+    /// Parse the CLI form `PATH[,ro]` (a path containing a comma must be
+    /// given with the `,ro`-less form of a path that does not end in
+    /// `,ro`); the serial is `disk<index>`.
+    pub fn parse(spec: &str, index: usize) -> Result<Disk> {
+        let (path, read_only) = match spec.strip_suffix(",ro") {
+            Some(p) => (p, true),
+            None => (spec, false),
+        };
+        if path.is_empty() {
+            bail!("{spec:?}: expected PATH[,ro]");
+        }
+        let disk = Disk::new(path, format!("disk{index}"));
+        Ok(if read_only { disk.read_only() } else { disk })
+    }
+
+    /// Check the serial and that the path can be opened (read-write unless
+    /// read-only), so that a bad disk is an error naming it rather than a
+    /// QEMU failure.
+    fn check(&self, index: usize) -> Result<()> {
+        let what = || format!("disk {index} ({})", self.path.display());
+        if self.serial.is_empty()
+            || self.serial.len() > 20
+            || !self
+                .serial
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            bail!(
+                "{}: the serial {:?} must be 1 to 20 characters of [A-Za-z0-9._-]",
+                what(),
+                self.serial
+            );
+        }
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(!self.read_only)
+            .open(&self.path)
+            .with_context(|| {
+                format!(
+                    "{}: cannot open it {}",
+                    what(),
+                    if self.read_only {
+                        "for reading"
+                    } else {
+                        "for reading and writing (attach it read-only?)"
+                    }
+                )
+            })?;
+        Ok(())
+    }
+}
+
+/// QEMU's arguments for `disks`: one `-drive` (`id=disk<N>`) and one
+/// `-device virtio-blk-pci` each, in order.
+fn disk_args(disks: &[Disk]) -> Vec<std::ffi::OsString> {
+    let mut args = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        // QEMU's option syntax doubles a comma inside a value.
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(
+            d.path
+                .as_os_str()
+                .to_string_lossy()
+                .replace(',', ",,")
+                .as_str(),
+        );
+        drive.push(format!(
+            ",format=raw,if=none,id=disk{i},cache={}{}{}",
+            d.cache.as_qemu(),
+            if d.read_only { ",readonly=on" } else { "" },
+            if d.discard { ",discard=unmap" } else { "" },
+        ));
+        args.push("-drive".into());
+        args.push(drive);
+        args.push("-device".into());
+        args.push(format!("virtio-blk-pci,drive=disk{i},serial={}", d.serial).into());
+    }
+    args
 }
 
 /// Send `command` to QEMU's human monitor each time a console line contains
@@ -115,7 +289,23 @@ impl Scenario {
             check_klog: true,
             klog_ignore: Vec::new(),
             monitor: Vec::new(),
+            disks: Vec::new(),
         }
+    }
+
+    /// Attach the image file or block device `path` as the next virtio
+    /// disk (builder style): read-write, `cache=unsafe`, serial
+    /// `disk<N>` (N its position). For other options push a [`Disk`], or
+    /// use [`Scenario::disk_with`].
+    pub fn disk(self, path: impl Into<PathBuf>) -> Self {
+        let serial = format!("disk{}", self.disks.len());
+        self.disk_with(Disk::new(path, serial))
+    }
+
+    /// Attach `disk` as the next virtio disk (builder style).
+    pub fn disk_with(mut self, disk: Disk) -> Self {
+        self.disks.push(disk);
+        self
     }
 
     /// Send `command` to the QEMU monitor whenever a console line contains
@@ -384,7 +574,8 @@ impl Prepared {
             .arg("-initrd")
             .arg(&self.initramfs)
             .args(["-append", append.trim_end()])
-            .args(["-nodefaults", "-no-reboot", "-display", "none"]);
+            .args(["-nodefaults", "-no-reboot", "-display", "none"])
+            .args(disk_args(&s.disks));
         if interactive {
             cmd.args(["-serial", "mon:stdio"]);
         } else if let Some(sock) = self.monitor_socket(s) {
@@ -449,8 +640,28 @@ fn prepare(s: &Scenario, interactive: bool) -> Result<Prepared> {
             s.memory_mb
         );
     }
+    if s.disks.len() > MAX_DISKS {
+        bail!(
+            "scenario {:?}: {} disks; the test host takes at most {MAX_DISKS}",
+            s.name,
+            s.disks.len()
+        );
+    }
+    for (i, d) in s.disks.iter().enumerate() {
+        d.check(i)
+            .with_context(|| format!("scenario {:?}", s.name))?;
+        if let Some(j) = s.disks[..i].iter().position(|o| o.serial == d.serial) {
+            bail!(
+                "scenario {:?}: disks {j} and {i} have the same serial {:?}",
+                s.name,
+                d.serial
+            );
+        }
+    }
     sysdeps::ensure("the QEMU test host", sysdeps::TEST_HOST)?;
     let kernel = hostkernel::ensure()?;
+    let load_modules = !s.disks.is_empty();
+    let serials: Vec<String> = s.disks.iter().map(|d| d.serial.clone()).collect();
     let name = sanitize(&s.name);
     let dir = output_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -462,8 +673,15 @@ fn prepare(s: &Scenario, interactive: bool) -> Result<Prepared> {
         check_klog: s.check_klog,
         klog_ignore: &s.klog_ignore,
         interactive,
+        modules: load_modules.then_some(&kernel.modules.plan),
+        disks: &serials,
     });
-    write_initramfs(&initramfs, &init, s)
+    let modules = if load_modules {
+        module_files(&kernel)?
+    } else {
+        Vec::new()
+    };
+    write_initramfs(&initramfs, &init, s, modules)
         .with_context(|| format!("cannot build the initramfs for scenario {:?}", s.name))?;
     Ok(Prepared {
         name,
@@ -496,7 +714,39 @@ const DIRS: &[(&str, u32)] = &[
     ("/var", 0o755),
 ];
 
-fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
+/// The most disks a scenario can attach.
+const MAX_DISKS: usize = 20;
+
+/// The host kernel's modules for the initramfs, at
+/// `/lib/modules/<release>/…`: the plan's files and the trimmed
+/// `modules.dep` (so busybox `modprobe` works in the host too).
+fn module_files(kernel: &HostKernel) -> Result<Vec<(String, u32, Vec<u8>)>> {
+    let m = &kernel.modules;
+    let mut out = Vec::new();
+    let rels = m
+        .plan
+        .files()
+        .into_iter()
+        .map(|f| f.path.clone())
+        .chain(std::iter::once("modules.dep".to_string()));
+    for rel in rels {
+        let src = m.dir.join(&rel);
+        let data = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+        out.push((
+            format!("/lib/modules/{}/{rel}", kernel.release),
+            0o644,
+            data,
+        ));
+    }
+    Ok(out)
+}
+
+fn write_initramfs(
+    path: &Path,
+    init: &str,
+    s: &Scenario,
+    modules: Vec<(String, u32, Vec<u8>)>,
+) -> Result<()> {
     let busybox = Path::new("/bin/busybox");
     let busybox_data =
         std::fs::read(busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
@@ -514,7 +764,8 @@ fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
         bail!("busybox --list-full failed ({})", applets.status);
     }
     let mut data = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen: std::collections::BTreeSet<&str> =
+        modules.iter().map(|(p, _, _)| p.as_str()).collect();
     for f in &s.files {
         if !f.dest.starts_with('/') {
             bail!("{}: the destination must be absolute", f.dest);
@@ -523,7 +774,10 @@ fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
             bail!("{}: the test host writes that file itself", f.dest);
         }
         if !seen.insert(f.dest.as_str()) {
-            bail!("{}: two files have that destination", f.dest);
+            bail!(
+                "{}: two files have that destination (or the host kernel's modules do)",
+                f.dest
+            );
         }
         data.push(
             std::fs::read(&f.source)
@@ -531,6 +785,11 @@ fn write_initramfs(path: &Path, init: &str, s: &Scenario) -> Result<()> {
         );
     }
     let mut files = vec![("/scenario.sh".to_string(), 0o755, s.script.as_bytes())];
+    files.extend(
+        modules
+            .iter()
+            .map(|(p, m, d)| (p.clone(), *m, d.as_slice())),
+    );
     files.extend(
         s.files
             .iter()
@@ -640,6 +899,7 @@ struct State {
     result: Option<bool>,
     result_at: Option<Instant>,
     panic_line: Option<String>,
+    setup_failures: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -675,6 +935,7 @@ impl State {
                 self.start_at = Some(started.elapsed());
                 self.release = Some(arg.trim().to_string());
             }
+            "SETUP-FAIL" => self.setup_failures.push(arg.trim().to_string()),
             "TIMEOUT" => self.inner_timeout = arg.trim().parse().ok().or(Some(0)),
             "EXIT" => self.exit = arg.split_whitespace().next().and_then(|c| c.parse().ok()),
             "KLOG:" => self.klog_problems.push(arg.to_string()),
@@ -733,6 +994,12 @@ impl State {
                 ));
             }
         }
+        if !self.setup_failures.is_empty() {
+            problems.push(format!(
+                "the test host's setup failed, the script did not run: {}",
+                self.setup_failures.join("; ")
+            ));
+        }
         if let Some(secs) = self.inner_timeout {
             timed_out = true;
             problems.push(format!(
@@ -740,7 +1007,10 @@ impl State {
                  (limit {}s, boot included) and was killed",
                 i.s.timeout.as_secs()
             ));
-        } else if let Some(code) = self.exit.filter(|c| *c != 0) {
+        } else if let Some(code) = self
+            .exit
+            .filter(|c| *c != 0 && self.setup_failures.is_empty())
+        {
             problems.push(format!("the script exited with status {code}"));
         }
         if self.klog == Some(Klog::Dirty) {
@@ -834,6 +1104,7 @@ fn render_command(cmd: &Command) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -872,6 +1143,130 @@ mod tests {
         assert!(!o.passed);
         assert!(!o.kernel_log_clean);
         assert!(o.reason.contains("WARNING: CPU"), "{}", o.reason);
+    }
+
+    fn strings(args: &[std::ffi::OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn disks_become_drives_and_virtio_blk_devices_in_order() {
+        let s = Scenario::new("d", "true")
+            .disk("/t/fs.img")
+            .disk_with(
+                Disk::new("/t/a,b.img", "raw")
+                    .read_only()
+                    .cache(DiskCache::Writeback)
+                    .discard(),
+            )
+            .disk("/dev/sdz1");
+        assert_eq!(s.disks[2].serial, "disk2");
+        assert_eq!(
+            strings(&disk_args(&s.disks)),
+            [
+                "-drive",
+                "file=/t/fs.img,format=raw,if=none,id=disk0,cache=unsafe",
+                "-device",
+                "virtio-blk-pci,drive=disk0,serial=disk0",
+                "-drive",
+                "file=/t/a,,b.img,format=raw,if=none,id=disk1,cache=writeback,readonly=on,discard=unmap",
+                "-device",
+                "virtio-blk-pci,drive=disk1,serial=raw",
+                "-drive",
+                "file=/dev/sdz1,format=raw,if=none,id=disk2,cache=unsafe",
+                "-device",
+                "virtio-blk-pci,drive=disk2,serial=disk2",
+            ]
+        );
+        assert!(disk_args(&[]).is_empty());
+
+        // In the whole command, after the machine's options.
+        let prepared = Prepared {
+            name: "d".into(),
+            dir: PathBuf::from("/t"),
+            kernel: HostKernel {
+                release: "r".into(),
+                vmlinuz: "/k/vmlinuz".into(),
+                config: "/k/config".into(),
+                build_dir: "/k/build".into(),
+                modules: hostkernel::HostModules {
+                    dir: "/k/modules".into(),
+                    plan: hostkernel::modules::LoadPlan {
+                        roots: vec![],
+                        steps: vec![],
+                    },
+                },
+            },
+            initramfs: "/t/d.cpio".into(),
+            nonce: "n".into(),
+        };
+        let cmd = prepared.qemu_command(&s, false);
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |a: &str| args.iter().position(|x| x == a).unwrap();
+        assert!(at("-nodefaults") < at("virtio-blk-pci,drive=disk0,serial=disk0"));
+        assert_eq!(args.iter().filter(|a| *a == "-drive").count(), 3);
+    }
+
+    #[test]
+    fn parses_cli_disks_and_checks_them() {
+        let d = Disk::parse("/x/y.img,ro", 3).unwrap();
+        assert_eq!(d, Disk::new("/x/y.img", "disk3").read_only());
+        let d = Disk::parse("/x/y.img", 0).unwrap();
+        assert!(!d.read_only);
+        assert_eq!(d.cache, DiskCache::Unsafe);
+        assert!(Disk::parse(",ro", 0).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("a.img");
+        std::fs::write(&img, [0u8; 512]).unwrap();
+        Disk::new(&img, "ok").check(0).unwrap();
+        let e = format!(
+            "{:#}",
+            Disk::new(dir.path().join("none"), "x")
+                .check(1)
+                .unwrap_err()
+        );
+        assert!(e.contains("disk 1") && e.contains("none"), "{e}");
+        assert!(Disk::new(&img, "has space").check(0).is_err());
+        assert!(Disk::new(&img, "a".repeat(21)).check(0).is_err());
+    }
+
+    #[test]
+    fn setup_failures_fail_the_outcome_and_say_why() {
+        let marker = init::marker("abc");
+        let mut st = State::default();
+        let t = Instant::now();
+        for l in [
+            "COLINUX-TESTHOST[abc]: SETUP-FAIL the kernel module ext4 did not load: insmod x: No such file",
+            "COLINUX-TESTHOST[abc]: EXIT 125",
+            "COLINUX-TESTHOST[abc]: KLOG CLEAN",
+            "COLINUX-TESTHOST[abc]: RESULT FAIL 125",
+        ] {
+            st.parse(l, &marker, t);
+        }
+        let s = Scenario::new("t", "true");
+        let o = st.outcome(OutcomeInput {
+            s: &s,
+            log: PathBuf::from("x.log"),
+            console: String::new(),
+            tail: vec![],
+            killed_at_limit: false,
+            status: None,
+            qemu_stderr: String::new(),
+            duration: Duration::ZERO,
+        });
+        assert!(!o.passed);
+        assert!(
+            o.reason.contains("module ext4 did not load"),
+            "{}",
+            o.reason
+        );
+        assert!(!o.reason.contains("status 125"), "{}", o.reason);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use colinux_testrig::testhost::{self, GuestFile, Scenario};
+use colinux_testrig::testhost::{self, Disk, GuestFile, Scenario};
 
 /// The `test-host` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -17,8 +17,9 @@ pub enum TestHostCmd {
     /// is kept in target/test-host/<name>.log.
     ///
     /// Inside: busybox (every applet), /proc, /sys, /dev (devtmpfs),
-    /// /sys/kernel/debug, tmpfs /tmp; no disks, no network, no modules of
-    /// the stock kernel. Programs you add must be static x86_64 binaries.
+    /// /sys/kernel/debug, tmpfs /tmp; no network; the disks given with
+    /// --disk (then the stock kernel's virtio and ext4 modules are loaded
+    /// first). Programs you add must be static x86_64 binaries.
     Run {
         /// The /bin/sh (busybox ash) script to run
         #[arg(long)]
@@ -58,6 +59,12 @@ pub enum TestHostCmd {
 /// The virtual machine's shape.
 #[derive(Debug, clap::Args)]
 pub struct MachineArgs {
+    /// Attach a raw image file or block device as the next virtio disk:
+    /// PATH[,ro]. The first is /dev/vda (also
+    /// /dev/disk/by-id/virtio-disk0), the second /dev/vdb, …; QEMU's
+    /// cache=unsafe. Repeatable
+    #[arg(long = "disk", value_name = "PATH[,ro]")]
+    disks: Vec<String>,
     /// Virtual CPUs
     #[arg(long, default_value_t = 2)]
     cpus: u32,
@@ -129,5 +136,50 @@ fn scenario(name: String, script: String, files: &[String], m: MachineArgs) -> R
     s.cpus = m.cpus;
     s.memory_mb = m.memory;
     s.append = m.append;
+    s.disks = m
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Disk::parse(d, i))
+        .collect::<Result<_>>()?;
     Ok(s)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: TestHostCmd,
+    }
+
+    #[test]
+    fn disks_from_the_command_line() {
+        let cli = Cli::try_parse_from([
+            "test-host",
+            "run",
+            "--script",
+            "s.sh",
+            "--disk",
+            "/t/fs.img",
+            "--disk",
+            "/dev/sdz1,ro",
+        ])
+        .unwrap();
+        let TestHostCmd::Run { machine, .. } = cli.cmd else {
+            panic!("not run: {cli:?}");
+        };
+        let s = scenario("x".into(), String::new(), &[], machine).unwrap();
+        assert_eq!(
+            s.disks,
+            [
+                Disk::new("/t/fs.img", "disk0"),
+                Disk::new("/dev/sdz1", "disk1").read_only()
+            ]
+        );
+    }
 }

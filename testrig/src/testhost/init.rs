@@ -8,6 +8,8 @@
 //! Every marker line starts with `COLINUX-TESTHOST[<nonce>]: `, where the
 //! nonce is fresh per run, so nothing else on the console (the kernel echoing
 //! its command line, a scenario printing this file) can be mistaken for one:
+//! - `SETUP-FAIL <what>` — a module did not load or a disk did not appear:
+//!   the script does not run;
 //! - `START <uname -r>` — the scenario starts now;
 //! - `TIMEOUT <secs>` — the scenario was killed after `<secs>` seconds;
 //! - `EXIT <status>` — the scenario's exit status;
@@ -15,6 +17,8 @@
 //! - `KLOG CLEAN` / `KLOG DIRTY <count>` / `KLOG SKIPPED`;
 //! - `DMESG BEGIN` … `DMESG END` — on failure, the whole kernel log;
 //! - `RESULT PASS` / `RESULT FAIL <status>` — the last line before power-off.
+
+use crate::hostkernel::modules::{Load, LoadPlan};
 
 /// Extended regular expressions (`grep -E`) for kernel log lines that mean
 /// something went wrong in the host kernel.
@@ -54,6 +58,130 @@ pub struct InitOptions<'a> {
     pub klog_ignore: &'a [String],
     /// Run an interactive shell on the console after the scenario.
     pub interactive: bool,
+    /// Load these modules (found under `/lib/modules/<release>/` in the
+    /// host) before the scenario.
+    pub modules: Option<&'a LoadPlan>,
+    /// The serials of the scenario's disks, in order (`vda`, `vdb`, …):
+    /// the init waits for them and links `/dev/disk/by-id/virtio-<serial>`.
+    pub disks: &'a [String],
+}
+
+/// The kernel's name of the `index`th virtio disk: `vda`, `vdb`, …,
+/// `vdz`, `vdaa`, … (as `virtio_blk` names them).
+pub fn disk_name(index: usize) -> String {
+    // Linux's sd_format_disk_name: bijective base 26.
+    let mut letters = Vec::new();
+    let mut n = index + 1;
+    while n > 0 {
+        n -= 1;
+        letters.push(b'a' + (n % 26) as u8);
+        n /= 26;
+    }
+    letters.reverse();
+    format!("vd{}", String::from_utf8_lossy(&letters))
+}
+
+/// The shell that loads `plan` (modules under `/lib/modules/$(uname -r)/`):
+/// each step with `insmod`, a module already in `/sys/module` skipped; a
+/// step that fails prints `$M SETUP-FAIL …` naming the module and what
+/// insmod said, and sets `setup_failed=1`.
+fn load_modules(plan: &LoadPlan) -> String {
+    let mut out = String::from(
+        r#"moddir=/lib/modules/$(uname -r)
+modmsg=
+colinux_insmod() {
+    [ -d "/sys/module/$1" ] && return 0
+    if modmsg=$(insmod "$moddir/$2" 2>&1); then return 0; fi
+    modmsg="insmod $moddir/$2: $modmsg"
+    return 1
+}
+colinux_modfail() {
+    echo "$M SETUP-FAIL the kernel module $1 did not load: $(echo $modmsg)"
+    setup_failed=1
+}
+read t0 _ < /proc/uptime
+"#,
+    );
+    let q = |s: &str| format!("'{}'", quote_in_single(s));
+    for step in &plan.steps {
+        match step {
+            Load::Module(m) => out.push_str(&format!(
+                "colinux_insmod {} {} || colinux_modfail {}
+",
+                q(&m.name),
+                q(&m.path),
+                q(&m.name)
+            )),
+            Load::AnyOf { alias, chains } => {
+                let tries: Vec<String> = chains
+                    .iter()
+                    .map(|c| {
+                        let loads: Vec<String> = c
+                            .iter()
+                            .map(|m| format!("colinux_insmod {} {}", q(&m.name), q(&m.path)))
+                            .collect();
+                        format!("{{ {}; }}", loads.join(" && "))
+                    })
+                    .collect();
+                let names: Vec<&str> = chains
+                    .iter()
+                    .filter_map(|c| c.last().map(|m| m.name.as_str()))
+                    .collect();
+                out.push_str(&format!(
+                    "{} || colinux_modfail {}
+",
+                    tries.join(" || "),
+                    q(&format!("{alias} (none of {} loaded)", names.join(", ")))
+                ));
+            }
+        }
+    }
+    out.push_str(&format!(
+        r#"read t1 _ < /proc/uptime
+echo "colinux-testhost: loaded {} module(s) in $(awk -v a="$t0" -v b="$t1" 'BEGIN {{ printf "%.2f", b - a }}')s"
+"#,
+        plan.files().len()
+    ));
+    out
+}
+
+/// The shell that waits (10 s at most) for the disks with `serials`, checks
+/// their order and links them under `/dev/disk/by-id/`.
+fn attach_disks(serials: &[String]) -> String {
+    let mut out = String::from(
+        r#"colinux_disk() {
+    n=0
+    while [ ! -e "/sys/block/$1/serial" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    if [ ! -e "/sys/block/$1/serial" ]; then
+        echo "$M SETUP-FAIL disk $1 (serial $2) did not appear within 10s (block devices: $(ls /sys/block | tr '
+' ' '))"
+        setup_failed=1
+        return
+    fi
+    ser=$(cat "/sys/block/$1/serial")
+    if [ "$ser" != "$2" ]; then
+        echo "$M SETUP-FAIL disk $1 has the serial '$ser', expected '$2' (disk order)"
+        setup_failed=1
+    fi
+    mkdir -p /dev/disk/by-id
+    ln -sf "../../$1" "/dev/disk/by-id/virtio-$2"
+    for p in /sys/block/$1/$1*; do
+        [ -e "$p/partition" ] || continue
+        ln -sf "../../${p##*/}" "/dev/disk/by-id/virtio-$2-part$(cat "$p/partition")"
+    done
+    echo "colinux-testhost: disk /dev/$1: serial $2, $(cat /sys/block/$1/size) sectors$([ "$(cat /sys/block/$1/ro)" = 1 ] && echo ', read-only')"
+}
+"#,
+    );
+    for (i, serial) in serials.iter().enumerate() {
+        out.push_str(&format!(
+            "colinux_disk {} '{}'
+",
+            disk_name(i),
+            quote_in_single(serial)
+        ));
+    }
+    out
 }
 
 /// The marker prefix for `nonce`.
@@ -63,6 +191,15 @@ pub fn marker(nonce: &str) -> String {
 
 /// The `/init` script.
 pub fn script(o: &InitOptions<'_>) -> String {
+    let mut setup = String::from("setup_failed=0\n");
+    if let Some(plan) = o.modules {
+        setup.push_str(&load_modules(plan));
+    }
+    if !o.disks.is_empty() {
+        setup.push_str("[ $setup_failed = 0 ] && {\n");
+        setup.push_str(&attach_disks(o.disks));
+        setup.push_str("}\n");
+    }
     let problems = KLOG_PROBLEMS.join("|");
     let ignore = if o.klog_ignore.is_empty() {
         String::new()
@@ -118,8 +255,13 @@ cd /root
 # From here on every kernel message goes to the console, in order with the
 # scenario's output.
 dmesg -n 8
+{setup}
+if [ $setup_failed = 0 ]; then
 echo "$M START $(uname -r)"
 {run_scenario}
+else
+rc=125
+fi
 # Only emergencies on the console while the markers are printed.
 dmesg -n 1
 echo "$M EXIT $rc"
@@ -167,4 +309,83 @@ sleep 1000
 /// `s` for use inside a single-quoted shell word.
 fn quote_in_single(s: &str) -> String {
     s.replace('\'', r"'\''")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostkernel::modules::ModuleFile;
+
+    fn m(name: &str, path: &str) -> ModuleFile {
+        ModuleFile {
+            name: name.into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn names_disks_like_virtio_blk() {
+        assert_eq!(disk_name(0), "vda");
+        assert_eq!(disk_name(1), "vdb");
+        assert_eq!(disk_name(25), "vdz");
+        assert_eq!(disk_name(26), "vdaa");
+        assert_eq!(disk_name(27), "vdab");
+        assert_eq!(disk_name(26 + 26 * 26), "vdaaa");
+    }
+
+    #[test]
+    fn loads_modules_in_plan_order_and_waits_for_disks() {
+        let plan = LoadPlan {
+            roots: vec!["ext4".into()],
+            steps: vec![
+                Load::AnyOf {
+                    alias: "crypto-crc32c".into(),
+                    chains: vec![
+                        vec![m("crc32c_intel", "kernel/a/crc32c-intel.ko")],
+                        vec![m("crc32c_generic", "kernel/b/crc32c_generic.ko")],
+                    ],
+                },
+                Load::Module(m("jbd2", "kernel/fs/jbd2/jbd2.ko")),
+                Load::Module(m("ext4", "kernel/fs/ext4/ext4.ko")),
+            ],
+        };
+        let disks = ["disk0".to_string(), "data".to_string()];
+        let text = script(&InitOptions {
+            nonce: "n",
+            deadline_unix: 1,
+            check_klog: true,
+            klog_ignore: &[],
+            interactive: false,
+            modules: Some(&plan),
+            disks: &disks,
+        });
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("no {needle:?} in:\n{text}"))
+        };
+        assert!(
+            at(
+                "{ colinux_insmod 'crc32c_intel' 'kernel/a/crc32c-intel.ko'; } || \
+                { colinux_insmod 'crc32c_generic' 'kernel/b/crc32c_generic.ko'; } || \
+                colinux_modfail 'crypto-crc32c (none of crc32c_intel, crc32c_generic loaded)'"
+            ) < at("colinux_insmod 'jbd2' 'kernel/fs/jbd2/jbd2.ko' || colinux_modfail 'jbd2'")
+        );
+        assert!(at("colinux_modfail 'jbd2'") < at("colinux_modfail 'ext4'"));
+        assert!(at("colinux_modfail 'ext4'") < at("colinux_disk vda 'disk0'"));
+        assert!(at("colinux_disk vda 'disk0'") < at("colinux_disk vdb 'data'"));
+        assert!(at("colinux_disk vdb 'data'") < at("START $(uname -r)"));
+
+        // Without disks or modules: nothing of it.
+        let text = script(&InitOptions {
+            nonce: "n",
+            deadline_unix: 1,
+            check_klog: true,
+            klog_ignore: &[],
+            interactive: false,
+            modules: None,
+            disks: &[],
+        });
+        assert!(!text.contains("colinux_insmod '"));
+        assert!(!text.contains("colinux_disk vd"));
+    }
 }
