@@ -127,3 +127,12 @@ pub const CODEGEN: &[&str] = &["libclang-dev", "linux-libc-dev"];
 /// gcc for Kbuild, binutils to combine and check the Rust core's object,
 /// kmod for `modinfo`. The kernel headers come from `colinux_testrig::hostkernel`.
 pub const DRIVER_BUILD: &[&str] = &["make", "gcc", "binutils", "kmod"];
+
+/// Packages to build the guest's root file system (`colinux_images::rootfs`):
+/// debootstrap and Debian's archive keys for the bootstrap, e2fsprogs for
+/// `mke2fs -d` (and `debugfs`/`e2fsck`, which the tests check the image with).
+pub const ROOTFS: &[&str] = &["debootstrap", "debian-archive-keyring", "e2fsprogs"];
+
+/// Packages `cargo xtask image import` needs for images that are not raw
+/// (`qemu-img convert`; `colinux_images::import`).
+pub const IMAGE_CONVERT: &[&str] = &["qemu-utils"];

@@ -14,6 +14,8 @@
 //! - [`codegen`]: Rust bindings of the ABI headers.
 //! - [`toolchain`]: the Rust targets and components `rust-toolchain.toml`
 //!   names.
+//! - [`images`]: the glue of `rootfs` and `image import` (the work is in
+//!   `colinux-images`).
 //! - [`run`]: the main job; [`bench`]: the benchmarks behind
 //!   `docs/BENCHMARKS.md`; [`testhost_cli`]: `cargo xtask test-host`.
 
@@ -22,6 +24,7 @@ pub mod build;
 pub mod codegen;
 pub mod driver_build;
 pub mod fetch;
+pub mod images;
 pub mod kconfig;
 pub mod manifest;
 pub mod run;

@@ -172,6 +172,35 @@ enum Cmd {
         #[command(subcommand)]
         which: BenchCmd,
     },
+    /// Build the guest's root file system: Debian (bookworm) for i386 with
+    /// systemd, as an ext4 image labelled colinux-root (debootstrap once into
+    /// the cache, then mke2fs -d; no loop mounts). Root is logged in on the
+    /// console (hvc0) automatically. Needs root. Prints the image's path
+    /// last. See docs/rootfs.md.
+    Rootfs {
+        /// Where the image goes [default: <cache>/rootfs/colinux-root-<suite>-i386.img]
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The image's size (sparse), e.g. 2G, 4096M
+        #[arg(long, default_value = "2G", value_parser = parse_size)]
+        size: u64,
+        /// The Debian release
+        #[arg(long, default_value = colinux_images::rootfs::DEFAULT_SUITE)]
+        suite: String,
+        /// The Debian mirror [default: the system's Debian archive from
+        /// /etc/apt, else http://deb.debian.org/debian]
+        #[arg(long)]
+        mirror: Option<String>,
+        /// Write the image even if it is up to date, or if a guest has
+        /// changed it since it was built (its changes are lost)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Disk images for cobd units.
+    Image {
+        #[command(subcommand)]
+        which: ImageCmd,
+    },
     /// Run every check CI runs: formatting, clippy, unit and integration
     /// tests (including quilt-oracle tests on Debian's real kernel series),
     /// and a real guest kernel build.
@@ -180,6 +209,36 @@ enum Cmd {
         #[arg(long)]
         no_kernel: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCmd {
+    /// Turn a disk image into a cobd image (a raw file holding one file
+    /// system): a raw disk with an MBR or GPT partition table (one partition
+    /// is copied: the only Linux one, or --partition N; QEMU-installed disks
+    /// whose partition starts at sector 63 included), a qcow2, VMDK, VDI or
+    /// VHDX image (converted with qemu-img first), or a raw ext2/3/4 file
+    /// system (already usable as it is). Copies sparsely. Prints the image's
+    /// path last.
+    Import {
+        /// The disk image to import
+        src: PathBuf,
+        /// The partition to copy (1-4 primary, 5… logical for MBR; the
+        /// entry number for GPT) [default: the only Linux partition]
+        #[arg(long)]
+        partition: Option<u32>,
+        /// Where the cobd image goes [default: SRC's name with .cobd.img,
+        /// beside it]
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Replace the output if it exists
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    colinux_images::size::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -277,7 +336,12 @@ fn run(cli: Cli) -> Result<()> {
     // Before anything builds for the driver's or the test host's targets.
     // Moving the series builds nothing, and a maintainer runs it once per
     // conflict: the two rustup queries would be a tenth of a --skip.
-    if !matches!(cli.cmd, Cmd::Rebase(_)) {
+    // Building images needs no Rust target either (and runs as root, where
+    // rustup may not be set up).
+    if !matches!(
+        cli.cmd,
+        Cmd::Rebase(_) | Cmd::Rootfs { .. } | Cmd::Image { .. }
+    ) {
         xtask::toolchain::ensure()?;
     }
     match cli.cmd {
@@ -442,6 +506,49 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", ko.display());
         }
         Cmd::TestHost { which } => xtask::testhost_cli::main(which)?,
+        Cmd::Rootfs {
+            output,
+            size,
+            suite,
+            mirror,
+            force,
+        } => {
+            if !colinux_buildenv::sysdeps::is_root() {
+                anyhow::bail!(
+                    "cargo xtask rootfs needs root (debootstrap makes files owned by other users \
+                     and device nodes; mke2fs -d must read them all). Run:\n    {}",
+                    xtask::images::rerun_as_root()?
+                );
+            }
+            let out = colinux_images::rootfs::build(&colinux_images::rootfs::RootfsOptions {
+                suite,
+                mirror,
+                size,
+                output,
+                force,
+                ..Default::default()
+            })?;
+            xtask::images::report_rootfs(&out);
+            println!("{}", out.image.display());
+        }
+        Cmd::Image {
+            which:
+                ImageCmd::Import {
+                    src,
+                    partition,
+                    output,
+                    force,
+                },
+        } => {
+            let done = colinux_images::import::import(&colinux_images::import::ImportOptions {
+                source: src,
+                partition,
+                output,
+                force,
+            })?;
+            eprintln!("{}", done.summary());
+            println!("{}", done.image().display());
+        }
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
         Cmd::Rebase(args) => rebase(&manifest, args)?,
         Cmd::Refresh {
