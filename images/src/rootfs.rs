@@ -425,24 +425,37 @@ fn run_debootstrap(
         let mut words = msg.split_whitespace();
         let verb = words.next().unwrap_or_default();
         let object = words.next().unwrap_or_default().trim_end_matches("...");
-        let per_package = matches!(
-            verb,
-            "Retrieving" | "Validating" | "Extracting" | "Unpacking" | "Configuring"
-        ) && !object.is_empty()
-            && !object.starts_with("the")
-            && !object.starts_with("Release")
-            && !object.starts_with("Packages");
-        if per_package {
-            if verb != phase {
-                phase = verb.to_string();
-                count = 0;
-                progress.note(&format!("{} packages", verb.to_lowercase()));
+        // One line per package: "Retrieving" and "Validating" alternate
+        // while downloading, then one verb per later phase.
+        let per_package = match verb {
+            "Retrieving" | "Validating" => Some("downloading"),
+            "Extracting" => Some("extracting"),
+            "Unpacking" => Some("unpacking"),
+            "Configuring" => Some("configuring"),
+            _ => None,
+        }
+        .filter(|_| {
+            !object.is_empty()
+                && !object.starts_with("the")
+                && !object.starts_with("Release")
+                && !object.starts_with("Packages")
+        });
+        match per_package {
+            Some(p) => {
+                if p != phase {
+                    phase = p.to_string();
+                    count = 0;
+                    progress.note(&format!("{p} packages"));
+                }
+                if verb != "Validating" {
+                    count += 1;
+                }
+                progress.tick(|| format!("{phase} packages: {count}, now {object}"));
             }
-            count += 1;
-            progress.tick(|| format!("{} {count} packages, now {object}", phase.to_lowercase()));
-        } else {
-            phase.clear();
-            progress.note(msg.trim_end_matches("..."));
+            None => {
+                phase.clear();
+                progress.note(msg.trim_end_matches("..."));
+            }
         }
     }
     let status = child.wait().context("waiting for debootstrap")?;
