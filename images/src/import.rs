@@ -172,14 +172,17 @@ impl Imported {
                     (Format::Qemu(f), None) => format!("{f} image of a raw file system"),
                     _ => "raw file system".to_string(),
                 };
+                // A partition's description already names its file system.
+                let holds = match (fs, partition) {
+                    (None, _) => "; no ext2/3/4 file system in it".to_string(),
+                    (Some(_), Some(_)) => String::new(),
+                    (Some(f), None) => format!("; {}", f.describe()),
+                };
                 format!(
-                    "{}: cobd image of {} ({} written, the rest sparse) from the {from}; {}",
+                    "{}: cobd image of {} ({} written, the rest sparse) from the {from}{holds}",
                     output.display(),
                     human(*size),
                     human(*written),
-                    fs.as_ref()
-                        .map(|f| f.describe())
-                        .unwrap_or_else(|| "no ext2/3/4 file system in it".into())
                 )
             }
             Imported::AlreadyUsable { source, fs } => format!(
