@@ -1353,7 +1353,7 @@ colinux-bench-native| ppidloop n=3000000 s=3.100000000 ppid=1
 [    2.5] colinux: ready: /dev/colinux, ABI version 1
 colinux-bench-idle| 0 20.00 100 50 cpu  1000 0 500 8000 10 0 5 0 0 0
 colinux-bench-idle| 1 30.05 160 90 cpu  1100 0 600 9800 10 0 5 0 0 0
-colinux-daemon| 2026-11-25T00:38:10Z  INFO guest ran 40.1 s: 895 RUN calls, 38 yields
+colinux| 2026-11-25T00:38:10Z  INFO guest ran 40.1 s: 895 RUN calls, 38 yields
 colinux-run: daemon exited with status 0
 colinux-bench-boot| 1 10.00 0 0
 colinux-bench-log| 1 11.50 Linux version 6.1.176+ (i386)
