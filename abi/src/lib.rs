@@ -109,6 +109,8 @@ const _: () = {
     assert!(size_of::<cooperative_ioctl_load>() == COOPERATIVE_IOCTL_LOAD_SIZE as usize);
     assert!(size_of::<cooperative_ioctl_info>() == COOPERATIVE_IOCTL_INFO_SIZE as usize);
     assert!(size_of::<cooperative_ioctl_run>() == COOPERATIVE_IOCTL_RUN_SIZE as usize);
+    assert!(size_of::<cooperative_ioctl_ioeventfd>() == COOPERATIVE_IOCTL_IOEVENTFD_SIZE as usize);
+    assert!(size_of::<cooperative_ioctl_irqfd>() == COOPERATIVE_IOCTL_IRQFD_SIZE as usize);
 };
 
 #[cfg(test)]
@@ -124,5 +126,12 @@ mod tests {
         assert_eq!((ioctl::LOAD >> 16) & 0x3fff, COOPERATIVE_IOCTL_LOAD_SIZE);
         assert_eq!(ioctl::INFO & 0xff, COOPERATIVE_IOCTL_NR_INFO);
         assert_eq!((ioctl::DESTROY >> 8) & 0xff, COOPERATIVE_IOCTL_TYPE);
+        assert_eq!(ioctl::IOEVENTFD >> 30, ioctl::WRITE);
+        assert_eq!(
+            (ioctl::IOEVENTFD >> 16) & 0x3fff,
+            COOPERATIVE_IOCTL_IOEVENTFD_SIZE
+        );
+        assert_eq!(ioctl::IRQFD & 0xff, COOPERATIVE_IOCTL_NR_IRQFD);
+        assert_eq!((ioctl::IRQFD >> 16) & 0x3fff, COOPERATIVE_IOCTL_IRQFD_SIZE);
     }
 }

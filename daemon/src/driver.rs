@@ -97,14 +97,19 @@ impl Driver {
         })
     }
 
-    /// The open device: guest RAM is mapped from it; poll says when a line
-    /// raised by an IRQFD waits for the next RUN.
+    /// The open device file: `mmap()` it for guest RAM (file offset =
+    /// guest-physical address, `MAP_SHARED` only, after [`Driver::create`];
+    /// see `COOPERATIVE_IOCTL_*` in `driver/include/colinux/ioctl.h`), and
+    /// `poll()` it for lines raised through [`Driver::irqfd`] that RUN has
+    /// not taken yet (readable).
     pub fn file(&self) -> &File {
         &self.file
     }
 
-    /// Notifications of `queue` of virtio device `device` signal `fd`
-    /// without leaving the guest's run (IOEVENTFD).
+    /// Bind the notifications (`COOPERATIVE_OP_VIRTIO` REQ_NOTIFY) of queue
+    /// `queue` of virtio device `device` to the eventfd `fd`: the driver
+    /// adds 1 to it and the guest goes on without RUN returning. Fails with
+    /// `EEXIST` when the queue is bound already.
     pub fn ioeventfd(&self, device: u32, queue: u32, fd: BorrowedFd<'_>) -> Result<()> {
         let mut arg = abi::cooperative_ioctl_ioeventfd {
             abi_version: abi::COOPERATIVE_ABI_VERSION,
@@ -113,11 +118,17 @@ impl Driver {
             queue,
             ..Default::default()
         };
-        ioctl(&self.file, abi::ioctl::IOEVENTFD, &mut arg, "IOEVENTFD")
-            .with_context(|| format!("binding queue {queue} of virtio device {device}"))
+        ioctl(&self.file, abi::ioctl::IOEVENTFD, &mut arg, "IOEVENTFD").with_context(|| {
+            format!(
+                "binding eventfd {} to virtio device {device} queue {queue}",
+                fd.as_raw_fd()
+            )
+        })
     }
 
-    /// Remove the IOEVENTFD binding of `queue` of `device`.
+    /// Remove the eventfd binding of queue `queue` of device `device`
+    /// (`ENOENT` if there is none); its notifications reach the daemon as
+    /// operations again.
     pub fn ioeventfd_remove(&self, device: u32, queue: u32) -> Result<()> {
         let mut arg = abi::cooperative_ioctl_ioeventfd {
             abi_version: abi::COOPERATIVE_ABI_VERSION,
@@ -127,31 +138,46 @@ impl Driver {
             queue,
             ..Default::default()
         };
-        ioctl(&self.file, abi::ioctl::IOEVENTFD, &mut arg, "IOEVENTFD")
-            .with_context(|| format!("unbinding queue {queue} of virtio device {device}"))
+        ioctl(&self.file, abi::ioctl::IOEVENTFD, &mut arg, "IOEVENTFD").with_context(|| {
+            format!("removing the eventfd of virtio device {device} queue {queue}")
+        })
     }
 
-    /// A signal of `fd` raises virtual line `line` (IRQFD).
+    /// Make every signal of the eventfd `fd` raise virtual interrupt line
+    /// `line` (from any thread or process, while the guest runs or idles;
+    /// the driver consumes the eventfd's count). `EEXIST` when that fd and
+    /// line are bound already.
     pub fn irqfd(&self, line: u32, fd: BorrowedFd<'_>) -> Result<()> {
-        self.irqfd_op(line, fd, 0)
-            .with_context(|| format!("binding an eventfd to line {line}"))
-    }
-
-    /// Remove the IRQFD binding of `fd` and `line`.
-    pub fn irqfd_remove(&self, line: u32, fd: BorrowedFd<'_>) -> Result<()> {
-        self.irqfd_op(line, fd, abi::COOPERATIVE_EVENTFD_DEASSIGN)
-            .with_context(|| format!("unbinding an eventfd from line {line}"))
-    }
-
-    fn irqfd_op(&self, line: u32, fd: BorrowedFd<'_>, flags: u32) -> Result<()> {
         let mut arg = abi::cooperative_ioctl_irqfd {
             abi_version: abi::COOPERATIVE_ABI_VERSION,
-            flags,
             fd: fd.as_raw_fd(),
             line,
             ..Default::default()
         };
-        ioctl(&self.file, abi::ioctl::IRQFD, &mut arg, "IRQFD")
+        ioctl(&self.file, abi::ioctl::IRQFD, &mut arg, "IRQFD").with_context(|| {
+            format!(
+                "binding eventfd {} to interrupt line {line}",
+                fd.as_raw_fd()
+            )
+        })
+    }
+
+    /// Remove the binding of the eventfd `fd` to line `line` (`ENOENT` if
+    /// there is none).
+    pub fn irqfd_remove(&self, line: u32, fd: BorrowedFd<'_>) -> Result<()> {
+        let mut arg = abi::cooperative_ioctl_irqfd {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            flags: abi::COOPERATIVE_EVENTFD_DEASSIGN,
+            fd: fd.as_raw_fd(),
+            line,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::IRQFD, &mut arg, "IRQFD").with_context(|| {
+            format!(
+                "removing the binding of eventfd {} to interrupt line {line}",
+                fd.as_raw_fd()
+            )
+        })
     }
 
     /// Destroy the guest and return its memory to the host.

@@ -45,6 +45,21 @@ int colinux_core_boot_check(const struct cooperative_boot_params *boot,
 			    u64 ram);
 /* The guest started or ended: COOPERATIVE_GUEST_STATE_RUNNING or _DEAD. */
 void colinux_core_set_state(struct colinux_guest **guest, u32 state);
+/*
+ * IOEVENTFD's and IRQFD's @arg for the guest: its id (>= 0), or -EPROTO,
+ * -EINVAL, -EBADF. The descriptor and the bindings are the shim's to check.
+ */
+s64 colinux_core_ioeventfd_check(struct colinux_guest *const *guest,
+				 const struct cooperative_ioctl_ioeventfd *arg);
+s64 colinux_core_irqfd_check(struct colinux_guest *const *guest,
+			     const struct cooperative_ioctl_irqfd *arg);
+/*
+ * mmap() of guest RAM (@guest_pages pages, 0: no guest) from page @pgoff,
+ * @pages long, @shared: MAP_SHARED. 0, -ENODEV or -EINVAL. Unlike the
+ * others it needs no lock (it is given numbers, not the guest).
+ */
+int colinux_core_mmap_check(u32 guest_id, u64 guest_pages, u64 pgoff,
+			    u64 pages, int shared);
 /* Free the guest and all its memory; *@guest becomes NULL. -EINVAL if none. */
 int colinux_core_destroy(struct colinux_guest **guest);
 

@@ -177,6 +177,12 @@ struct colinux_passage {
 	int cpu;
 	bool in_guest;
 	unsigned long switches;
+	/*
+	 * The guest's asynchronous events (IRQFD), or NULL (the
+	 * self-tests): told on which CPU the guest world runs, so that a
+	 * line raised meanwhile interrupts that CPU.
+	 */
+	struct colinux_events *ev;
 };
 
 /* The host transition tables: kernel half of the host's, plus identity. */
@@ -626,6 +632,18 @@ static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 		kernel_fpu_end();
 		return PASSAGE_EXIT_REFUSED;
 	}
+	/*
+	 * A line raised from now on interrupts this CPU, which takes the IPI
+	 * in the guest world (it is held until the guest enables interrupts,
+	 * as any host interrupt); one raised before is seen here, and the
+	 * switch is not made: RUN takes the line first.
+	 */
+	if (p->ev && colinux_events_enter(p->ev, smp_processor_id())) {
+		colinux_events_leave(p->ev);
+		local_irq_restore(flags);
+		kernel_fpu_end();
+		return PASSAGE_EXIT_RETRY;
+	}
 	rw->size = GDT_SIZE - 1;
 	rw->address = (unsigned long)get_cpu_gdt_rw(smp_processor_id());
 	passage_save_state(p, &h);
@@ -636,6 +654,9 @@ static u32 passage_switch_seen(struct colinux_passage *p, u64 *seen)
 	WRITE_ONCE(p->in_guest, true);
 	colinux_passage_enter(p->kva);
 	WRITE_ONCE(p->in_guest, false);
+	/* Before the host's handlers run: a line they raise needs no IPI. */
+	if (p->ev)
+		colinux_events_leave(p->ev);
 	WRITE_ONCE(p->switches, p->switches + 1);
 	if (p->guest_fpu)
 		asm volatile("fxsave %0" : "=m" (*p->guest_fpu));
@@ -946,6 +967,7 @@ struct colinux_run {
 	bool linux_boot;		/* started with boot parameters */
 	struct fxregs_state *guest_fpu;	/* its FPU registers (the passage's) */
 	u32 last_exit;			/* PASSAGE_EXIT_* of the last switch */
+	struct colinux_events *ev;	/* IOEVENTFD and IRQFD (the shim's) */
 	enum run_wait wait;
 	struct delayed_work watchdog;	/* see run_watchdog() */
 	unsigned long watched_switches;	/* p->switches at its last look */
@@ -1058,7 +1080,8 @@ static u64 run_mapped_size(const struct colinux_run *r)
 		     (u64)RUN_VA_LIMIT - RUN_VA_OFFSET);
 }
 
-struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames)
+struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames,
+				       struct colinux_events *ev)
 {
 	struct colinux_run *r = kzalloc(sizeof(*r), GFP_KERNEL);
 	struct cooperative_shared_state *s;
@@ -1085,6 +1108,8 @@ struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames)
 	r->guest_fpu->cwd = 0x37f;	/* the state after FNINIT */
 	r->guest_fpu->mxcsr = MXCSR_DEFAULT;
 	r->p->guest_fpu = r->guest_fpu;
+	r->ev = ev;
+	r->p->ev = ev;
 	r->shared_page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 	if (!r->shared_page)
 		goto fail;
@@ -1366,6 +1391,38 @@ static u32 run_inject(struct colinux_run *r,
 	return v->irq_entry;
 }
 
+/* Lines the daemon's IRQFDs raised since the last look become pending. */
+static void run_lines(struct colinux_run *r, struct cooperative_vcpu_state *v)
+{
+	if (r->ev)
+		v->pending_irqs |= colinux_events_take(r->ev);
+}
+
+/*
+ * COOPERATIVE_OP_VIRTIO: a NOTIFY of a queue bound to an eventfd
+ * (IOEVENTFD) signals it and the guest goes on with STATUS_OK; one with
+ * a device or queue out of range gets STATUS_INVALID at once. Both are
+ * served here (true); everything else goes to the daemon (false).
+ */
+static bool run_notify(struct colinux_run *r, struct cooperative_vcpu_state *v)
+{
+	u64 device = v->params[0], queue = v->params[2];
+
+	if (v->params[1] != COOPERATIVE_VIRTIO_REQ_NOTIFY || !r->ev)
+		return false;
+	if (device >= COOPERATIVE_VIRTIO_MAX_DEVICES ||
+	    queue >= COOPERATIVE_VIRTIO_MAX_QUEUES) {
+		run_warn("guest VIRTIO NOTIFY refused: device %llu queue %llu out of range",
+			 device, queue);
+		v->status = COOPERATIVE_STATUS_INVALID;
+		return true;
+	}
+	if (!colinux_events_notify(r->ev, device, queue))
+		return false;
+	v->status = COOPERATIVE_STATUS_OK;
+	return true;
+}
+
 /*
  * MESSAGE_TO_MONITOR: a valid message goes to the daemon (true); a bad
  * one is refused with status INVALID and the guest resumed (false).
@@ -1446,6 +1503,7 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 		u32 reason;
 
 		run_timer(v);
+		run_lines(r, v);
 		V(u32, G_INJECT) = run_inject(r, v);
 		reason = passage_switch(p);
 		V(u32, G_INJECT) = 0;
@@ -1453,6 +1511,9 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 			run_warn("RUN refused: this CPU has VMX turned on (another hypervisor, e.g. KVM running a VM); a cooperative guest cannot switch while it is");
 			return -EBUSY;
 		}
+		/* Not switched: a line came; take it and decide again. */
+		if (reason == PASSAGE_EXIT_RETRY)
+			continue;
 		r->last_exit = reason;
 
 		if (reason == PASSAGE_EXIT_IRQ) {
@@ -1467,6 +1528,7 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 		} else if (v->operation == COOPERATIVE_OP_IDLE) {
 			if (r->linux_boot) {
 				run_timer(v);
+				run_lines(r, v);
 				if (!v->pending_irqs) {
 					r->wait = RUN_WAIT_IDLE;
 					arg->exit_reason = COOPERATIVE_RUN_EXIT_IDLE;
@@ -1481,6 +1543,9 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 				r->wait = RUN_WAIT_STATUS;
 				return 0;
 			}
+		} else if (v->operation == COOPERATIVE_OP_VIRTIO &&
+			   run_notify(r, v)) {
+			/* A queue notification served here: the guest goes on. */
 		} else {
 			arg->exit_reason = COOPERATIVE_RUN_EXIT_OPERATION;
 			arg->operation = v->operation;

@@ -92,6 +92,8 @@
 #define PASSAGE_EXIT_FAULT	3	/* an exception the guest has no handler for */
 /* Not an exit: the switch was refused (VMX is on), the guest did not run. */
 #define PASSAGE_EXIT_REFUSED	4
+/* Not an exit: a line was raised as the guest was entered; not switched. */
+#define PASSAGE_EXIT_RETRY	5
 
 /*
  * The second passage page (guest side only, at PASSAGE_GUEST_VA + 4 KiB):

@@ -24,12 +24,35 @@ int colinux_passage_nmi_run(void);
 
 struct colinux_run;
 struct cooperative_ioctl_run;
-/* A runnable guest over the guest RAM @frames (host frame of each page). */
-struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames);
+struct colinux_events;
+/*
+ * A runnable guest over the guest RAM @frames (host frame of each page),
+ * its asynchronous events in @ev (the shim's, living longer than it).
+ */
+struct colinux_run *colinux_run_create(const u64 *frames, u64 nr_frames,
+				       struct colinux_events *ev);
 void colinux_run_free(struct colinux_run *r);
 /* Run the guest until it needs the daemon (see COOPERATIVE_IOCTL_RUN). */
 int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg);
 /* COOPERATIVE_GUEST_STATE_CREATED (not started), _RUNNING or _DEAD. */
 u32 colinux_run_state(const struct colinux_run *r);
+
+/*
+ * The guest's asynchronous events, implemented by the shim for RUN (the
+ * file's mutex held, except for enter/leave, which run with interrupts
+ * off around the switch).
+ *
+ * notify: signal the eventfd bound to (@device, @queue) by IOEVENTFD;
+ * false if none is (the indices are in range).
+ * take: the lines IRQFDs raised since the last take, as pending_irqs bits.
+ * enter: the guest world is about to run on @cpu: from now on a raised
+ * line interrupts @cpu. True if a line is already raised: then the
+ * caller does not switch (and calls leave).
+ * leave: the guest world no longer runs.
+ */
+bool colinux_events_notify(struct colinux_events *ev, u32 device, u32 queue);
+u32 colinux_events_take(struct colinux_events *ev);
+bool colinux_events_enter(struct colinux_events *ev, int cpu);
+void colinux_events_leave(struct colinux_events *ev);
 
 #endif /* COLINUX_PASSAGE_C_H */

@@ -3,17 +3,23 @@
  * colinux host driver: the kernel-facing shim.
  *
  * /dev/colinux (root only): each open file holds at most one cooperative
- * guest, made by the ioctls of <linux/cooperative.h>. This file does what
+ * guest, made by the ioctls of <colinux/ioctl.h>. This file does what
  * needs the kernel: the device, copying ioctl arguments in and out, the
- * per-file mutex, pages, mappings and logging. The guest logic (argument
- * checks, guest RAM, loading, accounting, teardown) is in the Rust core,
- * behind colinux_core.h. Closing the file (also when the daemon is killed)
- * destroys the guest.
+ * per-file mutex, pages, mappings and logging, and the device back ends'
+ * interfaces: mmap() of guest RAM, eventfds bound to virtio queues
+ * (IOEVENTFD) and to interrupt lines (IRQFD), poll(). The guest logic
+ * (argument checks, guest RAM, loading, accounting, teardown) is in the
+ * Rust core, behind colinux_core.h. Closing the file (also when the
+ * daemon is killed) destroys the guest.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/atomic.h>
 #include <linux/capability.h>
+#include <linux/delay.h>
 #include <linux/err.h>
+#include <linux/eventfd.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/kernel.h>
@@ -23,12 +29,17 @@
 #include <linux/nodemask.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/refcount.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/security.h>
 #include <linux/slab.h>
+#include <linux/smp.h>
+#include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/wait.h>
 
 #include "colinux_core.h"
 #include "colinux_passage_c.h"
@@ -67,11 +78,12 @@ static_assert(sizeof(((struct cooperative_ioctl_run *)0)->reserved) ==
  * The host-wide limit on guest RAM: all guests together get at most half
  * of the host's RAM below 4 GiB (ZONE_DMA32, where guest RAM comes from:
  * devices that can only address 32 bits need the rest) and half of all
- * its RAM. colinux_guest_pages counts what the guests hold, under
- * colinux_create_lock.
+ * its RAM. colinux_guest_pages counts what the guests hold: CREATE checks
+ * and adds under colinux_create_lock; a guest's RAM stops counting when
+ * its struct colinux_mem goes, after the guest and every mapping of it.
  */
 static DEFINE_MUTEX(colinux_create_lock);
-static unsigned long colinux_guest_pages;
+static atomic_long_t colinux_guest_pages = ATOMIC_LONG_INIT(0);
 
 static unsigned long colinux_limit_pages(void)
 {
@@ -86,11 +98,58 @@ static unsigned long colinux_limit_pages(void)
 /* Longest log message the core sends. */
 #define COLINUX_LOG_MAX		256
 
+/*
+ * Guest RAM as mmap() sees it: the guest's frame table while the guest
+ * lives, NULL after. The file holds one reference while it has the
+ * guest, each mapping one more; the fault handler takes its pages under
+ * @lock, so DESTROY (which clears @frames under it before the core frees
+ * the pages) never frees a page between the lookup and the reference the
+ * mapping takes. A page mapped keeps that reference until it is unmapped.
+ */
+struct colinux_mem {
+	refcount_t ref;
+	spinlock_t lock;		/* guards @frames against DESTROY */
+	const u64 *frames;		/* the core's table; NULL: guest gone */
+	u64 nr_frames;			/* guest RAM, pages (fixed) */
+	u32 guest_id;
+};
+
+/* One IRQFD binding: an eventfd raising a line (KVM's irqfd). */
+struct colinux_irqfd {
+	struct list_head link;		/* in colinux_events.irqfds */
+	struct colinux_events *ev;
+	struct eventfd_ctx *ctx;	/* a reference of ours */
+	wait_queue_entry_t wait;	/* on the eventfd's wait queue */
+	poll_table pt;
+	u32 line;
+};
+
+/*
+ * A guest's asynchronous events. @lines, @guest_cpu, @kick_busy, @csd and
+ * @poll_wq are used from any context (an eventfd's wake function runs
+ * wherever the eventfd is signalled, with its wait-queue lock held);
+ * @ioeventfds, @irqfds and @nr_irqfds change only under the file's mutex
+ * (which RUN holds while it reads @ioeventfds).
+ */
+struct colinux_events {
+	unsigned long lines;		/* raised, not yet taken by RUN */
+	int guest_cpu;			/* CPU in the guest world, or -1 */
+	unsigned long kick_busy;	/* bit 0: @csd is queued */
+	call_single_data_t csd;		/* the IPI that interrupts the guest */
+	wait_queue_head_t poll_wq;	/* poll() waits for @lines */
+	/* COOPERATIVE_VIRTIO_MAX_DEVICES x _MAX_QUEUES, or NULL: none bound */
+	struct eventfd_ctx **ioeventfds;
+	struct list_head irqfds;
+	unsigned int nr_irqfds;
+};
+
 struct colinux_file {
 	struct mutex lock;		/* serialises the ioctls of this file */
 	struct colinux_guest *guest;	/* owned by the core; NULL if none */
 	struct colinux_run *run;	/* its passage and page tables, once run */
-	unsigned long pages;		/* guest RAM counted in colinux_guest_pages */
+	spinlock_t mem_lock;		/* guards @mem (mmap takes no mutex) */
+	struct colinux_mem *mem;	/* the guest's RAM for mmap; NULL if none */
+	struct colinux_events ev;
 };
 
 int colinux_shim_alloc_page(u64 *frame)
@@ -193,6 +252,380 @@ int colinux_shim_memcmp(const void *a, const void *b, size_t len)
 	return memcmp(a, b, len);
 }
 
+/* ---- Guest RAM for device back ends: mmap() ---- */
+
+static void colinux_mem_put(struct colinux_mem *mem)
+{
+	if (refcount_dec_and_test(&mem->ref)) {
+		atomic_long_sub(mem->nr_frames, &colinux_guest_pages);
+		kfree(mem);
+	}
+}
+
+/*
+ * A page of a mapping touched for the first time: the guest's page at that
+ * guest pfn, with a reference for the mapping (the core's table holds
+ * order-0 pages of the page allocator, so the mapping is an ordinary one:
+ * no VM_PFNMAP, and get_user_pages works on it). SIGBUS once the guest is
+ * gone.
+ */
+static vm_fault_t colinux_vm_fault(struct vm_fault *vmf)
+{
+	struct colinux_mem *mem = vmf->vma->vm_private_data;
+	struct page *page = NULL;
+
+	spin_lock(&mem->lock);
+	if (mem->frames && vmf->pgoff < mem->nr_frames) {
+		page = pfn_to_page(mem->frames[vmf->pgoff]);
+		get_page(page);
+	}
+	spin_unlock(&mem->lock);
+	if (!page)
+		return VM_FAULT_SIGBUS;
+	vmf->page = page;
+	return 0;
+}
+
+/* A mapping copied (fork) or split holds its own reference. */
+static void colinux_vm_open(struct vm_area_struct *vma)
+{
+	struct colinux_mem *mem = vma->vm_private_data;
+
+	refcount_inc(&mem->ref);
+}
+
+static void colinux_vm_close(struct vm_area_struct *vma)
+{
+	colinux_mem_put(vma->vm_private_data);
+}
+
+static const struct vm_operations_struct colinux_vm_ops = {
+	.open = colinux_vm_open,
+	.close = colinux_vm_close,
+	.fault = colinux_vm_fault,
+};
+
+/*
+ * mmap(): guest RAM, file offset = guest-physical address, MAP_SHARED,
+ * inside guest RAM (the core checks). It takes no mutex: mmap runs with
+ * the caller's mmap_lock held, and RUN holds the file's mutex while it
+ * copies from and to the daemon's memory.
+ */
+static int colinux_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct colinux_file *cf = file->private_data;
+	struct colinux_mem *mem;
+	int ret;
+
+	spin_lock(&cf->mem_lock);
+	mem = cf->mem;
+	if (mem)
+		refcount_inc(&mem->ref);
+	spin_unlock(&cf->mem_lock);
+	ret = colinux_core_mmap_check(mem ? mem->guest_id : COLINUX_NO_GUEST,
+				      mem ? mem->nr_frames : 0, vma->vm_pgoff,
+				      vma_pages(vma),
+				      !!(vma->vm_flags & VM_MAYSHARE));
+	if (ret) {
+		if (mem)
+			colinux_mem_put(mem);
+		return ret;
+	}
+	/* Not grown by mremap (pages beyond RAM); not in core dumps. */
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+	vma->vm_private_data = mem;
+	vma->vm_ops = &colinux_vm_ops;
+	return 0;
+}
+
+/* ---- Asynchronous events: IOEVENTFD, IRQFD, poll() ---- */
+
+/* Runs on the guest's CPU (an IPI): the guest world has left already. */
+static void colinux_kick_done(void *info)
+{
+	struct colinux_events *ev = info;
+
+	clear_bit_unlock(0, &ev->kick_busy);
+}
+
+static void colinux_events_init(struct colinux_events *ev)
+{
+	ev->guest_cpu = -1;
+	INIT_CSD(&ev->csd, colinux_kick_done, ev);
+	init_waitqueue_head(&ev->poll_wq);
+	INIT_LIST_HEAD(&ev->irqfds);
+}
+
+/*
+ * Raise @line, from any context: RUN takes it before it next enters the
+ * guest; a guest in the guest world now is interrupted (its CPU gets an
+ * IPI, which makes the guest world leave at once if the guest has
+ * interrupts on, else as soon as it enables them or the run watchdog's
+ * NMI comes); poll() reports it.
+ */
+static void colinux_events_raise(struct colinux_events *ev, u32 line)
+{
+	int cpu;
+
+	set_bit(line, &ev->lines);
+	/* Pairs with colinux_events_enter(): the line or the CPU is seen. */
+	smp_mb__after_atomic();
+	cpu = READ_ONCE(ev->guest_cpu);
+	/* One IPI in flight at a time: the csd must not be queued twice. */
+	if (cpu >= 0 && !test_and_set_bit_lock(0, &ev->kick_busy) &&
+	    smp_call_function_single_async(cpu, &ev->csd))
+		clear_bit_unlock(0, &ev->kick_busy);
+	wake_up_interruptible_poll(&ev->poll_wq, EPOLLIN | EPOLLRDNORM);
+}
+
+bool colinux_events_enter(struct colinux_events *ev, int cpu)
+{
+	WRITE_ONCE(ev->guest_cpu, cpu);
+	/* Pairs with colinux_events_raise(). */
+	smp_mb();
+	return READ_ONCE(ev->lines) != 0;
+}
+
+void colinux_events_leave(struct colinux_events *ev)
+{
+	WRITE_ONCE(ev->guest_cpu, -1);
+}
+
+u32 colinux_events_take(struct colinux_events *ev)
+{
+	return READ_ONCE(ev->lines) ? xchg(&ev->lines, 0) : 0;
+}
+
+bool colinux_events_notify(struct colinux_events *ev, u32 device, u32 queue)
+{
+	struct eventfd_ctx *ctx;
+
+	if (!ev->ioeventfds)
+		return false;
+	ctx = ev->ioeventfds[device * COOPERATIVE_VIRTIO_MAX_QUEUES + queue];
+	if (!ctx)
+		return false;
+	eventfd_signal(ctx, 1);
+	return true;
+}
+
+/*
+ * The eventfd was signalled (or is being released: EPOLLHUP, ignored; the
+ * binding holds a reference to the eventfd, so its wait queue stays until
+ * the binding goes). Runs with the eventfd's wait-queue lock held, in any
+ * context.
+ */
+static int colinux_irqfd_wake(wait_queue_entry_t *wait, unsigned int mode,
+			      int sync, void *key)
+{
+	struct colinux_irqfd *irqfd = container_of(wait, struct colinux_irqfd,
+						   wait);
+	u64 count;
+
+	if (key_to_poll(key) & EPOLLIN) {
+		eventfd_ctx_do_read(irqfd->ctx, &count);
+		colinux_events_raise(irqfd->ev, irqfd->line);
+	}
+	return 0;
+}
+
+/* vfs_poll() of the eventfd hands us its wait queue. */
+static void colinux_irqfd_queue(struct file *file, wait_queue_head_t *wqh,
+				poll_table *pt)
+{
+	struct colinux_irqfd *irqfd = container_of(pt, struct colinux_irqfd,
+						   pt);
+
+	add_wait_queue(wqh, &irqfd->wait);
+}
+
+/*
+ * Remove a binding: off the eventfd's wait queue (under its lock, so the
+ * wake function is neither running nor called again), then free.
+ */
+static void colinux_irqfd_free(struct colinux_events *ev,
+			       struct colinux_irqfd *irqfd)
+{
+	u64 count;
+
+	eventfd_ctx_remove_wait_queue(irqfd->ctx, &irqfd->wait, &count);
+	eventfd_ctx_put(irqfd->ctx);
+	list_del(&irqfd->link);
+	ev->nr_irqfds--;
+	kfree(irqfd);
+}
+
+/* Every binding goes, and the lines they raised: the guest has ended. */
+static void colinux_events_clear(struct colinux_events *ev)
+{
+	struct colinux_irqfd *irqfd, *next;
+	unsigned int i;
+
+	list_for_each_entry_safe(irqfd, next, &ev->irqfds, link)
+		colinux_irqfd_free(ev, irqfd);
+	/* Nothing raises lines any more; an IPI may still be in flight. */
+	while (test_bit(0, &ev->kick_busy))
+		usleep_range(50, 100);
+	if (ev->ioeventfds) {
+		for (i = 0; i < COOPERATIVE_VIRTIO_MAX_DEVICES *
+		     COOPERATIVE_VIRTIO_MAX_QUEUES; i++)
+			if (ev->ioeventfds[i])
+				eventfd_ctx_put(ev->ioeventfds[i]);
+		kfree(ev->ioeventfds);
+		ev->ioeventfds = NULL;
+	}
+	xchg(&ev->lines, 0);
+}
+
+/* The eventfd of @fd, or an error logged with the ioctl's name. */
+static struct eventfd_ctx *colinux_eventfd(int fd, const char *ioctl)
+{
+	struct eventfd_ctx *ctx = eventfd_ctx_fdget(fd);
+
+	if (IS_ERR(ctx))
+		pr_warn_ratelimited("%s[%d]: %s refused: fd %d is %s\n",
+				    current->comm, task_pid_nr(current), ioctl,
+				    fd, PTR_ERR(ctx) == -EBADF ? "not open" :
+				    "not an eventfd");
+	return ctx;
+}
+
+static long colinux_ioeventfd(struct colinux_file *cf,
+			      const struct cooperative_ioctl_ioeventfd *arg)
+{
+	struct colinux_events *ev = &cf->ev;
+	struct eventfd_ctx **slot, *ctx;
+	s64 id = colinux_core_ioeventfd_check(&cf->guest, arg);
+
+	if (id < 0)
+		return id;
+	if (arg->flags & COOPERATIVE_EVENTFD_DEASSIGN) {
+		slot = ev->ioeventfds ? &ev->ioeventfds[arg->device *
+			COOPERATIVE_VIRTIO_MAX_QUEUES + arg->queue] : NULL;
+		if (!slot || !*slot)
+			return -ENOENT;
+		eventfd_ctx_put(*slot);
+		*slot = NULL;
+		return 0;
+	}
+	if (!ev->ioeventfds) {
+		ev->ioeventfds = kcalloc(COOPERATIVE_VIRTIO_MAX_DEVICES *
+					 COOPERATIVE_VIRTIO_MAX_QUEUES,
+					 sizeof(*ev->ioeventfds),
+					 GFP_KERNEL_ACCOUNT);
+		if (!ev->ioeventfds)
+			return -ENOMEM;
+	}
+	slot = &ev->ioeventfds[arg->device * COOPERATIVE_VIRTIO_MAX_QUEUES +
+			       arg->queue];
+	if (*slot) {
+		pr_warn_ratelimited("guest %u: IOEVENTFD refused: device %u queue %u is bound already\n",
+				    (u32)id, arg->device, arg->queue);
+		return -EEXIST;
+	}
+	ctx = colinux_eventfd(arg->fd, "IOEVENTFD");
+	if (IS_ERR(ctx))
+		return PTR_ERR(ctx);
+	*slot = ctx;
+	return 0;
+}
+
+static long colinux_irqfd_assign(struct colinux_events *ev, u32 id,
+				 const struct cooperative_ioctl_irqfd *arg)
+{
+	struct colinux_irqfd *irqfd, *other;
+	struct eventfd_ctx *ctx;
+	__poll_t events;
+	struct fd f;
+	long ret = 0;
+
+	f = fdget(arg->fd);
+	if (!f.file) {
+		pr_warn_ratelimited("guest %u: IRQFD refused: fd %d is not open\n",
+				    id, arg->fd);
+		return -EBADF;
+	}
+	ctx = eventfd_ctx_fileget(f.file);
+	if (IS_ERR(ctx)) {
+		pr_warn_ratelimited("guest %u: IRQFD refused: fd %d is not an eventfd\n",
+				    id, arg->fd);
+		ret = PTR_ERR(ctx);
+		goto out;
+	}
+	list_for_each_entry(other, &ev->irqfds, link) {
+		if (other->ctx == ctx && other->line == arg->line) {
+			pr_warn_ratelimited("guest %u: IRQFD refused: fd %d is bound to line %u already\n",
+					    id, arg->fd, arg->line);
+			ret = -EEXIST;
+			goto put;
+		}
+	}
+	if (ev->nr_irqfds >= COOPERATIVE_IRQFD_MAX) {
+		pr_warn_ratelimited("guest %u: IRQFD refused: %u bindings already (COOPERATIVE_IRQFD_MAX)\n",
+				    id, ev->nr_irqfds);
+		ret = -ENOSPC;
+		goto put;
+	}
+	irqfd = kzalloc(sizeof(*irqfd), GFP_KERNEL_ACCOUNT);
+	if (!irqfd) {
+		ret = -ENOMEM;
+		goto put;
+	}
+	irqfd->ev = ev;
+	irqfd->ctx = ctx;
+	irqfd->line = arg->line;
+	init_waitqueue_func_entry(&irqfd->wait, colinux_irqfd_wake);
+	init_poll_funcptr(&irqfd->pt, colinux_irqfd_queue);
+	list_add_tail(&irqfd->link, &ev->irqfds);
+	ev->nr_irqfds++;
+	/* From here on the wake function may run, on any CPU. */
+	events = vfs_poll(f.file, &irqfd->pt);
+	/* A count already there raises the line once (it stays unread). */
+	if (events & EPOLLIN)
+		colinux_events_raise(ev, irqfd->line);
+	goto out;
+put:
+	eventfd_ctx_put(ctx);
+out:
+	fdput(f);
+	return ret;
+}
+
+static long colinux_irqfd(struct colinux_file *cf,
+			  const struct cooperative_ioctl_irqfd *arg)
+{
+	struct colinux_events *ev = &cf->ev;
+	struct colinux_irqfd *irqfd;
+	struct eventfd_ctx *ctx;
+	s64 id = colinux_core_irqfd_check(&cf->guest, arg);
+
+	if (id < 0)
+		return id;
+	if (!(arg->flags & COOPERATIVE_EVENTFD_DEASSIGN))
+		return colinux_irqfd_assign(ev, id, arg);
+	ctx = colinux_eventfd(arg->fd, "IRQFD");
+	if (IS_ERR(ctx))
+		return PTR_ERR(ctx);
+	list_for_each_entry(irqfd, &ev->irqfds, link) {
+		if (irqfd->ctx == ctx && irqfd->line == arg->line) {
+			colinux_irqfd_free(ev, irqfd);
+			eventfd_ctx_put(ctx);
+			return 0;
+		}
+	}
+	eventfd_ctx_put(ctx);
+	return -ENOENT;
+}
+
+/* EPOLLIN while lines raised by IRQFDs wait for RUN. */
+static __poll_t colinux_poll(struct file *file, poll_table *wait)
+{
+	struct colinux_file *cf = file->private_data;
+
+	poll_wait(file, &cf->ev.poll_wq, wait);
+	return READ_ONCE(cf->ev.lines) ? EPOLLIN | EPOLLRDNORM : 0;
+}
+
 static int colinux_open(struct inode *inode, struct file *file)
 {
 	struct colinux_file *cf;
@@ -214,45 +647,85 @@ static int colinux_open(struct inode *inode, struct file *file)
 	if (!cf)
 		return -ENOMEM;
 	mutex_init(&cf->lock);
+	spin_lock_init(&cf->mem_lock);
+	colinux_events_init(&cf->ev);
 	file->private_data = cf;
 	return nonseekable_open(inode, file);
-}
-
-/* The file's guest RAM no longer counts against the host-wide limit. */
-static void colinux_uncount(struct colinux_file *cf)
-{
-	mutex_lock(&colinux_create_lock);
-	colinux_guest_pages -= cf->pages;
-	cf->pages = 0;
-	mutex_unlock(&colinux_create_lock);
 }
 
 /* CREATE within what the host-wide limit leaves. */
 static long colinux_create(struct colinux_file *cf,
 			   struct cooperative_ioctl_create *arg)
 {
-	unsigned long limit = colinux_limit_pages(), left;
+	unsigned long limit = colinux_limit_pages(), left, held;
+	struct colinux_mem *mem;
+	struct cooperative_ioctl_info info = {
+		.abi_version = COOPERATIVE_ABI_VERSION,
+	};
 	long ret;
 
+	mem = kzalloc(sizeof(*mem), GFP_KERNEL_ACCOUNT);
+	if (!mem)
+		return -ENOMEM;
 	mutex_lock(&colinux_create_lock);
-	left = limit > colinux_guest_pages ? limit - colinux_guest_pages : 0;
+	held = atomic_long_read(&colinux_guest_pages);
+	left = limit > held ? limit - held : 0;
 	ret = colinux_core_create(&cf->guest, arg, left);
-	if (ret >= 0) {
-		cf->pages = arg->memory_size >> PAGE_SHIFT;
-		colinux_guest_pages += cf->pages;
-	}
+	if (ret >= 0 && (colinux_core_frames(&cf->guest, &mem->frames,
+					     &mem->nr_frames) ||
+			 colinux_core_info(&cf->guest, &info)))
+		ret = -EINVAL;	/* cannot happen: the core just made it */
+	if (ret >= 0)
+		atomic_long_add(mem->nr_frames, &colinux_guest_pages);
 	mutex_unlock(&colinux_create_lock);
+	if (ret < 0) {
+		kfree(mem);
+		return ret;
+	}
+	refcount_set(&mem->ref, 1);
+	spin_lock_init(&mem->lock);
+	mem->guest_id = info.guest_id;
+	spin_lock(&cf->mem_lock);
+	cf->mem = mem;
+	spin_unlock(&cf->mem_lock);
 	return ret;
+}
+
+/*
+ * The end of the file's guest (DESTROY, close): its bindings, its run
+ * state, its RAM (pages still mapped stay, with their references).
+ * -EINVAL when there was no guest. Called with the file's mutex held or
+ * as the file's last user.
+ */
+static int colinux_end_guest(struct colinux_file *cf)
+{
+	struct colinux_mem *mem;
+
+	colinux_events_clear(&cf->ev);
+	colinux_run_free(cf->run);
+	cf->run = NULL;
+	spin_lock(&cf->mem_lock);
+	mem = cf->mem;
+	cf->mem = NULL;
+	spin_unlock(&cf->mem_lock);
+	if (mem) {
+		spin_lock(&mem->lock);
+		mem->frames = NULL;
+		spin_unlock(&mem->lock);
+		colinux_mem_put(mem);
+	}
+	return colinux_core_destroy(&cf->guest);
 }
 
 static int colinux_release(struct inode *inode, struct file *file)
 {
 	struct colinux_file *cf = file->private_data;
 
-	/* The last reference is gone: nobody else can hold the mutex. */
-	colinux_run_free(cf->run);
-	colinux_core_destroy(&cf->guest);
-	colinux_uncount(cf);
+	/*
+	 * The last reference is gone: nobody else can hold the mutex, and
+	 * no mapping exists (each holds a reference to the file).
+	 */
+	colinux_end_guest(cf);
 	mutex_destroy(&cf->lock);
 	kfree(cf);
 	return 0;
@@ -277,7 +750,8 @@ static long colinux_shim_run(struct colinux_file *cf,
 	if (colinux_core_frames(&cf->guest, &frames, &count))
 		return -EINVAL;
 	if (!cf->run) {
-		struct colinux_run *run = colinux_run_create(frames, count);
+		struct colinux_run *run = colinux_run_create(frames, count,
+							     &cf->ev);
 
 		if (IS_ERR(run))
 			return PTR_ERR(run);
@@ -298,6 +772,8 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 		struct cooperative_ioctl_load load;
 		struct cooperative_ioctl_info info;
 		struct cooperative_ioctl_run run;
+		struct cooperative_ioctl_ioeventfd ioeventfd;
+		struct cooperative_ioctl_irqfd irqfd;
 	} arg;
 	long ret;
 
@@ -306,6 +782,8 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 	case COOPERATIVE_IOCTL_LOAD:
 	case COOPERATIVE_IOCTL_INFO:
 	case COOPERATIVE_IOCTL_RUN:
+	case COOPERATIVE_IOCTL_IOEVENTFD:
+	case COOPERATIVE_IOCTL_IRQFD:
 		/* The size is the one the number encodes, <= sizeof(arg). */
 		if (copy_from_user(&arg, argp, _IOC_SIZE(cmd)))
 			return -EFAULT;
@@ -338,11 +816,14 @@ static long colinux_ioctl(struct file *file, unsigned int cmd,
 	case COOPERATIVE_IOCTL_RUN:
 		ret = colinux_shim_run(cf, &arg.run);
 		break;
+	case COOPERATIVE_IOCTL_IOEVENTFD:
+		ret = colinux_ioeventfd(cf, &arg.ioeventfd);
+		break;
+	case COOPERATIVE_IOCTL_IRQFD:
+		ret = colinux_irqfd(cf, &arg.irqfd);
+		break;
 	default:
-		colinux_run_free(cf->run);
-		cf->run = NULL;
-		ret = colinux_core_destroy(&cf->guest);
-		colinux_uncount(cf);
+		ret = colinux_end_guest(cf);
 		break;
 	}
 	mutex_unlock(&cf->lock);
@@ -360,6 +841,8 @@ static const struct file_operations colinux_fops = {
 	.owner = THIS_MODULE,
 	.open = colinux_open,
 	.release = colinux_release,
+	.mmap = colinux_mmap,
+	.poll = colinux_poll,
 	.unlocked_ioctl = colinux_ioctl,
 	/* The argument structures have the same layout for 32-bit daemons. */
 	.compat_ioctl = compat_ptr_ioctl,

@@ -11,7 +11,8 @@ use core::ptr::NonNull;
 
 use colinux_abi::{
     cooperative_boot_params, cooperative_ioctl_create, cooperative_ioctl_info,
-    cooperative_ioctl_load, cooperative_ioctl_run,
+    cooperative_ioctl_ioeventfd, cooperative_ioctl_irqfd, cooperative_ioctl_load,
+    cooperative_ioctl_run,
 };
 
 use crate::guest::{self, Slot};
@@ -229,4 +230,67 @@ pub unsafe extern "C" fn colinux_core_frames(
         }
         None => crate::host::Errno::EINVAL.to_c(),
     }
+}
+
+fn id_to_c(r: Result<u32, Errno>) -> i64 {
+    match r {
+        Ok(id) => i64::from(id),
+        Err(e) => i64::from(e.to_c()),
+    }
+}
+
+/// IOEVENTFD's argument for the file's guest. The guest's id (>= 0) or
+/// -errno (EPROTO, EINVAL, EBADF), the reason logged. The shim then checks
+/// the descriptor and the bindings.
+///
+/// # Safety
+/// `slot` as for [`colinux_core_create`]; `arg` points to an IOEVENTFD
+/// argument in kernel memory.
+#[no_mangle]
+pub unsafe extern "C" fn colinux_core_ioeventfd_check(
+    slot: *const Slot,
+    arg: *const cooperative_ioctl_ioeventfd,
+) -> i64 {
+    // SAFETY: the caller's contract above.
+    let (slot, arg) = unsafe { (&*slot, &*arg) };
+    id_to_c(crate::events::check_ioeventfd(&mut Kernel, slot, arg))
+}
+
+/// IRQFD's argument for the file's guest: as
+/// [`colinux_core_ioeventfd_check`].
+///
+/// # Safety
+/// `slot` as for [`colinux_core_create`]; `arg` points to an IRQFD argument
+/// in kernel memory.
+#[no_mangle]
+pub unsafe extern "C" fn colinux_core_irqfd_check(
+    slot: *const Slot,
+    arg: *const cooperative_ioctl_irqfd,
+) -> i64 {
+    // SAFETY: the caller's contract above.
+    let (slot, arg) = unsafe { (&*slot, &*arg) };
+    id_to_c(crate::events::check_irqfd(&mut Kernel, slot, arg))
+}
+
+/// `mmap()` of guest RAM: guest `guest` with `guest_pages` pages (0: no
+/// guest), the mapping's first page `pgoff` and length `pages`, `shared`
+/// nonzero for MAP_SHARED. 0 or -errno (ENODEV, EINVAL), the reason logged.
+/// Takes no lock: the shim calls it from its mmap handler, which must not
+/// wait for the file's mutex.
+#[no_mangle]
+pub extern "C" fn colinux_core_mmap_check(
+    guest: u32,
+    guest_pages: u64,
+    pgoff: u64,
+    pages: u64,
+    shared: c_int,
+) -> c_int {
+    to_c(crate::events::check_mmap(
+        &mut Kernel,
+        guest,
+        guest_pages,
+        pgoff,
+        pages,
+        shared != 0,
+    ))
 }

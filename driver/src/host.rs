@@ -13,21 +13,31 @@ use core::ptr::NonNull;
 pub struct Errno(pub i32);
 
 impl Errno {
+    /// No such binding (DEASSIGN of an eventfd that is not bound).
+    pub const ENOENT: Errno = Errno(2);
     /// The guest has ended: it cannot run again.
     pub const ESRCH: Errno = Errno(3);
     /// Interrupted (a fatal signal arrived during a long operation).
     pub const EINTR: Errno = Errno(4);
+    /// A descriptor that is not open (an eventfd ioctl's `fd`).
+    pub const EBADF: Errno = Errno(9);
     /// The host is out of memory, or the request exceeds what it may give.
     pub const ENOMEM: Errno = Errno(12);
     /// A daemon address could not be read.
     pub const EFAULT: Errno = Errno(14);
     /// This file already has a guest, or the guest has run (LOAD).
     pub const EBUSY: Errno = Errno(16);
+    /// The binding exists already (IOEVENTFD's queue, IRQFD's fd and line).
+    pub const EEXIST: Errno = Errno(17);
+    /// Nothing to map: `mmap()` of a file without a guest.
+    pub const ENODEV: Errno = Errno(19);
     /// An argument is out of range, a reserved field is not zero, or the
     /// file has no guest to act on.
     pub const EINVAL: Errno = Errno(22);
     /// Not one of our ioctls.
     pub const ENOTTY: Errno = Errno(25);
+    /// No room for another binding (IRQFD's limit).
+    pub const ENOSPC: Errno = Errno(28);
     /// The daemon speaks another ABI version.
     pub const EPROTO: Errno = Errno(71);
 

@@ -14,6 +14,8 @@
 //! - [`msg`]: log messages without `core::fmt` (no indirect calls).
 //! - [`run`]: the checks of what the daemon hands RUN, and the guest's
 //!   state from its first RUN to its end.
+//! - [`events`]: the checks of what the daemon hands the device back-end
+//!   interfaces (IOEVENTFD, IRQFD, `mmap()` of guest RAM).
 //! - `ffi` (not in unit tests): the `extern "C"` functions the shim calls
 //!   (`colinux_core_*`) and the shim functions the core calls.
 //!
@@ -21,6 +23,7 @@
 //! `driver/kbuild/colinux_core.h`; keep the two in step.
 #![cfg_attr(not(test), no_std)]
 
+pub mod events;
 pub mod guest;
 pub mod host;
 pub mod msg;

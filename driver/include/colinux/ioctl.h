@@ -33,9 +33,10 @@
  *
  * Each open file of /dev/colinux holds at most one guest. The daemon
  * creates it (CREATE), copies the guest kernel's loadable segments into
- * its RAM (LOAD), may read what the driver set up (INFO), and destroys
- * it (DESTROY, or by closing the file: a killed daemon leaves nothing
- * behind). Numbers are built with _IOW/_IOR from <linux/ioctl.h>:
+ * its RAM (LOAD), may read what the driver set up (INFO), runs it (RUN),
+ * binds eventfds to its virtio queues and interrupt lines (IOEVENTFD,
+ * IRQFD), and destroys it (DESTROY, or by closing the file: a killed
+ * daemon leaves nothing behind). Numbers are built with _IOW/_IOR from <linux/ioctl.h>:
  * type COOPERATIVE_IOCTL_TYPE, number COOPERATIVE_IOCTL_NR_*, and the
  * size of the argument structure. Every structure carries the ABI
  * version in use (COOPERATIVE_ABI_VERSION of <linux/cooperative.h>: the
@@ -112,7 +113,9 @@ struct cooperative_ioctl_info {
  * the passage's IDT is loaded. Later RUNs (entry 0) resume it; status is
  * then the result of the operation RUN last returned. Host interrupts
  * are served in the kernel and counted; IDLE returns EXIT_IDLE (unless a
- * virtual interrupt is already pending), and RUN returns EXIT_YIELD at
+ * virtual interrupt is already pending, or an IRQFD raised one), a
+ * queue notification bound by IOEVENTFD is served in the kernel, and
+ * RUN returns EXIT_YIELD at
  * least every few milliseconds of guest time so that the daemon can
  * serve devices and pass console input.
  */
@@ -163,31 +166,53 @@ struct cooperative_ioctl_run {
 
 /*
  * Guest RAM for device back ends: mmap() of a /dev/colinux file whose
- * guest exists (after CREATE), MAP_SHARED, maps its RAM in guest page
- * frame order: file offset o is guest-physical address o. The range
- * must lie inside guest RAM. The mapping holds the guest's real pages
- * (not a PFN map), so O_DIRECT, io_uring and get_user_pages work on it;
- * the pages stay allocated while any mapping of them exists, also after
- * the guest is destroyed. The descriptor can be passed to another
- * process (a vhost-user back end) for the same view.
+ * guest exists (after CREATE; before it: ENODEV), MAP_SHARED (else
+ * EINVAL), maps its RAM in guest page frame order: file offset o is
+ * guest-physical address o. The range must lie inside guest RAM (else
+ * EINVAL); the mapping cannot be grown with mremap() and is left out of
+ * core dumps. The mapping holds the guest's real pages (not a PFN map),
+ * so O_DIRECT, io_uring and get_user_pages work on it. Each page is
+ * mapped on first touch with a reference of its own: a page stays
+ * allocated while a mapping holds it, also after the guest is destroyed
+ * (it is then the daemon's memory alone); a page first touched after the
+ * guest's end gives SIGBUS, and a mapping never shows a later guest of
+ * the same file. Guest RAM is never freed or replaced while the guest
+ * lives: the driver does not implement COOPERATIVE_OP_FREE_PAGES or
+ * ALLOC_PAGES (they reach the daemon as operations), so a mapping sees
+ * the guest's RAM for the guest's whole life. The descriptor can be
+ * passed to another process (a vhost-user back end) for the same view.
+ * The daemon and the guest access that memory at the same time: the
+ * virtio rules (barriers, the order of ring updates) are the only
+ * synchronisation.
  *
  * poll() on the file reports EPOLLIN while a line raised through an
  * IRQFD is pending and RUN has not taken it yet: a daemon waiting for
- * an idle guest's next event includes the file in its poll set.
+ * an idle guest's next event includes the file in its poll set. RUN
+ * takes those lines into the guest's pending_irqs before every switch
+ * into the guest, and an IDLE with one pending does not return.
  */
 
 /* cooperative_ioctl_ioeventfd.flags and cooperative_ioctl_irqfd.flags */
 #define COOPERATIVE_EVENTFD_DEASSIGN		(1U << 0)
+#define COOPERATIVE_EVENTFD_FLAGS		COOPERATIVE_EVENTFD_DEASSIGN
 
 /*
  * IOEVENTFD: bind the notifications of one virtio queue to an eventfd.
  * While bound, the guest's COOPERATIVE_OP_VIRTIO REQ_NOTIFY of queue
- * `queue` of device `device` adds 1 to the eventfd and the guest goes on
- * at once (RUN does not return for it); notifications of unbound queues
- * return to the daemon as an OPERATION. One eventfd per queue: binding a
- * bound queue is refused (EEXIST). With COOPERATIVE_EVENTFD_DEASSIGN the
- * binding of that queue is removed (fd is ignored). Bindings end with
- * the guest.
+ * `queue` (params[2]) of device `device` (params[0]) adds 1 to the
+ * eventfd and the guest goes on at once with COOPERATIVE_STATUS_OK (RUN
+ * does not return for it); notifications of unbound queues, and every
+ * other COOPERATIVE_OP_VIRTIO request, return to the daemon as an
+ * OPERATION. A NOTIFY whose device or queue index is out of range gets
+ * COOPERATIVE_STATUS_INVALID at once (no exit). One eventfd per queue:
+ * binding a bound queue is refused (EEXIST). With
+ * COOPERATIVE_EVENTFD_DEASSIGN the binding of that queue is removed (fd
+ * is ignored; ENOENT if there is none). Bindings end with the guest
+ * (DESTROY, close). Errors: EPROTO (ABI version), EINVAL (no guest,
+ * unknown flags, nonzero reserved fields, an index out of range, fd not
+ * an eventfd), EBADF (fd not open). Like every ioctl of the file it waits
+ * while RUN runs on another thread (at most one time slice for a Linux
+ * guest): bind before RUN or while serving an operation.
  */
 struct cooperative_ioctl_ioeventfd {
 	__u32 abi_version;	/* COOPERATIVE_ABI_VERSION */
@@ -204,10 +229,18 @@ struct cooperative_ioctl_ioeventfd {
  * the eventfd (a write from any thread or process) makes `line` pending:
  * a daemon waiting in poll() for its idle guest is woken (EPOLLIN), a
  * guest running on a CPU is interrupted at once (an IPI to that CPU) and
- * takes the line before it runs on, as a virtual interrupt. The driver
- * consumes the eventfd's count. Several eventfds may raise one line. With
- * COOPERATIVE_EVENTFD_DEASSIGN the binding of that fd and line is
- * removed. Bindings end with the guest.
+ * takes the line before it runs on, as a virtual interrupt (injected if
+ * it left with interrupts on, as for any line). The driver consumes the
+ * eventfd's count; a count already there when it is bound raises the
+ * line once. Several eventfds may raise one line, one eventfd several
+ * lines. With COOPERATIVE_EVENTFD_DEASSIGN the binding of that fd (the
+ * same eventfd through any descriptor) and line is removed (ENOENT if
+ * there is none). An eventfd closed while bound stays bound, silent,
+ * until DEASSIGN or the guest's end. Bindings end with the guest
+ * (DESTROY, close). Errors: EPROTO, EINVAL (no guest, unknown flags,
+ * nonzero reserved fields, line out of range, fd not an eventfd), EBADF,
+ * EEXIST (that fd and line are bound already), ENOSPC (more than
+ * COOPERATIVE_IRQFD_MAX bindings). Waits while RUN runs, as IOEVENTFD.
  */
 struct cooperative_ioctl_irqfd {
 	__u32 abi_version;	/* COOPERATIVE_ABI_VERSION */
@@ -216,6 +249,9 @@ struct cooperative_ioctl_irqfd {
 	__u32 line;		/* < COOPERATIVE_NR_IRQS */
 	__aligned_u64 reserved[2];	/* zero */
 };
+
+/* Most IRQFD bindings one guest may have. */
+#define COOPERATIVE_IRQFD_MAX			256
 
 /* Guest states, in cooperative_ioctl_info.state. */
 #define COOPERATIVE_GUEST_STATE_NONE		0 /* no guest on this file */

@@ -614,3 +614,191 @@ fn boot_parameters_are_checked_field_by_field() {
     assert_eq!(check_boot(&mut fake, big, &boot(big)), Err(Errno::EINVAL));
     assert!(fake.last_log().contains("HIGHMEM"), "{}", fake.last_log());
 }
+
+// ---- the device back ends' interfaces (crate::events) ----
+
+/// A way to spoil an argument, the text its refusal logs, the errno.
+type SpoilCase<T> = (&'static str, fn(&mut T), Errno);
+
+fn ioeventfd_arg(device: u32, queue: u32, fd: i32) -> colinux_abi::cooperative_ioctl_ioeventfd {
+    colinux_abi::cooperative_ioctl_ioeventfd {
+        abi_version: COOPERATIVE_ABI_VERSION,
+        fd,
+        device,
+        queue,
+        ..Default::default()
+    }
+}
+
+fn irqfd_arg(line: u32, fd: i32) -> colinux_abi::cooperative_ioctl_irqfd {
+    colinux_abi::cooperative_ioctl_irqfd {
+        abi_version: COOPERATIVE_ABI_VERSION,
+        fd,
+        line,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn ioeventfd_checks_version_guest_flags_reserved_indices_and_fd() {
+    use crate::events::check_ioeventfd;
+    use colinux_abi::{
+        COOPERATIVE_EVENTFD_DEASSIGN, COOPERATIVE_VIRTIO_MAX_DEVICES, COOPERATIVE_VIRTIO_MAX_QUEUES,
+    };
+    let mut fake = Fake::new();
+    let empty = Slot::empty();
+    assert_eq!(
+        check_ioeventfd(&mut fake, &empty, &ioeventfd_arg(0, 0, 3)),
+        Err(Errno::EINVAL)
+    );
+    assert!(fake.last_log().contains("no guest"), "{}", fake.last_log());
+    let mut slot = new_guest(&mut fake, 16 * MIB);
+    let id = slot.guest().expect("guest").id();
+    // The largest indices are fine; the next ones are not.
+    assert_eq!(
+        check_ioeventfd(
+            &mut fake,
+            &slot,
+            &ioeventfd_arg(
+                COOPERATIVE_VIRTIO_MAX_DEVICES - 1,
+                COOPERATIVE_VIRTIO_MAX_QUEUES - 1,
+                3
+            )
+        ),
+        Ok(id)
+    );
+    let cases: [SpoilCase<colinux_abi::cooperative_ioctl_ioeventfd>; 8] = [
+        ("ABI version", |a| a.abi_version += 1, Errno::EPROTO),
+        ("unknown flags", |a| a.flags = 2, Errno::EINVAL),
+        ("reserved", |a| a.reserved0 = 1, Errno::EINVAL),
+        ("reserved", |a| a.reserved[1] = 1, Errno::EINVAL),
+        (
+            "device 64",
+            |a| a.device = COOPERATIVE_VIRTIO_MAX_DEVICES,
+            Errno::EINVAL,
+        ),
+        ("device 4294967295", |a| a.device = u32::MAX, Errno::EINVAL),
+        (
+            "queue 8",
+            |a| a.queue = COOPERATIVE_VIRTIO_MAX_QUEUES,
+            Errno::EINVAL,
+        ),
+        ("fd is negative", |a| a.fd = -1, Errno::EBADF),
+    ];
+    for (what, spoil, errno) in cases {
+        let mut a = ioeventfd_arg(1, 1, 3);
+        spoil(&mut a);
+        assert_eq!(check_ioeventfd(&mut fake, &slot, &a), Err(errno), "{what}");
+        assert!(
+            fake.last_log().contains(what),
+            "{what}: {}",
+            fake.last_log()
+        );
+    }
+    // Removing a binding names the queue only: the fd is ignored.
+    let mut a = ioeventfd_arg(1, 1, -1);
+    a.flags = COOPERATIVE_EVENTFD_DEASSIGN;
+    assert_eq!(check_ioeventfd(&mut fake, &slot, &a), Ok(id));
+    // A dead guest's bindings may still be made and removed (they end with it).
+    crate::run::set_state(&mut slot, COOPERATIVE_GUEST_STATE_DEAD);
+    assert_eq!(
+        check_ioeventfd(&mut fake, &slot, &ioeventfd_arg(0, 0, 0)),
+        Ok(id)
+    );
+    destroy(&mut fake, &mut slot).expect("destroy");
+}
+
+#[test]
+fn irqfd_checks_version_guest_flags_reserved_line_and_fd() {
+    use crate::events::check_irqfd;
+    use colinux_abi::{COOPERATIVE_EVENTFD_DEASSIGN, COOPERATIVE_NR_IRQS};
+    let mut fake = Fake::new();
+    assert_eq!(
+        check_irqfd(&mut fake, &Slot::empty(), &irqfd_arg(4, 3)),
+        Err(Errno::EINVAL)
+    );
+    let mut slot = new_guest(&mut fake, 16 * MIB);
+    let id = slot.guest().expect("guest").id();
+    assert_eq!(
+        check_irqfd(&mut fake, &slot, &irqfd_arg(COOPERATIVE_NR_IRQS - 1, 3)),
+        Ok(id)
+    );
+    let cases: [SpoilCase<colinux_abi::cooperative_ioctl_irqfd>; 6] = [
+        ("ABI version", |a| a.abi_version = 0, Errno::EPROTO),
+        ("unknown flags", |a| a.flags = 1 << 31, Errno::EINVAL),
+        ("reserved", |a| a.reserved[0] = 1, Errno::EINVAL),
+        ("line 16", |a| a.line = COOPERATIVE_NR_IRQS, Errno::EINVAL),
+        ("fd is negative", |a| a.fd = -5, Errno::EBADF),
+        (
+            "fd is negative",
+            |a| {
+                a.flags = COOPERATIVE_EVENTFD_DEASSIGN;
+                a.fd = -1;
+            },
+            Errno::EBADF,
+        ),
+    ];
+    for (what, spoil, errno) in cases {
+        let mut a = irqfd_arg(4, 3);
+        spoil(&mut a);
+        assert_eq!(check_irqfd(&mut fake, &slot, &a), Err(errno), "{what}");
+        assert!(
+            fake.last_log().contains(what),
+            "{what}: {}",
+            fake.last_log()
+        );
+    }
+    let mut a = irqfd_arg(4, 3);
+    a.flags = COOPERATIVE_EVENTFD_DEASSIGN;
+    assert_eq!(check_irqfd(&mut fake, &slot, &a), Ok(id));
+    destroy(&mut fake, &mut slot).expect("destroy");
+}
+
+#[test]
+fn mmap_is_shared_inside_guest_ram_and_needs_a_guest() {
+    use crate::events::check_mmap;
+    let mut fake = Fake::new();
+    let pages = 2048; // 8 MiB
+    assert_eq!(
+        check_mmap(&mut fake, NO_GUEST, 0, 0, 1, true),
+        Err(Errno::ENODEV)
+    );
+    assert!(
+        fake.last_log().contains("CREATE first"),
+        "{}",
+        fake.last_log()
+    );
+    // All of it, the last page, a page in the middle.
+    assert_eq!(check_mmap(&mut fake, 7, pages, 0, pages, true), Ok(()));
+    assert_eq!(check_mmap(&mut fake, 7, pages, pages - 1, 1, true), Ok(()));
+    assert_eq!(check_mmap(&mut fake, 7, pages, 100, 1, true), Ok(()));
+    assert_eq!(
+        check_mmap(&mut fake, 7, pages, 0, 1, false),
+        Err(Errno::EINVAL)
+    );
+    assert!(
+        fake.last_log().contains("MAP_SHARED"),
+        "{}",
+        fake.last_log()
+    );
+    for (pgoff, len) in [
+        (0, pages + 1),
+        (pages, 1),
+        (pages - 1, 2),
+        (1, u64::MAX),
+        (u64::MAX, 1),
+        (u64::MAX, u64::MAX),
+        (0, 0),
+    ] {
+        assert_eq!(
+            check_mmap(&mut fake, 7, pages, pgoff, len, true),
+            Err(Errno::EINVAL),
+            "{pgoff}+{len}"
+        );
+        assert!(
+            fake.last_log().contains("not inside guest RAM"),
+            "{}",
+            fake.last_log()
+        );
+    }
+}
