@@ -136,6 +136,7 @@ struct colinux_events {
 	int guest_cpu;			/* CPU in the guest world, or -1 */
 	unsigned long kick_busy;	/* bit 0: @csd is queued */
 	call_single_data_t csd;		/* the IPI that interrupts the guest */
+	unsigned long kicks;		/* IPIs sent (under @kick_busy) */
 	wait_queue_head_t poll_wq;	/* poll() waits for @lines */
 	/* COOPERATIVE_VIRTIO_MAX_DEVICES x _MAX_QUEUES, or NULL: none bound */
 	struct eventfd_ctx **ioeventfds;
@@ -372,9 +373,13 @@ static void colinux_events_raise(struct colinux_events *ev, u32 line)
 	smp_mb__after_atomic();
 	cpu = READ_ONCE(ev->guest_cpu);
 	/* One IPI in flight at a time: the csd must not be queued twice. */
-	if (cpu >= 0 && !test_and_set_bit_lock(0, &ev->kick_busy) &&
-	    smp_call_function_single_async(cpu, &ev->csd))
-		clear_bit_unlock(0, &ev->kick_busy);
+	if (cpu >= 0 && !test_and_set_bit_lock(0, &ev->kick_busy)) {
+		ev->kicks++;
+		if (smp_call_function_single_async(cpu, &ev->csd)) {
+			ev->kicks--;
+			clear_bit_unlock(0, &ev->kick_busy);
+		}
+	}
 	wake_up_interruptible_poll(&ev->poll_wq, EPOLLIN | EPOLLRDNORM);
 }
 
@@ -475,6 +480,10 @@ static void colinux_events_clear(struct colinux_events *ev)
 		ev->ioeventfds = NULL;
 	}
 	xchg(&ev->lines, 0);
+	if (ev->kicks)
+		pr_info("%s[%d]: the guest's CPU was interrupted %lu times for lines raised while it ran\n",
+			current->comm, task_pid_nr(current), ev->kicks);
+	ev->kicks = 0;
 }
 
 /* The eventfd of @fd, or an error logged with the ioctl's name. */

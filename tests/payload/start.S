@@ -26,6 +26,7 @@
 	PAYLOAD_ENTRY payload_exceptions, payload_c_exceptions
 	PAYLOAD_ENTRY payload_busy, payload_c_busy
 	PAYLOAD_ENTRY payload_busy3, payload_c_busy3
+	PAYLOAD_ENTRY payload_virtio, payload_c_virtio
 
 /*
  * A guest kernel that never gives the CPU back: interrupts off, a loop.

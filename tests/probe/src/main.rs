@@ -14,11 +14,16 @@
 //! - `unprivileged`: drop to uid/gid 65534 and try to open the device.
 //! - `getppid N`: the cost of N `getppid()` system calls, in TSC cycles
 //!   (the yardstick `cargo xtask bench passage` compares the passage with).
+//! - `virtio PAYLOAD [DEVICE]`, `virtio-hold PAYLOAD`: the interfaces for
+//!   device back ends (mmap of guest RAM, IOEVENTFD, IRQFD, poll) with the
+//!   test payload; see `virtio.rs`.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 
 use colinux_abi as abi;
+
+mod virtio;
 
 const DEV: &str = "/dev/colinux";
 
@@ -502,6 +507,8 @@ fn fuzz(n: usize, mut seed: u64) -> usize {
         abi::ioctl::LOAD,
         abi::ioctl::INFO,
         abi::ioctl::DESTROY,
+        abi::ioctl::IOEVENTFD,
+        abi::ioctl::IRQFD,
     ];
     let mut f = open();
     let (mut ok, mut err) = (0usize, 0usize);
@@ -614,6 +621,18 @@ fn main() {
             fuzz(n, seed)
         }
         Some("unprivileged") => unprivileged(),
+        Some("virtio") => match args.get(2) {
+            Some(payload) => virtio::virtio(
+                payload,
+                args.get(3).map(String::as_str).filter(|d| *d != "-"),
+                args.get(4).and_then(|c| c.parse().ok()),
+            ),
+            None => 2,
+        },
+        Some("virtio-hold") => match args.get(2) {
+            Some(payload) => virtio::virtio_hold(payload),
+            None => 2,
+        },
         Some("getppid") => getppid_cost(
             args.get(2)
                 .and_then(|s| s.parse().ok())
@@ -621,7 +640,8 @@ fn main() {
         ),
         _ => {
             eprintln!(
-                "usage: colinux-probe malformed | run | fuzz [N [SEED]] | unprivileged | getppid [N]"
+                "usage: colinux-probe malformed | run | fuzz [N [SEED]] | unprivileged | getppid [N] \
+                 | virtio PAYLOAD [O_DIRECT-DEVICE|- [GUEST-CPU]] | virtio-hold PAYLOAD"
             );
             2
         }
