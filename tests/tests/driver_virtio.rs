@@ -158,6 +158,8 @@ diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
 echo "MemFree kB: before=$before after=$after (difference $diff)"
 [ $diff -le $((4 * 1024)) ] || { echo "memory was not returned"; exit 1; }
 dmesg | grep -i 'colinux' | grep -i 'refused' | tail -n 40
+# Random ioctls, IOEVENTFD and IRQFD among them.
+/root/colinux-probe fuzz 3000 4242
 rmmod brd
 echo virtio-ok
 "#,

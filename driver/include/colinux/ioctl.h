@@ -171,7 +171,9 @@ struct cooperative_ioctl_run {
  * guest-physical address o. The range must lie inside guest RAM (else
  * EINVAL); the mapping cannot be grown with mremap() and is left out of
  * core dumps. The mapping holds the guest's real pages (not a PFN map),
- * so O_DIRECT, io_uring and get_user_pages work on it. Each page is
+ * so O_DIRECT, get_user_pages, vmsplice and io_uring reads and writes
+ * work on it (io_uring registered buffers do not: Linux refuses file
+ * mappings other than shmem and hugetlbfs for those). Each page is
  * mapped on first touch with a reference of its own: a page stays
  * allocated while a mapping holds it, also after the guest is destroyed
  * (it is then the daemon's memory alone); a page first touched after the
