@@ -1511,12 +1511,12 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 			run_warn("RUN refused: this CPU has VMX turned on (another hypervisor, e.g. KVM running a VM); a cooperative guest cannot switch while it is");
 			return -EBUSY;
 		}
-		/* Not switched: a line came; take it and decide again. */
-		if (reason == PASSAGE_EXIT_RETRY)
-			continue;
-		r->last_exit = reason;
+		if (reason != PASSAGE_EXIT_RETRY)
+			r->last_exit = reason;
 
-		if (reason == PASSAGE_EXIT_IRQ) {
+		if (reason == PASSAGE_EXIT_RETRY) {
+			/* Not switched: a line came; take it, decide again. */
+		} else if (reason == PASSAGE_EXIT_IRQ) {
 			arg->interrupts++;
 		} else if (reason == PASSAGE_EXIT_FAULT) {
 			r->dead = true;
@@ -1566,7 +1566,10 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 			r->wait = RUN_WAIT_STATUS;
 			return 0;
 		}
-		/* Served here: a forwarded interrupt, an IDLE, a bad message. */
+		/*
+		 * Served here: a forwarded interrupt, an IDLE, a bad message, a
+		 * queue notification, a switch not made.
+		 */
 		if (r->linux_boot && ktime_get_ns() - start > RUN_SLICE_NS) {
 			arg->exit_reason = COOPERATIVE_RUN_EXIT_YIELD;
 			return 0;

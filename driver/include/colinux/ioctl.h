@@ -177,8 +177,8 @@ struct cooperative_ioctl_run {
  * mapped on first touch with a reference of its own: a page stays
  * allocated while a mapping holds it, also after the guest is destroyed
  * (it is then the daemon's memory alone); a page first touched after the
- * guest's end gives SIGBUS, and a mapping never shows a later guest of
- * the same file. Guest RAM is never freed or replaced while the guest
+ * guest's end gives SIGBUS (a fork's copy of a mapping touches its pages
+ * anew), and a mapping never shows a later guest of the same file. Guest RAM is never freed or replaced while the guest
  * lives: the driver does not implement COOPERATIVE_OP_FREE_PAGES or
  * ALLOC_PAGES (they reach the daemon as operations), so a mapping sees
  * the guest's RAM for the guest's whole life. The descriptor can be
