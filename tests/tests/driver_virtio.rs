@@ -6,8 +6,8 @@
 //! - mmap of guest RAM: the loaded payload seen through it, refused before
 //!   CREATE / for MAP_PRIVATE / outside RAM, get_user_pages on it
 //!   (vmsplice, process_vm_readv) and an O_DIRECT read from a block device
-//!   (`brd`, Debian's module from the same kernel package) into it; its
-//!   pages outliving DESTROY, SIGBUS for pages never touched;
+//!   (a virtio disk of the test host: QEMU writes into the mapped pages)
+//!   into it; its pages outliving DESTROY, SIGBUS for pages never touched;
 //! - IOEVENTFD: 1000 queue notifications served by the driver while one RUN
 //!   never returns (another thread counts them on the eventfd);
 //!   notifications of unbound queues and other requests reach the daemon;
@@ -23,8 +23,8 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -35,58 +35,6 @@ struct Parts {
     module: PathBuf,
     probe: PathBuf,
     payload: PathBuf,
-    brd: PathBuf,
-}
-
-/// `brd.ko` (the RAM block device: a block device for O_DIRECT in a test
-/// host that has no disk) from Debian's package of the test host's kernel,
-/// kept beside the kernel in the cache.
-fn brd_module() -> PathBuf {
-    let kernel = colinux_testrig::hostkernel::ensure().unwrap();
-    let dir = kernel.vmlinuz.parent().unwrap().to_path_buf();
-    let brd = dir.join("brd.ko");
-    if brd.exists() {
-        return brd;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let mut deb = None;
-    for package in [
-        format!("linux-image-{}", kernel.release),
-        format!("linux-image-{}-unsigned", kernel.release),
-    ] {
-        let ok = Command::new("apt-get")
-            .args(["download", "-q", &package])
-            .current_dir(work.path())
-            .status()
-            .unwrap()
-            .success();
-        if ok {
-            deb = std::fs::read_dir(work.path())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.extension().is_some_and(|e| e == "deb"));
-            break;
-        }
-    }
-    let deb = deb.expect("apt-get download of the host kernel's image package");
-    let tree = work.path().join("tree");
-    let ok = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&tree)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "dpkg-deb -x {}", deb.display());
-    let found = tree
-        .join("lib/modules")
-        .join(&kernel.release)
-        .join("kernel/drivers/block/brd.ko");
-    assert!(found.exists(), "{} has no brd.ko", deb.display());
-    let partial = dir.join("brd.ko.partial");
-    std::fs::copy(&found, &partial).unwrap();
-    std::fs::rename(&partial, &brd).unwrap();
-    brd
 }
 
 fn parts() -> &'static Parts {
@@ -95,7 +43,6 @@ fn parts() -> &'static Parts {
         module: xtask::driver_build::build_driver(None).unwrap(),
         probe: colinux_testrig::userland::build_static("colinux-probe", "colinux-probe").unwrap(),
         payload: colinux_testrig::payload::build_payload().unwrap(),
-        brd: brd_module(),
     })
 }
 
@@ -111,7 +58,6 @@ fn scenario(name: &str, script: &str) -> Scenario {
         file(&p.module, "/root/colinux.ko", 0o644),
         file(&p.probe, "/root/colinux-probe", 0o755),
         file(&p.payload, "/root/payload.elf", 0o644),
-        file(&p.brd, "/root/brd.ko", 0o644),
     ] {
         sc = sc.file(s, d, m);
     }
@@ -121,13 +67,25 @@ fn scenario(name: &str, script: &str) -> Scenario {
 #[test]
 #[ignore = "boots the test host with the driver and the payload; run by `cargo xtask test`"]
 fn back_end_interfaces_mmap_ioeventfd_irqfd_poll_on_each_cpu() {
-    let out = run_passing(&scenario(
-        "driver-virtio",
-        r#"
-# A block device for the O_DIRECT read: 1 MiB of RAM disk with random bytes.
-insmod /root/brd.ko rd_nr=1 rd_size=1024
-dd if=/dev/urandom of=/dev/ram0 bs=4096 count=256 2>/dev/null
-sync
+    // The disk the O_DIRECT read comes from: 1 MiB of varied bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("odirect.img");
+    let mut f = std::fs::File::create(&image).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..(1 << 20) / 8 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        f.write_all(&x.to_le_bytes()).unwrap();
+    }
+    drop(f);
+    let out = run_passing(&scenario("driver-virtio", SCRIPT).disk(&image));
+    assert!(out.console.contains("virtio-ok"), "{}", out.log.display());
+    assert!(out.kernel_log_clean);
+}
+
+const SCRIPT: &str = r#"
+[ -b /dev/vda ] || { echo "no virtio disk in the test host"; exit 1; }
 before=$(free_kb)
 # The guest on one CPU, the thread that raises its line on the other. The
 # guest must see its line every time. Whether the line finds the guest in
@@ -139,7 +97,7 @@ for cpu in 0 1; do
     seen=0
     for attempt in 1 2 3 4 5; do
         k=$(kicks)
-        /root/colinux-probe virtio /root/payload.elf /dev/ram0 $cpu > /tmp/out 2>&1 || { cat /tmp/out; exit 1; }
+        /root/colinux-probe virtio /root/payload.elf /dev/vda $cpu > /tmp/out 2>&1 || { cat /tmp/out; exit 1; }
         cat /tmp/out
         grep -q "^ok: the guest saw its line" /tmp/out
         grep -q "^ok: O_DIRECT read" /tmp/out
@@ -160,13 +118,8 @@ echo "MemFree kB: before=$before after=$after (difference $diff)"
 dmesg | grep -i 'colinux' | grep -i 'refused' | tail -n 40
 # Random ioctls, IOEVENTFD and IRQFD among them.
 /root/colinux-probe fuzz 3000 4242
-rmmod brd
 echo virtio-ok
-"#,
-    ));
-    assert!(out.console.contains("virtio-ok"), "{}", out.log.display());
-    assert!(out.kernel_log_clean);
-}
+"#;
 
 #[test]
 #[ignore = "boots the test host with the driver and the payload; run by `cargo xtask test`"]
