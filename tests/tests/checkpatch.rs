@@ -16,7 +16,7 @@ const ACCEPTED: &[(&str, &str)] = &[
     (
         "added, moved or deleted file(s), does MAINTAINERS need updating?",
         "the series adds files under arch/x86/cooperative/, arch/x86/include/asm/, \
-         include/uapi/linux/ and drivers/tty/hvc/; a MAINTAINERS entry comes with upstreaming",
+         include/uapi/linux/, drivers/tty/hvc/ and drivers/virtio/; a MAINTAINERS entry comes with upstreaming",
     ),
     (
         "Avoid CamelCase: <_Static_assert>",
