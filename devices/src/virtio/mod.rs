@@ -443,13 +443,15 @@ fn set_status(mem: &GuestRam, slot: &mut Slot, status: u64) -> Result<()> {
         if accepted & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
             bail!("DRIVER_OK before FEATURES_OK");
         }
-        match activate(mem, slot, features) {
-            Ok(()) => slot.active = true,
-            Err(e) => {
-                tracing::warn!("{}: cannot start: {e:#}", slot.dev.name());
-                accepted |= VIRTIO_CONFIG_S_NEEDS_RESET;
-            }
+        if let Err(e) = activate(mem, slot, features) {
+            // The guest breaks the device when the write is refused (Linux
+            // ignores NEEDS_RESET alone, and its I/O would wait forever).
+            let broken = accepted | VIRTIO_CONFIG_S_NEEDS_RESET;
+            slot.status = broken;
+            mem.write_obj(broken, status_at)?;
+            return Err(e.context("cannot start the device"));
         }
+        slot.active = true;
     }
     slot.status = accepted;
     mem.write_obj(accepted, status_at)?;

@@ -221,7 +221,8 @@ fn bad_queues_make_the_device_need_a_reset() {
         negotiate(&mut s, 1 << VIRTIO_F_VERSION_1);
         setup_queue0(&s);
         spoil(&s);
-        let (_, st) = status(&mut s, OK);
+        let (r, st) = status(&mut s, OK);
+        assert_eq!(r, abi::COOPERATIVE_STATUS_INVALID, "case {i}");
         assert_ne!(st & VIRTIO_CONFIG_S_NEEDS_RESET, 0, "case {i}: {st:#x}");
         assert!(s.seen.lock().unwrap().activations.is_empty());
     }
