@@ -1,0 +1,221 @@
+//! cobd in the test host: the Debian root file system of `cargo xtask
+//! rootfs` boots from cobd0 to systemd's multi-user target and a login on
+//! the console, with Linux's own virtio-blk driver over the cooperative
+//! virtio transport, the driver's IOEVENTFD/IRQFD and the daemon's
+//! virtio-blk back end:
+//!
+//! - cobd0 is a host block device (a QEMU disk of the test host holding a
+//!   copy of the image), cobd1 an empty image file in the test host's own
+//!   file system, formatted and mounted by the guest, cobd2 a read-only
+//!   unit (an ext4 image the host made) whose writes fail in the guest;
+//! - bash, coreutils, perl, dpkg and apt run (offline: `apt-cache policy`,
+//!   `dpkg -l`, a local .deb installed with apt);
+//! - a file written and synced survives a `poweroff`, and afterwards the
+//!   root image is clean (`e2fsck -fn` on the build machine) and holds it.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use colinux_images::rootfs::{self, RootfsOptions};
+use colinux_testrig::diskimage::{self, Ext4Image};
+use colinux_testrig::session::{self, Session};
+use colinux_tests::guest::{context, run_one, scenario, serial, step_output};
+
+/// The guest's root image, built (cached) by `cargo xtask rootfs`, copied
+/// into `dir` (the guest writes to its copy).
+fn root_image(dir: &Path) -> PathBuf {
+    let built = rootfs::build(&RootfsOptions::default()).unwrap();
+    let copy = dir.join("root.img");
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&built.image)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying {}", built.image.display());
+    copy
+}
+
+/// `e2fsck -fn IMAGE`: its exit status and output.
+fn fsck(image: &Path) -> (i32, String) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn debugfs_cat(image: &Path, path: &str) -> String {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(image)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The commands typed into the Debian guest's shell, in order (see
+/// [`step_output`] for reading each one's output back).
+const STEPS: &[&str] = &[
+    // 1: systemd reached multi-user.
+    "systemctl is-system-running --wait; systemctl is-active multi-user.target; systemctl get-default",
+    // 2: the disks by their cobd names.
+    "ls -l /dev/cobd0 /dev/cobd1 /dev/cobd2; cat /sys/block/vda/serial; echo; findmnt -n -o SOURCE,FSTYPE,OPTIONS /",
+    // 3: bash, coreutils, perl.
+    "bash -c 'echo bash-${BASH_VERSINFO[0]}'; ls --version | head -1; perl -e 'print \"perl-\", 6*7, \"\\n\"'",
+    // 4: dpkg and apt, offline.
+    "dpkg -l | grep -c '^ii'; apt-cache policy dpkg | head -3",
+    // 5: a local .deb installed with apt.
+    "mkdir -p /tmp/p/DEBIAN && printf 'Package: colinux-hello\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: colinux <t@example.org>\\nDescription: test\\n' > /tmp/p/DEBIAN/control && dpkg-deb --build /tmp/p /tmp/hello.deb >/dev/null && apt-get install -y -q /tmp/hello.deb >/dev/null 2>&1; dpkg-query -W -f='${Status}\\n' colinux-hello",
+    // 6: the second disk formatted and mounted.
+    "mkfs.ext4 -q -F /dev/cobd1 && mount /dev/cobd1 /mnt && echo data-$((6*7)) > /mnt/f && sync && umount /mnt && mount /dev/cobd1 /mnt && cat /mnt/f && umount /mnt",
+    // 7: the read-only unit: readable, writes refused.
+    "cat /sys/block/vdc/ro; mount -o ro /dev/cobd2 /mnt && cat /mnt/hello.txt && umount /mnt; dd if=/dev/zero of=/dev/cobd2 bs=4096 count=1 oflag=direct 2>/tmp/dd.err; echo dd-status-$?; head -1 /tmp/dd.err",
+    // 8: written and synced: on the image after the guest ends.
+    "echo synced-$((6*7)) > /root/persist && sync && echo persisted",
+];
+
+/// What step `n` printed, without the typed line's echo and bash's
+/// bracketed-paste switches.
+fn step(sess: &Session, n: usize, ctx: &str) -> String {
+    step_output(sess, n)
+        .unwrap_or_else(|| panic!("step {n} ({}) never finished{ctx}", STEPS[n - 1]))
+        .iter()
+        .filter(|l| !l.contains("colinux-run: step-''"))
+        .map(|l| l.replace("\u{1b}[?2004l", "").replace("\u{1b}[?2004h", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether `out` has a line that is `want` (surrounding blanks aside).
+fn has_line(out: &str, want: &str) -> bool {
+    out.lines().any(|l| l.trim() == want)
+}
+
+#[test]
+#[ignore = "builds the Debian root image (cached) and boots it in the test host; run by `cargo xtask test`"]
+fn debian_boots_from_cobd0_with_systemd_and_uses_its_disks() {
+    let _serial = serial();
+    let dir = diskimage::scratch_dir("cobd-debian").unwrap();
+    let root = root_image(&dir);
+    let ro = dir.join("ro.img");
+    Ext4Image::new(16)
+        .label("readonly")
+        .file("hello.txt", "hello-from-the-host\n")
+        .create(&ro)
+        .unwrap();
+    let script = session::session_script(
+        256,
+        STEPS,
+        "poweroff",
+        "rmmod colinux\necho cobd-debian-done",
+    );
+    // No initramfs: the kernel mounts cobd0; the console autologin is the
+    // sign that userland is up; the second disk is a file in the test
+    // host's file system.
+    let setup = "truncate -s 256M /tmp/data.img\nGUEST_INITRD=\nGUEST_WAIT=900\nGUEST_STEP_WAIT=300\nGUEST_END_WAIT=300\nGUEST_INIT_MARKER='(automatic login)'\n";
+    let script = script.replacen(
+        "guest_boot /tmp/guest.log /tmp/steps 'poweroff'",
+        &format!(
+            "{setup}guest_boot /tmp/guest.log /tmp/steps 'poweroff' cobd0=/dev/vda cobd1=/tmp/data.img cobd2=/dev/vdb,ro root=/dev/cobd0 ro"
+        ),
+        1,
+    );
+    assert!(
+        script.contains("cobd0=/dev/vda"),
+        "the session script changed"
+    );
+    let s = scenario("cobd-debian", script, Duration::from_secs(1800))
+        .disk(&root)
+        .disk(&ro);
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+
+    let boot = step(&sess, 1, &ctx);
+    assert!(
+        has_line(&boot, "active"),
+        "systemd did not reach multi-user: {boot}{ctx}"
+    );
+    assert!(
+        has_line(&boot, "running"),
+        "systemd's state is not running (no unit failed): {boot}{ctx}"
+    );
+    let disks = step(&sess, 2, &ctx);
+    assert!(
+        disks.contains("/dev/cobd0 -> vda") && disks.contains("/dev/cobd2 -> vdc"),
+        "the udev rule did not name the disks: {disks}{ctx}"
+    );
+    assert!(has_line(&disks, "cobd0"), "the serial: {disks}{ctx}");
+    assert!(
+        disks.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() == 3 && w[0] == "/dev/vda" && w[1] == "ext4" && w[2].starts_with("rw,")
+        }),
+        "the root mount: {disks}{ctx}"
+    );
+    let tools = step(&sess, 3, &ctx);
+    for want in ["bash-5", "ls (GNU coreutils)", "perl-42"] {
+        assert!(tools.contains(want), "{want}: {tools}{ctx}");
+    }
+    let pkgs = step(&sess, 4, &ctx);
+    let installed: u32 = pkgs
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        installed > 50,
+        "dpkg -l lists {installed} packages: {pkgs}{ctx}"
+    );
+    assert!(pkgs.contains("Installed:"), "apt-cache policy: {pkgs}{ctx}");
+    assert!(
+        step(&sess, 5, &ctx).contains("install ok installed"),
+        "the local .deb was not installed{ctx}"
+    );
+    assert!(
+        has_line(&step(&sess, 6, &ctx), "data-42"),
+        "the second disk{ctx}"
+    );
+    let ro_out = step(&sess, 7, &ctx);
+    assert!(
+        has_line(&ro_out, "1")
+            && has_line(&ro_out, "hello-from-the-host")
+            && ro_out.contains("dd-status-1")
+            && ro_out.contains("Operation not permitted"),
+        "the read-only unit must be readable and refuse writes: {ro_out}{ctx}"
+    );
+    assert!(has_line(&step(&sess, 8, &ctx), "persisted"), "{ctx}");
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "`poweroff` should end colinux run with 0{ctx}"
+    );
+    assert!(
+        out.passed && out.console.contains("cobd-debian-done"),
+        "the test host run failed{ctx}"
+    );
+
+    // After the guest: the image is clean and holds what was synced; the
+    // read-only unit is unchanged.
+    let (code, report) = fsck(&root);
+    assert_eq!(
+        code, 0,
+        "e2fsck -fn of the root image after poweroff:\n{report}"
+    );
+    assert_eq!(debugfs_cat(&root, "/root/persist").trim(), "synced-42");
+    let (code, report) = fsck(&ro);
+    assert_eq!(code, 0, "{report}");
+}
