@@ -26,11 +26,17 @@ int main(void)
 	S(cooperative_ioctl_load);
 	S(cooperative_ioctl_info);
 	S(cooperative_ioctl_run);
+	S(cooperative_ioctl_ioeventfd);
+	S(cooperative_ioctl_irqfd);
+	S(cooperative_virtio_queue);
+	S(cooperative_virtio_device);
 	printf("ioctl CREATE %u\n", (unsigned)COOPERATIVE_IOCTL_CREATE);
 	printf("ioctl LOAD %u\n", (unsigned)COOPERATIVE_IOCTL_LOAD);
 	printf("ioctl INFO %u\n", (unsigned)COOPERATIVE_IOCTL_INFO);
 	printf("ioctl DESTROY %u\n", (unsigned)COOPERATIVE_IOCTL_DESTROY);
 	printf("ioctl RUN %u\n", (unsigned)COOPERATIVE_IOCTL_RUN);
+	printf("ioctl IOEVENTFD %u\n", (unsigned)COOPERATIVE_IOCTL_IOEVENTFD);
+	printf("ioctl IRQFD %u\n", (unsigned)COOPERATIVE_IOCTL_IRQFD);
 	return 0;
 }
 "#;
@@ -88,11 +94,17 @@ fn rust_values() -> BTreeMap<String, u64> {
     s!(cooperative_ioctl_load);
     s!(cooperative_ioctl_info);
     s!(cooperative_ioctl_run);
+    s!(cooperative_ioctl_ioeventfd);
+    s!(cooperative_ioctl_irqfd);
+    s!(cooperative_virtio_queue);
+    s!(cooperative_virtio_device);
     m.insert("ioctl CREATE".into(), abi::ioctl::CREATE.into());
     m.insert("ioctl LOAD".into(), abi::ioctl::LOAD.into());
     m.insert("ioctl INFO".into(), abi::ioctl::INFO.into());
     m.insert("ioctl DESTROY".into(), abi::ioctl::DESTROY.into());
     m.insert("ioctl RUN".into(), abi::ioctl::RUN.into());
+    m.insert("ioctl IOEVENTFD".into(), abi::ioctl::IOEVENTFD.into());
+    m.insert("ioctl IRQFD".into(), abi::ioctl::IRQFD.into());
     m
 }
 
