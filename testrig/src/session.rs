@@ -192,12 +192,65 @@ pub const MAIN_STEPS: &[&str] = &[
     "cat /proc/interrupts",
 ];
 
+/// The test host's first disk (`Scenario::disk`), where a guest booting
+/// from a disk finds its root image.
+pub const ROOT_DISK: &str = "/dev/vda";
+/// The settings that boot the guest from [`ROOT_DISK`] as cobd0.
+pub const ROOT_DISK_SETTINGS: &str = "cobd0=/dev/vda root=/dev/cobd0 ro";
+/// The console line of the root images' autologin (`cargo xtask rootfs`):
+/// the guest's userland is up.
+pub const AUTOLOGIN_MARKER: &str = "(automatic login)";
+
+/// Where a session's guest gets its root file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Root {
+    /// The guest initramfs (busybox).
+    #[default]
+    Initrd,
+    /// [`ROOT_DISK`], an image that logs root in on the console by itself
+    /// (the images of `cargo xtask rootfs`); no initramfs.
+    Disk,
+}
+
+impl Root {
+    /// Shell lines that set the session helpers up for this root.
+    fn setup(self) -> String {
+        match self {
+            Root::Initrd => String::new(),
+            Root::Disk => {
+                format!("GUEST_INITRD=\nGUEST_INIT_MARKER='{AUTOLOGIN_MARKER}'\nGUEST_WAIT=900\n")
+            }
+        }
+    }
+
+    /// The `colinux run` settings for this root.
+    pub fn settings(self) -> String {
+        match self {
+            Root::Initrd => format!("initrd={HOST_INITRD}"),
+            Root::Disk => ROOT_DISK_SETTINGS.to_string(),
+        }
+    }
+}
+
 /// A test-host script that loads the driver, boots the guest once with
 /// `mem` MiB, types `steps` and then `last`, prints what happened and exits
 /// 0 (whatever the daemon's status: callers check [`EXIT_LINE`]; see
 /// [`session_status`]). `after` runs after the session (with `$GUEST_RC`,
 /// `$GUEST_FEED_RC` and `guest_stamp_of`).
 pub fn session_script(mem: u64, steps: &[&str], last: &str, after: &str) -> String {
+    session_script_with(Root::Initrd, mem, steps, last, after, "")
+}
+
+/// [`session_script`] with the guest's root from `root` and more
+/// `colinux run` settings (`cobd1=…`, kernel command-line words).
+pub fn session_script_with(
+    root: Root,
+    mem: u64,
+    steps: &[&str],
+    last: &str,
+    after: &str,
+    settings: &str,
+) -> String {
     let mut steps_text = String::new();
     for s in steps {
         steps_text.push_str(s);
@@ -211,20 +264,28 @@ echo "== colinux: loading the host driver"
 insmod {HOST_MODULE}
 cat > /tmp/steps <<'COLINUX_STEPS_END'
 {steps_text}COLINUX_STEPS_END
-echo "== colinux: booting the guest: {HOST_COLINUX} run name={GUEST_NAME} kernel={HOST_VMLINUX} initrd={HOST_INITRD} mem={mem}"
-guest_boot /tmp/guest.log /tmp/steps '{last}'
+{setup}echo "== colinux: booting the guest: {HOST_COLINUX} run name={GUEST_NAME} kernel={HOST_VMLINUX} {root_settings} mem={mem} {settings}"
+guest_boot /tmp/guest.log /tmp/steps '{last}' {disk_settings} {settings}
 echo "== colinux: typing finished with status $GUEST_FEED_RC"
 {after}
 "#,
         helpers = guest_helpers(),
         last = last.replace('\'', r"'\''"),
+        setup = root.setup(),
+        root_settings = root.settings(),
+        disk_settings = if root == Root::Disk {
+            ROOT_DISK_SETTINGS
+        } else {
+            ""
+        },
     )
 }
 
 /// The main job's script: one boot, [`MAIN_STEPS`], `poweroff`; fails
 /// unless the daemon exited 0 and the module unloads.
-pub fn script(mem: u64) -> String {
-    session_script(
+pub fn script(root: Root, mem: u64) -> String {
+    session_script_with(
+        root,
         mem,
         MAIN_STEPS,
         "poweroff",
@@ -233,12 +294,14 @@ pub fn script(mem: u64) -> String {
 echo "== colinux: the guest powered off; unloading the driver"
 rmmod colinux
 "#,
+        "",
     )
 }
 
 /// `--shell`: the guest's console on the terminal (the scenario runs in the
 /// foreground on the host's console).
-pub fn interactive_script(mem: u64) -> String {
+pub fn interactive_script(root: Root, mem: u64) -> String {
+    let settings = root.settings();
     format!(
         r#"echo "== colinux: loading the host driver"
 insmod {HOST_MODULE}
@@ -246,7 +309,7 @@ echo "== colinux: booting the guest; its console follows (type into its shell; '
 # The guest's terminal does the echo and the line editing.
 stty raw -echo 2>/dev/null
 rc=0
-{HOST_COLINUX} run name={GUEST_NAME} kernel={HOST_VMLINUX} initrd={HOST_INITRD} mem={mem} || rc=$?
+{HOST_COLINUX} run name={GUEST_NAME} kernel={HOST_VMLINUX} {settings} mem={mem} || rc=$?
 stty sane 2>/dev/null
 echo "== colinux: colinux run exited with status $rc (0 = powered off, 2 = panic, 3 = fault)"
 "#
@@ -334,7 +397,7 @@ mod tests {
         let left = h.replace("\"$@\"", "");
         assert!(!left.contains('@'), "{h}");
         assert!(h.contains(INIT_MARKER));
-        let s = script(128);
+        let s = script(Root::Initrd, 128);
         assert!(s.contains(
             "/root/colinux run name=guest kernel=/root/vmlinux ${GUEST_INITRD:+\"initrd=$GUEST_INITRD\"} \"mem=$GUEST_MEM\""
         ));

@@ -70,8 +70,15 @@ enum Cmd {
         shell: bool,
         /// Run the 32-bit test payload through the passage instead of
         /// booting Linux (the job before the guest booted)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "image")]
         payload: bool,
+        /// Boot this root file system image instead of the initramfs: it is
+        /// the test host's disk /dev/vda and the guest's cobd0 (root=), and
+        /// the guest writes to it. Without --shell the image must log root
+        /// in on the console by itself, as those of `cargo xtask rootfs` do
+        /// (see docs/rootfs.md)
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<std::path::PathBuf>,
     },
     /// Build the guest's initramfs (Debian's static i386 busybox, /init) in
     /// the cache and print its path; busybox is downloaded once.
@@ -465,6 +472,7 @@ fn run(cli: Cli) -> Result<()> {
             mem,
             shell,
             payload,
+            image,
         } => {
             let version = fetch.version(&manifest);
             let build =
@@ -476,6 +484,7 @@ fn run(cli: Cli) -> Result<()> {
                     mem,
                     shell,
                     payload,
+                    image,
                 },
             )?;
         }

@@ -28,7 +28,7 @@ use crate::build::{build_kernel, BuildOptions};
 use crate::manifest::Manifest;
 use colinux_testrig::guest_initrd::InitrdOptions;
 use colinux_testrig::session::{
-    interactive_script, payload_script, script, HOST_COLINUX, HOST_DAEMON, HOST_INITRD,
+    interactive_script, payload_script, script, Root, HOST_COLINUX, HOST_DAEMON, HOST_INITRD,
     HOST_MODULE, HOST_VMLINUX,
 };
 use colinux_testrig::testhost::{self, Scenario};
@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub shell: bool,
     /// Run the test payload instead of booting Linux.
     pub payload: bool,
+    /// Boot this root file system image (cobd0, a disk of the test host;
+    /// the guest writes to it) instead of the initramfs.
+    pub image: Option<PathBuf>,
 }
 
 /// What booting a guest in the test host takes, built (each step is
@@ -102,20 +105,34 @@ pub fn run(manifest: &Manifest, opts: &RunOptions) -> Result<()> {
             0o644,
         )
     } else {
-        let initrd = colinux_testrig::guest_initrd::build(&InitrdOptions::default())?;
-        let script = if opts.shell {
-            interactive_script(opts.mem)
+        let root = if opts.image.is_some() {
+            Root::Disk
         } else {
-            script(opts.mem)
+            Root::Initrd
         };
-        Scenario::new("run", script).file(initrd, HOST_INITRD, 0o644)
+        let script = if opts.shell {
+            interactive_script(root, opts.mem)
+        } else {
+            script(root, opts.mem)
+        };
+        match &opts.image {
+            Some(image) => Scenario::new("run-image", script).disk(image),
+            None => {
+                let initrd = colinux_testrig::guest_initrd::build(&InitrdOptions::default())?;
+                Scenario::new("run", script).file(initrd, HOST_INITRD, 0o644)
+            }
+        }
     };
     s = s
         .file(module, HOST_MODULE, 0o644)
         .file(daemon, HOST_DAEMON, 0o755)
         .file(colinux, HOST_COLINUX, 0o755)
         .file(guest.vmlinux.clone(), HOST_VMLINUX, 0o644)
-        .timeout(Duration::from_secs(300));
+        .timeout(Duration::from_secs(if opts.image.is_some() {
+            900
+        } else {
+            300
+        }));
     if opts.shell {
         return testhost::shell(&s);
     }
