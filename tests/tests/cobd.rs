@@ -239,10 +239,11 @@ wait_for() {{
         sleep 0.1
     done
 }}
-# type COMMAND… (one line) on the guest's console, and wait for MARKER
+# type_and_wait MARKER SECONDS COMMAND…: type the command (one line) on
+# the guest's console and wait up to SECONDS for MARKER in its output.
 type_and_wait() {{
-    marker="$1"; shift
-    {{ printf '%s\n' "$*"; sleep 1; n=0; until tr -d '\r' < $R/console.log | grep -qF -- "$marker"; do n=$((n + 1)); [ $n -le 3000 ] || break; sleep 0.1; done; printf '\035'; }} \
+    marker="$1"; secs="$2"; shift 2
+    {{ printf '%s\n' "$*"; n=0; until tr -d '\r' < $R/console.log | grep -qF -- "$marker"; do n=$((n + 1)); [ $n -le $((secs * 10)) ] || break; sleep 0.1; done; printf '\035'; }} \
         | $C console deb > /dev/null 2>&1
     wait_for "$marker" 1
 }}
@@ -252,18 +253,18 @@ boot() {{
     wait_for '{autologin}' 900 || fail "boot $1: no login"
     # The shell reads its console once it answers.
     n=0
-    until type_and_wait "ready-$1-42" "echo ready-$1-\$((6*7))"; do
-        n=$((n + 1)); [ $n -le 30 ] || fail "boot $1: the shell did not answer"
+    until type_and_wait "ready-$1-42" 3 "echo ready-$1-\$((6*7))"; do
+        n=$((n + 1)); [ $n -le 60 ] || fail "boot $1: the shell did not answer"
     done
     # The data disk: the journal replayed by a mount, then checked clean.
-    type_and_wait "fsck-$1-done-42" "mount /dev/cobd1 /mnt && umount /mnt; e2fsck -fn /dev/cobd1 >/tmp/fsck 2>&1; echo fsck-$1-status-\$?; echo fsck-$1-done-\$((6*7))" \
+    type_and_wait "fsck-$1-done-42" 300 "mount /dev/cobd1 /mnt && umount /mnt; e2fsck -fn /dev/cobd1 >/tmp/fsck 2>&1; echo fsck-$1-status-\$?; echo fsck-$1-done-\$((6*7))" \
         || fail "boot $1: fsck did not finish"
-    type_and_wait "files-$1-done-42" "mount /dev/cobd1 /mnt; cat /mnt/cycle-* /root/cycle-* 2>&1 | tr '\n' ' '; echo; echo files-$1-done-\$((6*7))" \
+    type_and_wait "files-$1-done-42" 300 "mount /dev/cobd1 /mnt; cat /mnt/cycle-* /root/cycle-* 2>&1 | tr '\n' ' '; echo; echo files-$1-done-\$((6*7))" \
         || fail "boot $1: listing did not finish"
 }}
 for i in $(seq 1 {cycles}); do
     boot $i
-    type_and_wait "synced-$i" "echo data-cycle-$i > /mnt/cycle-$i && echo root-cycle-$i > /root/cycle-$i && sync && echo synced-\$((0+$i))" \
+    type_and_wait "synced-$i" 300 "echo data-cycle-$i > /mnt/cycle-$i && echo root-cycle-$i > /root/cycle-$i && sync && echo synced-\$((0+$i))" \
         || fail "cycle $i: the write did not finish"
     pid=$(sed -n 's/^pid = //p' $R/state)
     kill -9 $pid
@@ -273,7 +274,7 @@ for i in $(seq 1 {cycles}); do
 done
 boot last
 tr -d '\r' < $R/console.log | grep -E "fsck-last-status-[0-9]|files-last-done-42" -B1 | sed "s/^/cobd-kill: boot last: /"
-type_and_wait "umounted-42" "umount /mnt && echo umounted-\$((6*7))" || fail "last boot: umount"
+type_and_wait "umounted-42" 300 "umount /mnt && echo umounted-\$((6*7))" || fail "last boot: umount"
 rc=0; $C stop deb --timeout 300 > /tmp/stop 2>&1 || rc=$?
 echo "cobd-kill: stop status $rc: $(cat /tmp/stop)"
 rmmod colinux
