@@ -69,7 +69,9 @@ mem=64
 EOF
 $C run --detach /etc/colinux/web.toml || fail "web did not start"
 $C run --detach @/etc/colinux/db.conf || fail "db did not start"
-$C run --detach name=cache kernel={vmlinux} initrd={initrd} mem=64 || fail "cache did not start"
+# cache has a disk (cobd0, an image file): the other refusals below use it.
+dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null
+$C run --detach name=cache kernel={vmlinux} initrd={initrd} mem=64 cobd0=/tmp/disk.img || fail "cache did not start"
 $C list > /tmp/list || fail "list failed"
 echo "runtime: modes $(stat -c '%a' $R/web $R/web/control.sock $R/web/console.sock | tr '\n' ' ')"
 sed 's/^/list| /' /tmp/list
@@ -82,6 +84,12 @@ refused "command-line word 3: mem=lots: not a number of MiB" $C run name=x kerne
 refused "command-line word 2: kernel=/nope: No such file" $C run name=x kernel=/nope
 refused "mem=4000: a guest has 16 to" $C run name=x kernel={vmlinux} mem=4000
 refused "no guest named nothere is running" $C console nothere
+# Disks: in use, missing, not a raw image, a unit out of range.
+refused "/tmp/disk.img is in use by another guest" $C run name=x kernel={vmlinux} cobd0=/tmp/disk.img
+refused "command-line word 3: cobd0=/nope.img: No such file" $C run name=x kernel={vmlinux} cobd0=/nope.img
+printf 'QFI\373\0\0\0\3' > /tmp/q.img; dd if=/dev/zero bs=1k count=4 >> /tmp/q.img 2>/dev/null
+refused "/tmp/q.img is a qcow2 image" $C run name=x kernel={vmlinux} cobd1=/tmp/q.img
+refused "cobdN takes N from 0 to 31" $C run name=x kernel={vmlinux} cobd32=/tmp/disk.img
 echo "runtime: guests created by the driver after the bad input: $(dmesg | grep -c 'colinux: guest .*: created')"
 
 # Each console in turn: wait for the shell, run a command, detach.
@@ -135,6 +143,8 @@ $C list > /tmp/list3
 echo "runtime: listed $(($(wc -l < /tmp/list3) - 1)) after the ends"
 $C list --all | sed 's/^/list-all| /'
 refused "no guest named db is running" $C kill db
+# The disk images live in the test host's tmpfs: not guest memory.
+rm -f /tmp/disk.img /tmp/q.img
 after=$(free_kb)
 diff=$((before - after)); [ $diff -ge 0 ] || diff=$((-diff))
 echo "runtime: memory before $before after $after difference $diff kB"
@@ -196,7 +206,7 @@ fn three_named_guests_run_list_attach_and_end() {
             "{g}'s console{ctx}"
         );
     }
-    assert_eq!(facts(c, "refused").len(), 7, "{ctx}");
+    assert_eq!(facts(c, "refused").len(), 11, "{ctx}");
     assert_eq!(
         facts(c, "modes"),
         ["700 600 600"],
