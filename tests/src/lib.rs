@@ -1,6 +1,7 @@
 //! Integration tests live in `tests/tests/`; this library holds what the
 //! test-host scenarios share.
 
+pub mod ext4;
 pub mod guest;
 
 /// The lines a test-host script printed with `PREFIX| ` in front (a

@@ -23,6 +23,7 @@ use std::time::Duration;
 use colinux_images::rootfs::{self, RootfsOptions};
 use colinux_testrig::diskimage::{self, Ext4Image};
 use colinux_testrig::session::{self, Root, Session};
+use colinux_tests::ext4::{cat, fsck};
 use colinux_tests::guest::{context, run_one, scenario, serial, step_output};
 
 /// The guest's root image, built (cached) by `cargo xtask rootfs`, copied
@@ -38,33 +39,6 @@ fn root_image(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(st.success(), "copying {}", built.image.display());
     copy
-}
-
-/// `e2fsck -fn IMAGE`: its exit status and output.
-fn fsck(image: &Path) -> (i32, String) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn debugfs_cat(image: &Path, path: &str) -> String {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat {path}"))
-        .arg(image)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The commands typed into the Debian guest's shell, in order (see
@@ -210,7 +184,7 @@ fn debian_boots_from_cobd0_with_systemd_and_uses_its_disks() {
         code, 0,
         "e2fsck -fn of the root image after poweroff:\n{report}"
     );
-    assert_eq!(debugfs_cat(&root, "/root/persist").trim(), "synced-42");
+    assert_eq!(cat(&root, "/root/persist").trim(), "synced-42");
     let (code, report) = fsck(&ro);
     assert_eq!(code, 0, "{report}");
 }

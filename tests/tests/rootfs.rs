@@ -16,34 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use colinux_images::rootfs::{self, RootfsOptions};
-
-/// `debugfs -R REQUEST IMAGE`'s output (it prints errors on stderr and
-/// exits 0 anyway, so both are returned together).
-fn debugfs(image: &Path, request: &str) -> String {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(request)
-        .arg(image)
-        .output()
-        .expect("debugfs (e2fsprogs)");
-    assert!(out.status.success(), "debugfs -R {request:?}: {out:?}");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn cat(image: &Path, path: &str) -> String {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(format!("cat {path}"))
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "debugfs cat {path}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use colinux_tests::ext4::{cat, debugfs, fsck};
 
 #[test]
 #[ignore = "debootstraps Debian for i386 into the cache the first time (a few minutes) and needs root; run by `cargo xtask test`"]
@@ -72,12 +45,8 @@ fn the_root_image_is_debian_with_systemd_and_the_colinux_configuration() {
     );
 
     // A clean ext4 file system with our label.
-    let fsck = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&image)
-        .output()
-        .unwrap();
-    assert!(fsck.status.success(), "e2fsck -fn: {fsck:?}");
+    let (code, report) = fsck(&image);
+    assert_eq!(code, 0, "e2fsck -fn: {report}");
     let stats = debugfs(&image, "stats");
     assert!(
         stats.contains("Filesystem volume name:   colinux-root"),

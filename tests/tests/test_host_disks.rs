@@ -8,7 +8,6 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use colinux_testrig::diskimage::{self, Ext4Image, PartitionedImage};
@@ -113,20 +112,12 @@ echo read-only-ok
     );
 
     // The ext4 image: clean, with the host's file in it.
-    let fsck = Command::new("e2fsck").arg("-fn").arg(&fs).output().unwrap();
-    assert!(
-        fsck.status.success(),
-        "e2fsck -fn {}: {}{}",
-        fs.display(),
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
+    let (code, report) = colinux_tests::ext4::fsck(&fs);
+    assert_eq!(code, 0, "e2fsck -fn {}: {report}", fs.display());
+    assert_eq!(
+        colinux_tests::ext4::cat(&fs, "/written.txt"),
+        format!("{WRITTEN}\n")
     );
-    let cat = Command::new("debugfs")
-        .args(["-R", "cat /written.txt"])
-        .arg(&fs)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&cat.stdout), format!("{WRITTEN}\n"));
 
     // The raw image: the mark in partition 2's second sector, nothing else
     // changed (the table and the other partitions included).
