@@ -223,8 +223,10 @@ type_and_wait() {{
 }}
 insmod {module}
 boot() {{
+    t0=$(date +%s)
     $C run --detach name=deb kernel={vmlinux} mem=256 {root} cobd1={data} || fail "boot $1: colinux run failed"
     wait_for '{autologin}' 900 || fail "boot $1: no login"
+    echo "cobd-kill: boot $1: login after $(($(date +%s) - t0)) s"
     # The shell reads its console once it answers.
     n=0
     until type_and_wait "ready-$1-42" 3 "echo ready-$1-\$((6*7))"; do
@@ -243,6 +245,7 @@ for i in $(seq 1 {cycles}); do
     pid=$(sed -n 's/^pid = //p' $R/state)
     kill -9 $pid
     n=0; while kill -0 $pid 2>/dev/null; do n=$((n + 1)); [ $n -le 100 ] || fail "cycle $i: the process survived SIGKILL"; sleep 0.1; done
+    echo "cobd-kill: cycle $i: gone $((n * 100)) ms after SIGKILL"
     tr -d '\r' < $R/console.log | grep -E "fsck-$i-status-[0-9]|files-$i-done-42" -B1 | sed "s/^/cobd-kill: boot $i: /"
     echo "cobd-kill: cycle $i killed"
 done
@@ -260,6 +263,53 @@ echo "cobd-kill: done"
         root = session::ROOT_DISK_SETTINGS,
         autologin = session::AUTOLOGIN_MARKER,
     )
+}
+
+/// The figures of a run of [`synced_data_survives_sigkill_of_the_daemon`]
+/// as a Markdown table, one row per boot (`cargo xtask soak cobd` puts it
+/// in docs/RELIABILITY.md): seconds from `colinux run` to the console's
+/// login, the data disk's `e2fsck -fn` status after the previous SIGKILL,
+/// the synced files of earlier cycles found, and how long the killed
+/// process took to go.
+fn soak_report(n: u32, facts: &[&str]) -> String {
+    let find = |prefix: &str| {
+        facts
+            .iter()
+            .find_map(|f| f.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let mut t = String::from(
+        "| boot | login after (s) | data disk `e2fsck -fn` | synced files found / expected | killed process gone after |\n\
+         |---|---|---|---|---|\n",
+    );
+    let boots = (1..=n).map(|b| b.to_string()).chain(["last".to_string()]);
+    for (k, boot) in boots.enumerate() {
+        let login = find(&format!("boot {boot}: login after "))
+            .map(|s| s.trim_end_matches(" s").to_string())
+            .unwrap_or_else(|| "—".into());
+        let fsck = find(&format!("boot {boot}: fsck-{boot}-status-"))
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "—".into());
+        let prefix = format!("boot {boot}: ");
+        let files = facts
+            .iter()
+            .filter_map(|f| f.strip_prefix(&prefix))
+            .find(|l| l.starts_with("data-cycle-") || l.starts_with("root-cycle-"))
+            .map(|l| l.matches("data-cycle-").count() + l.matches("root-cycle-").count())
+            .unwrap_or(0);
+        let gone = if k < n as usize {
+            find(&format!("cycle {boot}: gone "))
+                .map(|s| s.trim_end_matches(" after SIGKILL").to_string())
+                .unwrap_or_else(|| "—".into())
+        } else {
+            "(stopped with `colinux stop`)".into()
+        };
+        t += &format!(
+            "| {boot} | {login} | {fsck} | {files} / {} | {gone} |\n",
+            2 * k
+        );
+    }
+    t
 }
 
 fn cycles() -> u32 {
@@ -304,6 +354,9 @@ fn synced_data_survives_sigkill_of_the_daemon() {
         .lines()
         .filter_map(|l| l.split_once("cobd-kill: ").map(|x| x.1))
         .collect();
+    if let Ok(path) = std::env::var("COLINUX_SOAK_REPORT") {
+        std::fs::write(&path, soak_report(n, &facts)).unwrap();
+    }
     assert!(
         !facts.iter().any(|f| f.starts_with("FAILED")),
         "{}{ctx}",

@@ -205,27 +205,7 @@ pub fn bench_apply(manifest: &Manifest, version: &str, runs: usize) -> Result<St
 
 /// Replace (or append) the `## name` section of docs/BENCHMARKS.md.
 pub fn write_section(name: &str, text: &str) -> Result<()> {
-    let path = colinux_buildenv::paths::repo_root().join("docs/BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        "# Benchmarks\n\nWritten by `cargo xtask bench …`; each section is replaced by its command.\n".to_string()
-    });
-    let header = format!("## {name}\n");
-    let new = match old.find(&header) {
-        Some(start) => {
-            let rest = &old[start + header.len()..];
-            let end = rest
-                .find("\n## ")
-                .map(|i| start + header.len() + i + 1)
-                .unwrap_or(old.len());
-            format!("{}{}{}", &old[..start], text, &old[end..])
-        }
-        None => format!(
-            "{}\n{}",
-            old.trim_end_matches('\n').to_string() + "\n",
-            text
-        ),
-    };
-    std::fs::write(&path, new).with_context(|| format!("cannot write {}", path.display()))
+    crate::docs::write_section("BENCHMARKS.md", name, text)
 }
 
 /// `cargo xtask bench passage`: the cost of one passage round trip

@@ -17,16 +17,20 @@
 //! - [`images`]: the glue of `rootfs` and `image import` (the work is in
 //!   `colinux-images`).
 //! - [`run`]: the main job; [`bench`]: the benchmarks behind
-//!   `docs/BENCHMARKS.md`; [`testhost_cli`]: `cargo xtask test-host`.
+//!   `docs/BENCHMARKS.md`; [`soak`]: the long reliability runs behind
+//!   `docs/RELIABILITY.md` ([`docs`] writes their sections);
+//!   [`testhost_cli`]: `cargo xtask test-host`.
 
 pub mod bench;
 pub mod build;
 pub mod codegen;
+pub mod docs;
 pub mod driver_build;
 pub mod fetch;
 pub mod images;
 pub mod kconfig;
 pub mod manifest;
 pub mod run;
+pub mod soak;
 pub mod testhost_cli;
 pub mod toolchain;

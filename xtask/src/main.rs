@@ -179,6 +179,12 @@ enum Cmd {
         #[command(subcommand)]
         which: BenchCmd,
     },
+    /// Run a long reliability test (many cycles of what CI runs a few of)
+    /// and write its figures to docs/RELIABILITY.md.
+    Soak {
+        #[command(subcommand)]
+        which: SoakCmd,
+    },
     /// Build the guest's root file system: Debian (bookworm) for i386 with
     /// systemd, as an ext4 image labelled colinux-root (debootstrap once into
     /// the cache, then mke2fs -d; no loop mounts). Root is logged in on the
@@ -215,6 +221,18 @@ enum Cmd {
         /// Skip the guest kernel build
         #[arg(long)]
         no_kernel: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SoakCmd {
+    /// cobd: boot the Debian guest from cobd0 with a data disk, write and
+    /// sync, SIGKILL its process, boot again and check both disks — N
+    /// times (CI runs 3). About a minute per cycle under TCG.
+    Cobd {
+        /// Kill-and-boot cycles
+        #[arg(long, default_value_t = 20)]
+        cycles: u32,
     },
 }
 
@@ -557,6 +575,12 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             eprintln!("{}", done.summary());
             println!("{}", done.image().display());
+        }
+        Cmd::Soak {
+            which: SoakCmd::Cobd { cycles },
+        } => {
+            let text = xtask::soak::soak_cobd(cycles)?;
+            println!("{text}");
         }
         Cmd::Test { no_kernel } => run_tests(no_kernel)?,
         Cmd::Rebase(args) => rebase(&manifest, args)?,
