@@ -43,10 +43,10 @@ pub fn run_passing(s: &colinux_testrig::testhost::Scenario) -> colinux_testrig::
     let out = colinux_testrig::testhost::run(s).expect("the test host runs");
     assert!(
         out.passed,
-        "scenario {} failed: {}\nlog: {}",
+        "scenario {} failed: {}{}",
         s.name,
         out.reason,
-        out.log.display()
+        host_context(&out, 40)
     );
     out
 }
