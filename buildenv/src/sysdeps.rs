@@ -82,16 +82,41 @@ pub fn ensure(what: &str, packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// How long apt-get waits for another apt or dpkg (unattended-upgrades, a
+/// second build) to let go of its locks before it gives up.
+const APT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn run_apt(args: &[&str]) -> Result<()> {
-    let status = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get")?;
-    if !status.success() {
-        anyhow::bail!("apt-get {} failed ({status})", args.join(" "));
+    let started = std::time::Instant::now();
+    loop {
+        // dpkg's frontend lock is waited for by apt itself; the package
+        // lists' lock (apt-get update) is not, hence the loop.
+        let out = Command::new("apt-get")
+            .arg(format!("-oDPkg::Lock::Timeout={}", APT_LOCK_WAIT.as_secs()))
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::inherit())
+            .output()
+            .context("cannot run apt-get")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprint!("{stderr}");
+        if out.status.success() {
+            return Ok(());
+        }
+        if is_lock_busy(&stderr) && started.elapsed() < APT_LOCK_WAIT {
+            tracing::info!("apt-get: another apt or dpkg holds its lock; waiting");
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            continue;
+        }
+        anyhow::bail!("apt-get {} failed ({})", args.join(" "), out.status);
     }
-    Ok(())
+}
+
+/// Whether apt-get failed because another process held one of its locks.
+fn is_lock_busy(stderr: &str) -> bool {
+    stderr.contains("Could not get lock")
+        || stderr.contains("Unable to acquire the dpkg frontend lock")
+        || stderr.contains("Unable to lock directory")
 }
 
 fn installed(package: &str) -> bool {
@@ -136,3 +161,23 @@ pub const ROOTFS: &[&str] = &["debootstrap", "debian-archive-keyring", "e2fsprog
 /// Packages `cargo xtask image import` needs for images that are not raw
 /// (`qemu-img convert`; `colinux_images::import`).
 pub const IMAGE_CONVERT: &[&str] = &["qemu-utils"];
+
+#[cfg(test)]
+mod tests {
+    use super::is_lock_busy;
+
+    #[test]
+    fn apt_lock_messages_are_told_from_other_failures() {
+        // What apt 2.6 (Debian 12) prints when another apt holds a lock.
+        assert!(is_lock_busy(
+            "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 19793 (apt-get)\n\
+             E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?"
+        ));
+        assert!(is_lock_busy(
+            "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 7 (apt-get)\n\
+             E: Unable to lock directory /var/lib/apt/lists/"
+        ));
+        assert!(!is_lock_busy("E: Unable to locate package no-such-package"));
+        assert!(!is_lock_busy(""));
+    }
+}
