@@ -1616,7 +1616,7 @@ pub fn bench_cobd(
         }
     }
     let tools = dir.join("tools.img");
-    Ext4Image::new(8)
+    Ext4Image::new(16)
         .label("tools")
         .file_mode(
             "diskio",
