@@ -62,11 +62,25 @@ pub fn gcc_freestanding(what: &str, args: &[std::ffi::OsString], out: &Path) -> 
     Ok(())
 }
 
+/// The disk benchmark of `cargo xtask bench cobd`
+/// (`<GUEST_BENCH_DIR>/diskio.c`): not in the initramfs, the Debian guest
+/// gets it on a disk.
+pub const DISKIO: &str = "diskio";
+
 /// Build the guest benchmark programs ([`GUEST_BENCH_PROGRAMS`], tiny:
 /// every call) into `<target>/guest-bench/`; returns `(name, path)` each.
 /// The same binaries run in the guest and natively in the test host (an
 /// x86_64 kernel with IA32 emulation).
 pub fn build_guest_bench() -> Result<Vec<(String, PathBuf)>> {
+    GUEST_BENCH_PROGRAMS
+        .iter()
+        .map(|name| Ok((name.to_string(), build_guest_program(name)?)))
+        .collect()
+}
+
+/// Build `<GUEST_BENCH_DIR>/<name>.c` into `<target>/guest-bench/<name>`
+/// (rewritten only when it changed); its path.
+pub fn build_guest_program(name: &str) -> Result<PathBuf> {
     sysdeps::ensure(
         "building the guest benchmark programs",
         &["gcc", "gcc-multilib"],
@@ -75,27 +89,22 @@ pub fn build_guest_bench() -> Result<Vec<(String, PathBuf)>> {
     let out_dir = paths::target_dir().join("guest-bench");
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let mut out = Vec::new();
-    for name in GUEST_BENCH_PROGRAMS {
-        let exe = out_dir.join(name);
-        let tmp = out_dir.join(format!("{name}.tmp.{}", std::process::id()));
-        tracing::debug!("building {}", exe.display());
-        let source = src.join(format!("{name}.c"));
-        gcc_freestanding(
-            &source.display().to_string(),
-            &[source.clone().into_os_string()],
-            &tmp,
-        )?;
-        let data = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
-        crate::elf::check_i386_static(&data)
-            .with_context(|| format!("{} as built", tmp.display()))?;
-        if std::fs::read(&exe).ok().as_deref() == Some(data.as_slice()) {
-            let _ = std::fs::remove_file(&tmp);
-        } else {
-            std::fs::rename(&tmp, &exe)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), exe.display()))?;
-        }
-        out.push((name.to_string(), exe));
+    let exe = out_dir.join(name);
+    let tmp = out_dir.join(format!("{name}.tmp.{}", std::process::id()));
+    tracing::debug!("building {}", exe.display());
+    let source = src.join(format!("{name}.c"));
+    gcc_freestanding(
+        &source.display().to_string(),
+        &[source.clone().into_os_string()],
+        &tmp,
+    )?;
+    let data = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
+    crate::elf::check_i386_static(&data).with_context(|| format!("{} as built", tmp.display()))?;
+    if std::fs::read(&exe).ok().as_deref() == Some(data.as_slice()) {
+        let _ = std::fs::remove_file(&tmp);
+    } else {
+        std::fs::rename(&tmp, &exe)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), exe.display()))?;
     }
-    Ok(out)
+    Ok(exe)
 }

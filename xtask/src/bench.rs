@@ -1317,6 +1317,398 @@ pub fn bench_rebase_flow(manifest: &Manifest, v1: &str, v2: &str, runs: usize) -
     Ok(text)
 }
 
+/// What `cargo xtask bench cobd` does.
+#[derive(Debug, Clone)]
+pub struct CobdBenchOptions {
+    /// MiB each sequential phase moves (1 MiB blocks).
+    pub seq_mib: u32,
+    /// 4 KiB operations per random phase.
+    pub rand_ops: u32,
+    /// MiB of disk each random phase spreads over.
+    pub rand_span_mib: u32,
+    /// Processes of the parallel random-read phase.
+    pub jobs: u32,
+    /// Guest RAM (MiB).
+    pub mem: u64,
+}
+
+impl Default for CobdBenchOptions {
+    fn default() -> Self {
+        CobdBenchOptions {
+            seq_mib: 64,
+            rand_ops: 2000,
+            rand_span_mib: 64,
+            jobs: 4,
+            mem: 256,
+        }
+    }
+}
+
+/// One phase of `bench cobd`: a `diskio` command line without its device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskPhase {
+    /// For the table: `sequential read, 1 MiB`.
+    pub what: String,
+    pub mode: &'static str,
+    pub block: u32,
+    pub count: u32,
+    pub start_mib: u32,
+    pub span_mib: u32,
+    pub jobs: u32,
+}
+
+impl DiskPhase {
+    /// `diskio`'s arguments on `device`.
+    pub fn args(&self, device: &str) -> String {
+        format!(
+            "{} {device} {} {} {} {} {}",
+            self.mode, self.block, self.count, self.start_mib, self.span_mib, self.jobs
+        )
+    }
+}
+
+/// The phases, each on its own part of the disk (so no phase reads what an
+/// earlier one left in a page cache); and the disk's size in MiB.
+pub fn cobd_phases(o: &CobdBenchOptions) -> (Vec<DiskPhase>, u32) {
+    let (s, r) = (o.seq_mib, o.rand_span_mib);
+    let seq = |what: &str, mode, start| DiskPhase {
+        what: what.to_string(),
+        mode,
+        block: 1 << 20,
+        count: s,
+        start_mib: start,
+        span_mib: s,
+        jobs: 1,
+    };
+    let rand = |what: String, mode, start, jobs| DiskPhase {
+        what,
+        mode,
+        block: 4096,
+        count: o.rand_ops,
+        start_mib: start,
+        span_mib: r,
+        jobs,
+    };
+    let phases = vec![
+        seq("sequential read, 1 MiB blocks", "seqread", 0),
+        seq(
+            "sequential write, 1 MiB blocks (+ fdatasync)",
+            "seqwrite",
+            s,
+        ),
+        rand("random read, 4 KiB, 1 process".into(), "randread", 2 * s, 1),
+        rand(
+            format!("random read, 4 KiB, {} processes", o.jobs),
+            "randread",
+            2 * s + r,
+            o.jobs,
+        ),
+        rand(
+            "random write, 4 KiB, 1 process (+ fdatasync)".into(),
+            "randwrite",
+            2 * s + 2 * r,
+            1,
+        ),
+    ];
+    (phases, 2 * s + 3 * r + 16)
+}
+
+/// Console prefixes of the `bench cobd` script's reports.
+const COBD_HOST: &str = "colinux-bench-cobd-host| ";
+const COBD_GUEST: &str = "colinux-bench-cobd-guest| ";
+const COBD_BOOT: &str = "colinux-bench-cobd-boot| ";
+
+/// Where the test host has `diskio`, and where the guest finds it (on the
+/// tools disk, mounted at /mnt).
+const HOST_DISKIO: &str = "/root/diskio";
+
+/// The test-host script of `bench cobd`. Disks: `/dev/vda` the Debian
+/// root image (cobd0), `/dev/vdb` the benchmark disk (cobd1 in the guest),
+/// `/dev/vdc` a small ext4 image holding `diskio` (cobd2, read-only).
+pub fn cobd_bench_script(o: &CobdBenchOptions) -> String {
+    let (phases, _) = cobd_phases(o);
+    let mut host = String::new();
+    let mut steps = String::from("mount -o ro /dev/cobd2 /mnt && ls /mnt\n");
+    for p in &phases {
+        host.push_str(&format!(
+            "echo \"{COBD_HOST}$({HOST_DISKIO} {})\"\n",
+            p.args("/dev/vdb")
+        ));
+        steps.push_str(&format!("/mnt/diskio {}\n", p.args("/dev/cobd1")));
+    }
+    steps.push_str("umount /mnt\n");
+    let script = r#"set -e
+@HELPERS@
+GUEST_MEM=@MEM@
+GUEST_INITRD=
+GUEST_INIT_MARKER='@AUTOLOGIN@'
+GUEST_WAIT=900
+GUEST_STEP_WAIT=900
+GUEST_END_WAIT=300
+echo "== bench cobd: the test host on /dev/vdb"
+@HOST@
+# The guest's reads must not find what the host's phases left.
+sync
+echo 3 > /proc/sys/vm/drop_caches
+echo "== bench cobd: loading the host driver"
+insmod @MODULE@
+cat > /tmp/bench-steps <<'COLINUX_STEPS_END'
+@STEPS@COLINUX_STEPS_END
+echo "== bench cobd: booting the Debian guest"
+read -r up0 _ < /proc/uptime
+guest_boot /tmp/guest.log /tmp/bench-steps poweroff @ROOT@ cobd1=/dev/vdb cobd2=/dev/vdc,ro
+echo "@BOOT@$up0 $(guest_stamp_of '@AUTOLOGIN@') $GUEST_RC $GUEST_FEED_RC"
+grep -F 'diskio mode=' /tmp/guest.log | sed 's/^[^ ]* /@GUEST@/' || true
+[ "$GUEST_FEED_RC" = 0 ] && [ "$GUEST_RC" = 0 ] || { echo "== bench cobd: the guest session failed"; exit 1; }
+rmmod colinux
+"#;
+    script
+        .replace("@HELPERS@", &colinux_testrig::session::guest_helpers())
+        .replace("@MEM@", &o.mem.to_string())
+        .replace("@AUTOLOGIN@", colinux_testrig::session::AUTOLOGIN_MARKER)
+        .replace("@HOST@", host.trim_end())
+        .replace("@MODULE@", colinux_testrig::session::HOST_MODULE)
+        .replace("@STEPS@", &steps)
+        .replace("@ROOT@", colinux_testrig::session::ROOT_DISK_SETTINGS)
+        .replace("@BOOT@", COBD_BOOT)
+        .replace("@GUEST@", COBD_GUEST)
+}
+
+/// One `diskio` line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskioRun {
+    pub mode: String,
+    pub block: u64,
+    pub count: u64,
+    pub jobs: u64,
+    pub secs: f64,
+    pub err: u64,
+}
+
+impl DiskioRun {
+    /// `diskio mode=… bs=… n=… jobs=… s=… err=…` anywhere in `line`.
+    pub fn parse(line: &str) -> Option<DiskioRun> {
+        let at = line.find("diskio mode=")?;
+        let mut kv = std::collections::HashMap::new();
+        for w in line[at + "diskio ".len()..].split_whitespace() {
+            if let Some((k, v)) = w.split_once('=') {
+                kv.insert(k, v);
+            }
+        }
+        let num = |k: &str| kv.get(k)?.parse::<u64>().ok();
+        Some(DiskioRun {
+            mode: kv.get("mode")?.to_string(),
+            block: num("bs")?,
+            count: num("n")?,
+            jobs: num("jobs")?,
+            secs: kv.get("s")?.parse().ok()?,
+            err: num("err")?,
+        })
+    }
+
+    /// MB/s (10^6 bytes).
+    pub fn mb_per_s(&self) -> f64 {
+        (self.block * self.count) as f64 / self.secs.max(1e-9) / 1e6
+    }
+
+    /// Operations per second.
+    pub fn iops(&self) -> f64 {
+        self.count as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// Everything `bench cobd` measured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CobdBench {
+    /// In phase order.
+    pub host: Vec<DiskioRun>,
+    pub guest: Vec<DiskioRun>,
+    /// Test host seconds from `colinux run` to the autologin line.
+    pub to_login: Option<f64>,
+}
+
+/// Read the `bench cobd` script's console.
+pub fn parse_cobd_bench(console: &str) -> CobdBench {
+    let mut out = CobdBench::default();
+    for line in console.lines() {
+        if let Some(at) = line.find(COBD_HOST) {
+            out.host.extend(DiskioRun::parse(&line[at..]));
+        } else if let Some(at) = line.find(COBD_GUEST) {
+            out.guest.extend(DiskioRun::parse(&line[at..]));
+        } else if let Some(at) = line.find(COBD_BOOT) {
+            let f: Vec<f64> = line[at + COBD_BOOT.len()..]
+                .split_whitespace()
+                .take(2)
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            if let [up0, login] = f[..] {
+                out.to_login = Some(login - up0);
+            }
+        }
+    }
+    out
+}
+
+/// `cargo xtask bench cobd`: direct I/O on a cobd disk in the Debian guest
+/// against the same on the same disk in the test host, and the Debian
+/// guest's time to its login prompt.
+pub fn bench_cobd(
+    manifest: &Manifest,
+    build: &crate::build::BuildOptions,
+    o: &CobdBenchOptions,
+) -> Result<String> {
+    use colinux_testrig::diskimage::{self, Ext4Image};
+    use colinux_testrig::testhost;
+    let parts = crate::run::GuestParts::build(
+        manifest,
+        build,
+        &colinux_testrig::guest_initrd::InitrdOptions::default(),
+    )?;
+    let diskio = colinux_testrig::programs::build_guest_program(colinux_testrig::programs::DISKIO)?;
+    let rootfs = colinux_images::rootfs::build(&colinux_images::rootfs::RootfsOptions::default())?;
+    let dir = diskimage::scratch_dir("bench-cobd")?;
+    let root = dir.join("root.img");
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&rootfs.image)
+        .arg(&root)
+        .status()
+        .context("cannot run cp")?;
+    if !st.success() {
+        anyhow::bail!(
+            "cannot copy {} to {}",
+            rootfs.image.display(),
+            root.display()
+        );
+    }
+    // The benchmark disk: written through (not sparse), so that every
+    // phase reads real blocks of the image file.
+    let (phases, disk_mib) = cobd_phases(o);
+    let bench_disk = dir.join("bench.img");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&bench_disk)
+            .with_context(|| format!("cannot create {}", bench_disk.display()))?;
+        let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8 + 1).collect();
+        for _ in 0..disk_mib {
+            f.write_all(&chunk)
+                .with_context(|| format!("cannot write {}", bench_disk.display()))?;
+        }
+    }
+    let tools = dir.join("tools.img");
+    Ext4Image::new(16)
+        .label("tools")
+        .file_mode(
+            "diskio",
+            std::fs::read(&diskio).with_context(|| format!("cannot read {}", diskio.display()))?,
+            0o755,
+        )
+        .create(&tools)?;
+    let s = parts
+        .scenario("bench-cobd", cobd_bench_script(o))
+        .file(diskio, HOST_DISKIO, 0o755)
+        .disk(&root)
+        .disk(&bench_disk)
+        .disk(&tools)
+        .timeout(std::time::Duration::from_secs(3600));
+    tracing::info!(
+        "bench cobd: {} phases in the test host and in the Debian guest (QEMU TCG; takes minutes)",
+        phases.len()
+    );
+    let out = testhost::run(&s)?;
+    if !out.passed {
+        anyhow::bail!(
+            "the benchmark run failed: {} (log: {})",
+            out.reason,
+            out.log.display()
+        );
+    }
+    let r = parse_cobd_bench(&out.console);
+    if r.host.len() != phases.len() || r.guest.len() != phases.len() {
+        anyhow::bail!(
+            "{} host and {} guest measurements of {} phases (log: {})",
+            r.host.len(),
+            r.guest.len(),
+            phases.len(),
+            out.log.display()
+        );
+    }
+    if let Some(bad) = r.host.iter().chain(&r.guest).find(|x| x.err != 0) {
+        anyhow::bail!(
+            "{} failed with errno {} (log: {})",
+            bad.mode,
+            bad.err,
+            out.log.display()
+        );
+    }
+    let release = colinux_testrig::hostkernel::ensure()?.release;
+    let mut rows = String::new();
+    for ((p, h), g) in phases.iter().zip(&r.host).zip(&r.guest) {
+        let ratio = g.mb_per_s() / h.mb_per_s();
+        let target = if p.mode.starts_with("seq") {
+            " (target ≥ 0.9)"
+        } else {
+            ""
+        };
+        tracing::info!(
+            "{}: host {:.1} MB/s, guest {:.1} MB/s, ratio {ratio:.2}",
+            p.what,
+            h.mb_per_s(),
+            g.mb_per_s()
+        );
+        let fig = |x: &DiskioRun| {
+            if p.block >= 1 << 20 {
+                format!("{:.1} MB/s ({:.2} s)", x.mb_per_s(), x.secs)
+            } else {
+                format!("{:.0} IOPS ({:.2} s)", x.iops(), x.secs)
+            }
+        };
+        rows.push_str(&format!(
+            "| {} | `diskio {}` | {} | {} | **{ratio:.2}**{target} |\n",
+            p.what,
+            p.args("DEV"),
+            fig(h),
+            fig(g),
+        ));
+    }
+    let login = r
+        .to_login
+        .map(|s| format!("{s:.1} s"))
+        .unwrap_or_else(|| "not seen".into());
+    let text = format!(
+        "## bench cobd\n\n\
+         `cargo xtask bench cobd` — measured **in the QEMU test host** (Debian {release}, TCG, 2 vCPUs). \
+         TCG emulates every instruction of the test host, of the daemon and of the guest, so the absolute figures \
+         say nothing about hardware; only the ratios guest / test host, measured in the same run on the same disk, \
+         mean something.\n\n\
+         **Disks.** The test host's `/dev/vdb` is a QEMU virtio disk (`cache=unsafe`) on a {disk_mib} MiB raw image \
+         of the build machine, written through before the run. The test host measures on `/dev/vdb` itself; then \
+         the Debian guest of `cargo xtask rootfs` boots with `colinux run … mem={mem} {root} cobd1=/dev/vdb \
+         cobd2=/dev/vdc,ro` and measures on `/dev/cobd1` — the same disk, through virtio-blk in the guest, the \
+         cooperative virtio transport and cobd's back end (a dispatcher and a pool of I/O threads per disk, \
+         `preadv`/`pwritev` through the test host's page cache). Before the guest boots, the test host's page cache \
+         is dropped, and every phase uses its own part of the disk, so no phase reads what another left in a cache.\n\n\
+         **Tool.** `tests/guest-bench/diskio.c`, one freestanding static i386 binary run natively in the test \
+         host (IA32 emulation) and in the guest (from the read-only cobd2): `O_DIRECT` on the device, a page-aligned \
+         buffer, `pread64`/`pwrite64`, writes ending with `fdatasync` inside the timed part (the guest's becomes a \
+         virtio-blk FLUSH, i.e. `fdatasync` of `/dev/vdb` in the test host), `CLOCK_MONOTONIC` around the whole \
+         phase; random offsets by xorshift, block-aligned; N processes each doing 1/N of the operations. fio is not \
+         in the Debian image nor in the test host's busybox userland, and adding it to the image would rebuild the \
+         root file system for every test.\n\n\
+         | phase | command (DEV = `/dev/vdb` / `/dev/cobd1`) | test host | guest on cobd1 | guest / host |\n\
+         |---|---|---|---|---|\n\
+         {rows}\n\
+         **Boot to login**: from `colinux run` (the daemon's start, by the test host's `/proc/uptime`) to the \
+         console line `{autologin}` of the Debian guest (systemd, getty's autologin on `hvc0`): **{login}** \
+         (one boot, the same one that measured).\n",
+        mem = o.mem,
+        root = colinux_testrig::session::ROOT_DISK_SETTINGS,
+        autologin = colinux_testrig::session::AUTOLOGIN_MARKER,
+    );
+    write_section("bench cobd", &text)?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1438,5 +1830,62 @@ colinux-bench-log| 2 51.90 colinux-run: shell-ready
         assert!(s.contains("sed \"s/^/colinux-bench-log| $b /\" /tmp/guest.log"));
         let left = s.replace("\"$@\"", "");
         assert!(!left.contains('@'), "a placeholder is left:\n{s}");
+    }
+
+    #[test]
+    fn parses_cobd_bench_console() {
+        let console = "\
+[  10.0] colinux-bench-cobd-host| diskio mode=seqread bs=1048576 n=64 jobs=1 s=0.500000000 err=0
+colinux-bench-cobd-host| diskio mode=randread bs=4096 n=2000 jobs=4 s=2.000000000 err=0
+guest| diskio mode=seqread bs=1048576 n=64 jobs=1 s=9.000000000 err=0
+colinux-bench-cobd-boot| 100.50 180.75 0 0
+colinux-bench-cobd-guest| diskio mode=seqread bs=1048576 n=64 jobs=1 s=0.625000000 err=0
+colinux-bench-cobd-guest| diskio mode=randread bs=4096 n=2000 jobs=4 s=4.000000000 err=5
+";
+        let r = parse_cobd_bench(console);
+        assert_eq!(r.host.len(), 2);
+        assert_eq!(
+            r.guest.len(),
+            2,
+            "the guest's echoed console line is not a result"
+        );
+        assert!(close(r.host[0].mb_per_s(), 64.0 * 1048576.0 / 0.5 / 1e6));
+        assert!(close(r.guest[0].secs, 0.625));
+        assert!(close(r.host[1].iops(), 1000.0));
+        assert_eq!((r.guest[1].jobs, r.guest[1].err), (4, 5));
+        assert!(close(r.to_login.unwrap(), 80.25));
+        assert_eq!(DiskioRun::parse("diskio mode=seqread bs=x"), None);
+    }
+
+    #[test]
+    fn cobd_phases_use_their_own_parts_of_the_disk() {
+        let o = CobdBenchOptions::default();
+        let (phases, size) = cobd_phases(&o);
+        let mut parts: Vec<(u32, u32)> = phases
+            .iter()
+            .map(|p| (p.start_mib, p.start_mib + p.span_mib))
+            .collect();
+        parts.sort_unstable();
+        assert!(parts.windows(2).all(|w| w[0].1 <= w[1].0), "{parts:?}");
+        assert!(parts.last().unwrap().1 <= size);
+        let script = cobd_bench_script(&o);
+        assert!(script.contains("/root/diskio seqread /dev/vdb 1048576 64 0 64 1"));
+        assert!(script.contains("/mnt/diskio randread /dev/cobd1 4096 2000 192 64 4"));
+        assert!(
+            script.contains("cobd0=/dev/vda root=/dev/cobd0 ro cobd1=/dev/vdb cobd2=/dev/vdc,ro")
+        );
+        for p in [
+            "@HELPERS@",
+            "@MEM@",
+            "@AUTOLOGIN@",
+            "@HOST@",
+            "@MODULE@",
+            "@STEPS@",
+            "@ROOT@",
+            "@BOOT@",
+            "@GUEST@",
+        ] {
+            assert!(!script.contains(p), "{p} left in the script");
+        }
     }
 }

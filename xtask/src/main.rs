@@ -294,6 +294,23 @@ enum BenchCmd {
         #[arg(long, default_value_t = xtask::bench::BootBenchOptions::default().syscalls)]
         syscalls: u64,
     },
+    /// Direct I/O on a cobd disk in the Debian guest against the same on
+    /// the same disk in the QEMU test host (sequential 1 MiB, random 4 KiB
+    /// reads and writes; ratios guest / host), and the Debian guest's time
+    /// from `colinux run` to its login prompt. Writes docs/BENCHMARKS.md.
+    Cobd {
+        #[command(flatten)]
+        fetch: FetchArgs,
+        /// MiB per sequential phase
+        #[arg(long, default_value_t = xtask::bench::CobdBenchOptions::default().seq_mib)]
+        seq_mib: u32,
+        /// 4 KiB operations per random phase
+        #[arg(long, default_value_t = xtask::bench::CobdBenchOptions::default().rand_ops)]
+        rand_ops: u32,
+        /// Processes of the parallel random-read phase
+        #[arg(long, default_value_t = xtask::bench::CobdBenchOptions::default().jobs)]
+        jobs: u32,
+    },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
     Apply {
@@ -476,6 +493,27 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let text = xtask::bench::bench_boot(&manifest, &build, &opts)?;
+            println!("{text}");
+        }
+        Cmd::Bench {
+            which:
+                BenchCmd::Cobd {
+                    fetch,
+                    seq_mib,
+                    rand_ops,
+                    jobs,
+                },
+        } => {
+            let version = fetch.version(&manifest);
+            let build =
+                kernel_build_options(&manifest, &fetch, version, "tinyconfig".into(), false, None)?;
+            let opts = xtask::bench::CobdBenchOptions {
+                seq_mib,
+                rand_ops,
+                jobs,
+                ..Default::default()
+            };
+            let text = xtask::bench::bench_cobd(&manifest, &build, &opts)?;
             println!("{text}");
         }
         Cmd::Bench {

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::*;
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
@@ -15,6 +17,13 @@ const HDR: u64 = 0x10000;
 const DATA: u64 = 0x20000;
 const STATUS: u64 = 0x80000;
 const ISR: u64 = 0x90000;
+
+/// Called by the I/O threads around each request ([`Shared::hook`]).
+pub(super) type Hook = Arc<dyn Fn(Stage, u32, u64) + Send + Sync>;
+
+/// How long a test waits for the disk before it fails (never reached
+/// unless something hangs).
+const PATIENCE: Duration = Duration::from_secs(60);
 
 struct Rig {
     mem: GuestRam,
@@ -38,75 +47,173 @@ fn rig(disk_bytes: usize) -> Rig {
 /// request of the batch.
 type Req<'a> = (u32, u64, &'a [(u32, bool)]);
 
+/// Chains of requests laid out in guest memory: request k has its header
+/// at `HDR + 16k` and its status byte at `STATUS + k`; data buffers follow
+/// each other from `DATA`.
+#[derive(Default)]
+struct Layout {
+    /// The next free descriptor.
+    desc: u16,
+    /// The next request number.
+    k: usize,
+    data_at: u64,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        Layout {
+            desc: 0,
+            k: 0,
+            data_at: DATA,
+        }
+    }
+
+    /// Write `reqs`' headers and put their chains in `mock`'s rings; each
+    /// request's (number, head descriptor, first data address).
+    fn add(
+        &mut self,
+        r: &Rig,
+        mock: &MockSplitQueue<GuestRam>,
+        reqs: &[Req],
+    ) -> Vec<(usize, u16, u64)> {
+        let first_desc = self.desc;
+        let mut descs = Vec::new();
+        let mut out = Vec::new();
+        for (kind, sector, bufs) in reqs {
+            let k = self.k;
+            self.k += 1;
+            let hdr = GuestAddress(HDR + 16 * k as u64);
+            r.mem.write_obj(*kind, hdr).unwrap();
+            r.mem.write_obj(0u32, hdr.unchecked_add(4)).unwrap();
+            r.mem.write_obj(*sector, hdr.unchecked_add(8)).unwrap();
+            r.mem
+                .write_obj(0xffu8, GuestAddress(STATUS + k as u64))
+                .unwrap();
+            let first = first_desc + descs.len() as u16;
+            let next = |i: u16| first + i + 1;
+            out.push((k, first, self.data_at));
+            descs.push(RawDescriptor::from(Descriptor::new(
+                hdr.0,
+                16,
+                VRING_DESC_F_NEXT as u16,
+                next(0),
+            )));
+            for (i, (len, writable)) in bufs.iter().enumerate() {
+                let flags = VRING_DESC_F_NEXT as u16
+                    | if *writable {
+                        VRING_DESC_F_WRITE as u16
+                    } else {
+                        0
+                    };
+                descs.push(RawDescriptor::from(Descriptor::new(
+                    self.data_at,
+                    *len,
+                    flags,
+                    next(i as u16 + 1),
+                )));
+                self.data_at += u64::from(*len);
+            }
+            descs.push(RawDescriptor::from(Descriptor::new(
+                STATUS + k as u64,
+                1,
+                VRING_DESC_F_WRITE as u16,
+                0,
+            )));
+        }
+        self.desc += descs.len() as u16;
+        mock.add_desc_chains(&descs, first_desc).unwrap();
+        out
+    }
+}
+
+/// The disk's threads on `mock`'s queue, with `hook`.
+fn start(
+    r: &Rig,
+    mock: &MockSplitQueue<GuestRam>,
+    read_only: bool,
+    event_idx: bool,
+    hook: Option<Hook>,
+) -> (Engine, Arc<EventFd>) {
+    let mut queue: Queue = mock.create_queue().unwrap();
+    queue.set_event_idx(event_idx);
+    let backing = Backing::open(r.file.path(), read_only).unwrap();
+    let mut shared = Shared::new(
+        r.mem.clone(),
+        queue,
+        Arc::new(backing),
+        Interrupt::new(r.mem.clone(), GuestAddress(ISR), r.irqfd.clone()),
+        "cobd3".into(),
+    );
+    shared.hook = hook;
+    let kick = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+    let engine = Engine::start(shared, kick.clone(), WORKERS).unwrap();
+    (engine, kick)
+}
+
+/// The used ring's index.
+fn used_idx(r: &Rig, mock: &MockSplitQueue<GuestRam>) -> u16 {
+    r.mem.read_obj(mock.used_addr().unchecked_add(2)).unwrap()
+}
+
+/// Wait until `n` requests are in the used ring.
+fn wait_used(r: &Rig, mock: &MockSplitQueue<GuestRam>, n: u16) {
+    let deadline = Instant::now() + PATIENCE;
+    while used_idx(r, mock) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} requests completed",
+            used_idx(r, mock)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The used ring's entries in the order they were written: (head, len).
+fn used(r: &Rig, mock: &MockSplitQueue<GuestRam>) -> Vec<(u32, u32)> {
+    (0..used_idx(r, mock))
+        .map(|i| {
+            let at = mock.used_addr().unchecked_add(4 + 8 * u64::from(i));
+            (
+                r.mem.read_obj(at).unwrap(),
+                r.mem.read_obj(at.unchecked_add(4)).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn status(r: &Rig, k: usize) -> u8 {
+    r.mem.read_obj(GuestAddress(STATUS + k as u64)).unwrap()
+}
+
 /// Put `reqs` in a fresh queue, serve them, return the status bytes and the
-/// used lengths.
+/// used lengths (in request order).
 fn serve_all(r: &Rig, read_only: bool, reqs: &[Req]) -> (Vec<u8>, Vec<u32>) {
     let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 64);
-    let mut descs = Vec::new();
-    let mut data_at = DATA;
-    for (k, (kind, sector, bufs)) in reqs.iter().enumerate() {
-        let hdr = GuestAddress(HDR + 16 * k as u64);
-        r.mem.write_obj(*kind, hdr).unwrap();
-        r.mem.write_obj(0u32, hdr.unchecked_add(4)).unwrap();
-        r.mem.write_obj(*sector, hdr.unchecked_add(8)).unwrap();
-        let first = descs.len() as u16;
-        let n = bufs.len() as u16 + 2;
-        let next = |i: u16| first + i + 1;
-        descs.push(RawDescriptor::from(Descriptor::new(
-            hdr.0,
-            16,
-            VRING_DESC_F_NEXT as u16,
-            next(0),
-        )));
-        for (i, (len, writable)) in bufs.iter().enumerate() {
-            let flags = VRING_DESC_F_NEXT as u16
-                | if *writable {
-                    VRING_DESC_F_WRITE as u16
-                } else {
-                    0
-                };
-            descs.push(RawDescriptor::from(Descriptor::new(
-                data_at,
-                *len,
-                flags,
-                next(i as u16 + 1),
-            )));
-            data_at += u64::from(*len);
-        }
-        descs.push(RawDescriptor::from(Descriptor::new(
-            STATUS + k as u64,
-            1,
-            VRING_DESC_F_WRITE as u16,
-            0,
-        )));
-        assert_eq!(descs.len() as u16, first + n);
-    }
-    mock.add_desc_chains(&descs, 0).unwrap();
-    let queue: Queue = mock.create_queue().unwrap();
-    let backing = Backing::open(r.file.path(), read_only).unwrap();
-    let mut serve = Serve {
-        mem: r.mem.clone(),
-        queue,
-        backing: Arc::new(backing),
-        interrupt: Interrupt::new(r.mem.clone(), GuestAddress(ISR), r.irqfd.clone()),
-        serial: "cobd3".into(),
-    };
-    r.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
-    serve.process().unwrap();
-    let statuses = (0..reqs.len())
-        .map(|k| {
-            r.mem
-                .read_obj::<u8>(GuestAddress(STATUS + k as u64))
-                .unwrap()
+    let mut layout = Layout::new();
+    let heads = layout.add(r, &mock, reqs);
+    let (engine, kick) = start(r, &mock, read_only, false, None);
+    kick.write(1).unwrap();
+    wait_used(r, &mock, reqs.len() as u16);
+    engine.stop();
+    let entries = used(r, &mock);
+    let statuses = heads.iter().map(|(k, ..)| status(r, *k)).collect();
+    let lens = heads
+        .iter()
+        .map(|(_, head, _)| {
+            let found: Vec<u32> = entries
+                .iter()
+                .filter(|(id, _)| *id == u32::from(*head))
+                .map(|(_, len)| *len)
+                .collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "request at {head}: used entries {entries:?}"
+            );
+            found[0]
         })
         .collect();
-    let used = (0..reqs.len())
-        .map(|k| {
-            let at = mock.used_addr().unchecked_add(4 + 8 * k as u64 + 4);
-            r.mem.read_obj::<u32>(at).unwrap()
-        })
-        .collect();
-    (statuses, used)
+    (statuses, lens)
 }
 
 fn data(r: &Rig, at: u64, len: usize) -> Vec<u8> {
@@ -296,4 +403,352 @@ fn files_that_are_not_raw_disks_are_refused_naming_what_they_are() {
     let mut ext4 = [0u8; 4096];
     ext4[1080..1082].copy_from_slice(&[0x53, 0xef]);
     assert_eq!(container_format(&ext4), None);
+}
+
+/// A hook that records what the I/O threads do and can hold requests at
+/// their beginning.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Requests between Begin and End now, and at most.
+    inside: usize,
+    most: usize,
+    /// `rendezvous` requests were inside at once.
+    met: bool,
+    released: bool,
+    log: Vec<(Stage, u32, u64)>,
+}
+
+impl Gate {
+    /// A hook holding each request for which `hold(kind, sector)` until
+    /// [`Gate::release`], and every request until `rendezvous` of them are
+    /// inside at once (0: no rendezvous; the wait gives up after a few
+    /// seconds so that a disk serving one at a time fails the test rather
+    /// than hanging it).
+    fn hook(
+        self: &Arc<Self>,
+        rendezvous: usize,
+        hold: impl Fn(u32, u64) -> bool + Send + Sync + 'static,
+    ) -> Hook {
+        let gate = self.clone();
+        Arc::new(move |stage, kind, sector| {
+            let mut s = gate.state.lock().unwrap();
+            s.log.push((stage, kind, sector));
+            if stage == Stage::End {
+                s.inside -= 1;
+                return;
+            }
+            s.inside += 1;
+            s.most = s.most.max(s.inside);
+            if rendezvous > 0 && s.inside >= rendezvous {
+                s.met = true;
+            }
+            gate.cv.notify_all();
+            let until = Instant::now() + Duration::from_secs(5);
+            while rendezvous > 0 && !s.met && Instant::now() < until {
+                s = gate
+                    .cv
+                    .wait_timeout(s, Duration::from_millis(50))
+                    .unwrap()
+                    .0;
+            }
+            let until = Instant::now() + PATIENCE;
+            while hold(kind, sector) && !s.released && Instant::now() < until {
+                s = gate
+                    .cv
+                    .wait_timeout(s, Duration::from_millis(50))
+                    .unwrap()
+                    .0;
+            }
+        })
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().released = true;
+        self.cv.notify_all();
+    }
+
+    /// Wait until `n` requests are inside at once.
+    fn wait_inside(&self, n: usize) {
+        let until = Instant::now() + PATIENCE;
+        let mut s = self.state.lock().unwrap();
+        while s.inside < n {
+            assert!(Instant::now() < until, "only {} requests began", s.inside);
+            s = self
+                .cv
+                .wait_timeout(s, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+    }
+
+    fn log(&self) -> Vec<(Stage, u32, u64)> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+#[test]
+fn several_requests_are_in_flight_at_once() {
+    let r = rig(64 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 64);
+    let reqs: Vec<Req> = (0..16)
+        .map(|s| (VIRTIO_BLK_T_IN, s, &[(512u32, true)][..]))
+        .collect();
+    let heads = Layout::new().add(&r, &mock, &reqs);
+    let gate = Arc::new(Gate::default());
+    let (engine, kick) = start(
+        &r,
+        &mock,
+        false,
+        false,
+        Some(gate.hook(WORKERS, |_, _| false)),
+    );
+    kick.write(1).unwrap();
+    wait_used(&r, &mock, 16);
+    engine.stop();
+    let s = gate.state.lock().unwrap();
+    assert!(
+        s.met,
+        "the disk never had {WORKERS} requests in flight (at most {})",
+        s.most
+    );
+    assert_eq!(s.most, WORKERS);
+    for (k, _, at) in heads {
+        assert_eq!(status(&r, k), OK);
+        assert_eq!(data(&r, at, 512), [k as u8; 512], "request {k}'s data");
+    }
+}
+
+#[test]
+fn requests_complete_out_of_order() {
+    let r = rig(64 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 64);
+    // Request 0 (sector 20) is slow; 1..8 read sectors 1..8.
+    let mut reqs: Vec<Req> = vec![(VIRTIO_BLK_T_IN, 20, &[(512, true)])];
+    reqs.extend((1..8).map(|s| (VIRTIO_BLK_T_IN, s, &[(512u32, true)][..])));
+    let heads = Layout::new().add(&r, &mock, &reqs);
+    let gate = Arc::new(Gate::default());
+    let hook = gate.hook(0, |kind, sector| kind == VIRTIO_BLK_T_IN && sector == 20);
+    let (engine, kick) = start(&r, &mock, false, false, Some(hook));
+    kick.write(1).unwrap();
+    // The seven others complete while the first is held.
+    wait_used(&r, &mock, 7);
+    let first = u32::from(heads[0].1);
+    assert!(
+        used(&r, &mock).iter().all(|(id, _)| *id != first),
+        "{:?}",
+        used(&r, &mock)
+    );
+    assert_eq!(status(&r, 0), 0xff, "the held request is not done");
+    gate.release();
+    wait_used(&r, &mock, 8);
+    engine.stop();
+    let entries = used(&r, &mock);
+    assert_eq!(entries.last(), Some(&(first, 513)), "{entries:?}");
+    for (k, _, at) in heads {
+        assert_eq!(status(&r, k), OK);
+        let sector = if k == 0 { 20 } else { k as u8 };
+        assert_eq!(data(&r, at, 512), [sector; 512], "request {k}'s data");
+    }
+}
+
+#[test]
+fn a_flush_comes_after_every_write_completed_before_it() {
+    let r = rig(64 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 64);
+    let mut layout = Layout::new();
+    // Writes of sectors 1..=4; the one of sector 4 is held in flight.
+    let writes: Vec<Req> = (1..=4)
+        .map(|s| (VIRTIO_BLK_T_OUT, s, &[(512u32, false)][..]))
+        .collect();
+    let heads = layout.add(&r, &mock, &writes);
+    for (k, _, at) in &heads {
+        r.mem
+            .write_slice(&[0xa0 + *k as u8; 512], GuestAddress(*at))
+            .unwrap();
+    }
+    let gate = Arc::new(Gate::default());
+    let hook = gate.hook(0, |kind, sector| kind == VIRTIO_BLK_T_OUT && sector == 4);
+    let (engine, kick) = start(&r, &mock, false, false, Some(hook));
+    kick.write(1).unwrap();
+    wait_used(&r, &mock, 3);
+    // The guest saw three writes complete; now it flushes.
+    let completed: Vec<u64> = used(&r, &mock)
+        .iter()
+        .map(|(id, _)| heads.iter().position(|h| u32::from(h.1) == *id).unwrap() as u64 + 1)
+        .collect();
+    let flush = layout.add(&r, &mock, &[(VIRTIO_BLK_T_FLUSH, 0, &[])]);
+    kick.write(1).unwrap();
+    gate.release();
+    wait_used(&r, &mock, 5);
+    engine.stop();
+    assert_eq!(status(&r, flush[0].0), OK);
+    let log = gate.log();
+    let at = |e: (Stage, u32, u64)| log.iter().position(|x| *x == e).unwrap();
+    let flush_begins = at((Stage::Begin, VIRTIO_BLK_T_FLUSH, 0));
+    assert_eq!(completed.len(), 3);
+    for s in completed {
+        assert!(
+            at((Stage::End, VIRTIO_BLK_T_OUT, s)) < flush_begins,
+            "the write of sector {s} completed before the flush was submitted, \
+             but the flush's sync began before its I/O ended: {log:?}"
+        );
+    }
+    let d = disk(&r);
+    for s in 1..=4usize {
+        assert_eq!(&d[s * 512..(s + 1) * 512], &[0xa0 + s as u8 - 1; 512]);
+    }
+}
+
+#[test]
+fn interrupts_follow_event_idx() {
+    let r = rig(64 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 64);
+    // `used_event`, after the available ring's 64 entries.
+    let used_event = mock.avail_addr().unchecked_add(4 + 2 * 64);
+    r.mem.write_obj(2u16, used_event).unwrap();
+    let mut layout = Layout::new();
+    let reqs: Vec<Req> = (0..4)
+        .map(|s| (VIRTIO_BLK_T_IN, s, &[(512u32, true)][..]))
+        .collect();
+    layout.add(&r, &mock, &reqs);
+    let (engine, kick) = start(&r, &mock, false, true, None);
+    kick.write(1).unwrap();
+    wait_used(&r, &mock, 4);
+    // Whatever the order of completion, the driver asked for one
+    // interrupt: when the used index passes 2.
+    let (engine, kick) = {
+        engine.stop();
+        assert_eq!(r.irqfd.read().unwrap(), 1);
+        // It now asks for an interrupt only after the 100th: none.
+        r.mem.write_obj(100u16, used_event).unwrap();
+        let mut queue: Queue = mock.create_queue().unwrap();
+        queue.set_event_idx(true);
+        queue.set_next_avail(4);
+        queue.set_next_used(4);
+        let mut shared = Shared::new(
+            r.mem.clone(),
+            queue,
+            Arc::new(Backing::open(r.file.path(), false).unwrap()),
+            Interrupt::new(r.mem.clone(), GuestAddress(ISR), r.irqfd.clone()),
+            "cobd3".into(),
+        );
+        shared.hook = None;
+        let kick = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+        (Engine::start(shared, kick.clone(), WORKERS).unwrap(), kick)
+    };
+    layout.add(&r, &mock, &reqs);
+    kick.write(1).unwrap();
+    wait_used(&r, &mock, 8);
+    engine.stop();
+    assert!(
+        r.irqfd.read().is_err(),
+        "an interrupt the driver did not ask for"
+    );
+    assert!((0..8).all(|k| status(&r, k) == OK));
+}
+
+#[test]
+fn hostile_chains_get_errors_and_the_disk_keeps_serving() {
+    let r = rig(64 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 64);
+    let hdr = |k: u64, kind: u32, sector: u64| {
+        r.mem.write_obj(kind, GuestAddress(HDR + 16 * k)).unwrap();
+        r.mem
+            .write_obj(sector, GuestAddress(HDR + 16 * k + 8))
+            .unwrap();
+        HDR + 16 * k
+    };
+    let d = |addr: u64, len: u32, flags: u32, next: u16| {
+        RawDescriptor::from(Descriptor::new(addr, len, flags as u16, next))
+    };
+    let (n, w) = (VRING_DESC_F_NEXT, VRING_DESC_F_WRITE);
+    // (The loop goes last: the mock takes a descriptor after one with
+    // NEXT for part of the same chain.)
+    let descs = [
+        // 0-2: a read into memory outside guest RAM.
+        d(hdr(0, VIRTIO_BLK_T_IN, 0), 16, n, 1),
+        d(0xffff_f000, 4096, w | n, 2),
+        d(STATUS, 1, w, 0),
+        // 3-5: an absurd length.
+        d(hdr(1, VIRTIO_BLK_T_IN, 0), 16, n, 4),
+        d(DATA, 0xffff_fe00, w | n, 5),
+        d(STATUS + 1, 1, w, 0),
+        // 6-8: a write from outside guest RAM.
+        d(hdr(2, VIRTIO_BLK_T_OUT, 0), 16, n, 7),
+        d(0x7fff_0000, 512, n, 8),
+        d(STATUS + 2, 1, w, 0),
+        // 9-10: its status byte outside guest RAM.
+        d(hdr(3, VIRTIO_BLK_T_IN, 0), 16, n, 10),
+        d(0x4000_0000, 1, w, 0),
+        // 11-12: a descriptor index beyond the table.
+        d(hdr(4, VIRTIO_BLK_T_IN, 0), 16, n, 999),
+        d(STATUS + 4, 1, w, 0),
+        // 13-14: a loop (the status descriptor chains back to the header).
+        d(hdr(5, VIRTIO_BLK_T_IN, 0), 16, n, 14),
+        d(STATUS + 5, 1, w | n, 13),
+    ];
+    for k in 0..6 {
+        r.mem.write_obj(0xffu8, GuestAddress(STATUS + k)).unwrap();
+    }
+    mock.add_desc_chains(&descs, 0).unwrap();
+    let before = disk(&r);
+    let (engine, kick) = start(&r, &mock, false, false, None);
+    kick.write(1).unwrap();
+    wait_used(&r, &mock, 6);
+    // The disk still serves a good request after them.
+    let mut layout = Layout {
+        desc: descs.len() as u16,
+        k: 6,
+        data_at: DATA,
+    };
+    let good = layout.add(&r, &mock, &[(VIRTIO_BLK_T_IN, 9, &[(512, true)])]);
+    kick.write(1).unwrap();
+    wait_used(&r, &mock, 7);
+    engine.stop();
+    for k in [0, 1, 2, 5] {
+        assert_eq!(status(&r, k), IOERR, "hostile request {k}");
+    }
+    let entries = used(&r, &mock);
+    for head in [9, 11] {
+        assert!(entries.contains(&(head, 0)), "{head}: {entries:?}");
+    }
+    assert_eq!(status(&r, good[0].0), OK);
+    assert_eq!(data(&r, DATA, 512), [9u8; 512]);
+    assert_eq!(disk(&r), before);
+}
+
+#[test]
+fn stopping_waits_for_requests_in_flight_and_drops_the_queued_ones() {
+    let r = rig(64 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 64);
+    let reqs: Vec<Req> = (0..12)
+        .map(|s| (VIRTIO_BLK_T_IN, s, &[(512u32, true)][..]))
+        .collect();
+    Layout::new().add(&r, &mock, &reqs);
+    let gate = Arc::new(Gate::default());
+    let (engine, kick) = start(&r, &mock, false, false, Some(gate.hook(0, |_, _| true)));
+    let shared = engine.shared.clone();
+    kick.write(1).unwrap();
+    gate.wait_inside(WORKERS);
+    let stopper = std::thread::spawn(move || engine.stop());
+    while !shared.stopping.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    gate.release();
+    stopper.join().unwrap();
+    // Only the threads' own reference is gone: every thread has ended.
+    assert_eq!(Arc::strong_count(&shared), 1);
+    let begun = gate
+        .log()
+        .iter()
+        .filter(|(s, ..)| *s == Stage::Begin)
+        .count();
+    assert_eq!(begun, WORKERS, "queued requests were served after the stop");
+    assert_eq!(used_idx(&r, &mock), 0, "completions written after the stop");
 }
