@@ -578,7 +578,7 @@ impl Serve {
         self.dropped += 1;
         // Every one at first, then every 1000th: a hostile guest does not
         // flood the log.
-        if self.dropped <= 10 || self.dropped % 1000 == 0 {
+        if self.dropped <= 10 || self.dropped.is_multiple_of(1000) {
             tracing::warn!(
                 "{}: bad {what} chain ({} so far): {e:#}",
                 self.iface,

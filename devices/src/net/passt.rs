@@ -142,14 +142,14 @@ pub fn arguments(forwards: &[Forward]) -> Vec<String> {
 /// Whether a line of passt's output is worth the daemon's log (not
 /// its complaints that there is no syslog to write to).
 fn interesting(line: &str) -> bool {
-    !(line.starts_with("Failed to send ") && line.ends_with(" to syslog")) && !line.is_empty()
+    !(line.is_empty() || line.starts_with("Failed to send ") && line.ends_with(" to syslog"))
 }
 
 impl Passt {
     /// Start `program` for interface `iface` with `forwards`; the socket
     /// to talk to it (non-blocking).
     pub fn start(iface: &str, program: &Path, forwards: &[Forward]) -> Result<(Passt, UnixStream)> {
-        check_ports_free(forwards).with_context(|| format!("{iface}"))?;
+        check_ports_free(forwards).with_context(|| iface.to_string())?;
         let (ours, theirs) = UnixStream::pair().context("cannot make a socket pair for passt")?;
         ours.set_nonblocking(true)
             .context("cannot make passt's socket non-blocking")?;

@@ -365,3 +365,91 @@ fn a_missing_tap_is_refused_by_name() {
         "{e:#}"
     );
 }
+
+/// An IPv4 header checksum.
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A DHCPDISCOVER from `mac`, as an Ethernet frame.
+fn dhcp_discover(mac: Mac) -> Vec<u8> {
+    let mut bootp = vec![0u8; 236];
+    bootp[0] = 1; // BOOTREQUEST
+    bootp[1] = 1; // Ethernet
+    bootp[2] = 6;
+    bootp[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    bootp[28..34].copy_from_slice(&mac.0);
+    bootp.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1, 255]);
+    let udp_len = 8 + bootp.len();
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&68u16.to_be_bytes());
+    udp.extend_from_slice(&67u16.to_be_bytes());
+    udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&bootp);
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255,
+    ];
+    ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    let c = ip_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f
+}
+
+#[test]
+#[ignore = "needs passt (COLINUX_PASST or in PATH) and a host interface with a default route"]
+fn passt_answers_dhcp_through_the_stream_and_ends_with_its_socket() {
+    let mac = derived_mac("unit-test", 0);
+    let mut net = Net::open(NetConfig {
+        unit: 0,
+        mac,
+        backend: BackendConfig::Slirp { forwards: vec![] },
+    })
+    .unwrap();
+    let b = net.backend.as_mut().unwrap();
+    let mut frame = backend::plain_header().to_vec();
+    frame.extend_from_slice(&dhcp_discover(mac));
+    b.send(&frame).unwrap();
+    while b.flush().unwrap() {}
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut out = Vec::new();
+    let offer = loop {
+        assert!(
+            std::time::Instant::now() < until,
+            "no DHCP offer from passt"
+        );
+        if b.recv(&mut out).unwrap() {
+            let eth = &out[HDR_LEN..];
+            // IPv4, UDP, from port 67 to 68, to our MAC.
+            if eth.len() > 42
+                && eth[12..14] == [8, 0]
+                && eth[23] == 17
+                && eth[34..38] == [0, 67, 0, 68]
+            {
+                break eth.to_vec();
+            }
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    assert_eq!(&offer[..6], &mac.0, "the offer is addressed to the guest");
+    // yiaddr: an address for the guest.
+    let yiaddr = &offer[42 + 16..42 + 20];
+    assert_ne!(yiaddr, [0, 0, 0, 0]);
+    let pid = net.passt.as_ref().unwrap().pid();
+    drop(net);
+    // passt is gone with the device.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
