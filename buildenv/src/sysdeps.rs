@@ -34,6 +34,11 @@ pub const QUILT_ORACLE: &[&str] = &["quilt", "patch", "diffutils"];
 /// run time (`colinux_testrig::hostkernel`); `dpkg-deb` and `apt-get` come with dpkg/apt.
 pub const TEST_HOST: &[&str] = &["qemu-system-x86", "busybox-static", "apt", "dpkg"];
 
+/// Packages the test host's network needs: passt, conet's user-mode NAT,
+/// copied with its libraries into the test host
+/// (`colinux_testrig::hostpasst`).
+pub const TEST_HOST_NET: &[&str] = &["passt"];
+
 /// Packages to download the guest's busybox (`colinux_testrig::guest_initrd`):
 /// apt (through a private configuration) and Debian's archive keys.
 pub const GUEST_INITRD: &[&str] = &["apt", "debian-archive-keyring"];

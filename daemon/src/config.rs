@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use colinux_devices::block::DiskConfig;
+use colinux_devices::net::{derived_mac, BackendConfig, NetConfig, NetSpec};
 use serde::Deserialize;
 
 /// Where a setting came from, for error messages.
@@ -113,6 +114,33 @@ struct TomlGuest {
     console: Option<TomlConsole>,
     /// `[cobd.N]` tables.
     cobd: Option<BTreeMap<String, TomlDisk>>,
+    /// `[eth.N]` tables.
+    eth: Option<BTreeMap<String, TomlEth>>,
+}
+
+/// An `[eth.N]` table: the `ethN=` value's parts by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlEth {
+    /// `slirp` or `tuntap`.
+    kind: String,
+    mac: Option<String>,
+    /// The TAP's name (`tuntap`).
+    tap: Option<String>,
+    /// Port forwards (`slirp`): `tcp:HOSTPORT:GUESTPORT`, `udp:…`.
+    #[serde(default)]
+    forward: Vec<String>,
+}
+
+impl TomlEth {
+    /// The `ethN=` value it stands for.
+    fn value(&self) -> String {
+        let mut v = vec![self.kind.clone()];
+        v.extend(self.tap.iter().cloned());
+        v.extend(self.mac.iter().cloned());
+        v.extend(self.forward.iter().cloned());
+        v.join(",")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +255,35 @@ impl Settings {
             let value = disk_value(&rel(disk.path), disk.readonly);
             self.devices
                 .insert((DeviceKind::Cobd, n), Set { value, origin });
+        }
+        for (unit, eth) in parsed.eth.unwrap_or_default() {
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line: key_line(&text, Some(&format!("eth.{unit}")), "kind"),
+            };
+            let n: u32 = unit
+                .parse()
+                .ok()
+                .filter(|n| *n <= DeviceKind::Eth.max_unit())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{origin}: [eth.{unit}]: the interface is a number from 0 to {}",
+                        DeviceKind::Eth.max_unit()
+                    )
+                })?;
+            if eth.tap.is_some() && eth.kind != "tuntap" {
+                bail!("{origin}: [eth.{unit}]: tap = is for kind = \"tuntap\"");
+            }
+            if !eth.forward.is_empty() && eth.kind != "slirp" {
+                bail!("{origin}: [eth.{unit}]: forward = is for kind = \"slirp\"");
+            }
+            self.devices.insert(
+                (DeviceKind::Eth, n),
+                Set {
+                    value: eth.value(),
+                    origin,
+                },
+            );
         }
         if let Some(socket) = parsed.console.and_then(|c| c.socket) {
             self.console_socket = Some(Set {
@@ -367,6 +424,8 @@ pub struct GuestConfig {
     pub console_socket: PathBuf,
     /// The cobd units, by unit number.
     pub disks: Vec<DiskConfig>,
+    /// The conet interfaces, by interface number.
+    pub nets: Vec<NetConfig>,
 }
 
 /// What the defaults depend on.
@@ -438,8 +497,13 @@ impl Settings {
             None => (d.host_memory / 4).clamp(d.min_memory, d.max_memory),
         };
         let mut disks = Vec::new();
+        let mut nets = Vec::new();
         let mut others = Vec::new();
         for ((kind, unit), set) in self.devices {
+            if kind == DeviceKind::Eth {
+                nets.push(net_config(&name, unit, &set, &nets)?);
+                continue;
+            }
             if kind != DeviceKind::Cobd {
                 others.push(((kind, unit), set));
                 continue;
@@ -491,8 +555,57 @@ impl Settings {
                 .collect::<Result<_>>()?,
             console_socket,
             disks,
+            nets,
         })
     }
+}
+
+/// Interface `unit` of guest `guest` from its `ethN=` value, checked
+/// against the interfaces before it (a host port forwarded or a TAP used
+/// twice).
+fn net_config(
+    guest: &str,
+    unit: u32,
+    set: &Set<String>,
+    before: &[NetConfig],
+) -> Result<NetConfig> {
+    let fail = |e: anyhow::Error| anyhow::anyhow!("{}: eth{unit}={}: {e:#}", set.origin, set.value);
+    let spec = NetSpec::parse(&set.value).map_err(fail)?;
+    let mac = spec.mac.unwrap_or_else(|| derived_mac(guest, unit));
+    for b in before {
+        match (&b.backend, &spec.backend) {
+            (BackendConfig::Slirp { forwards: a }, BackendConfig::Slirp { forwards: f }) => {
+                if let Some(f) = f
+                    .iter()
+                    .find(|f| a.iter().any(|o| o.proto == f.proto && o.host == f.host))
+                {
+                    return Err(fail(anyhow::anyhow!(
+                        "{} host port {} is forwarded to eth{} already",
+                        f.proto,
+                        f.host,
+                        b.unit
+                    )));
+                }
+            }
+            (BackendConfig::Tap { name: Some(a) }, BackendConfig::Tap { name: Some(n) })
+                if a == n =>
+            {
+                return Err(fail(anyhow::anyhow!("TAP {n} is eth{}'s already", b.unit)));
+            }
+            _ => {}
+        }
+        if b.mac == mac {
+            return Err(fail(anyhow::anyhow!(
+                "eth{} has the MAC address {mac}",
+                b.unit
+            )));
+        }
+    }
+    Ok(NetConfig {
+        unit,
+        mac,
+        backend: spec.backend,
+    })
 }
 
 /// `PATH[,ro|,rw]` of a `cobdN=` value: the path and whether read-only.
@@ -687,10 +800,30 @@ mod tests {
             "{e}"
         );
         let mut m = s.clone();
-        m.apply_word("eth0=slirp", Origin::Word(2), None).unwrap();
+        m.apply_word("cofs0=/tmp", Origin::Word(2), None).unwrap();
         let e = m.resolve(&defaults()).unwrap_err().to_string();
         assert!(
-            e.contains("eth0=slirp: network (conet) devices are not supported yet"),
+            e.contains("cofs0=/tmp: shared folder (cofs) devices are not supported yet"),
+            "{e}"
+        );
+        let mut m = s.clone();
+        m.apply_word("eth0=slirp,tcp:22", Origin::Word(2), None)
+            .unwrap();
+        m.apply_word("eth1=slirp,tcp:22:2222", Origin::Word(3), None)
+            .unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "command-line word 3: eth1=slirp,tcp:22:2222: tcp host port 22 is forwarded to eth0 already"
+            ),
+            "{e}"
+        );
+        let mut m = s.clone();
+        m.apply_word("eth2=slirp,tcp:99999:22", Origin::Word(4), None)
+            .unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("command-line word 4: eth2=slirp,tcp:99999:22: tcp:99999:22: \"99999\" is not a port"),
             "{e}"
         );
         let mut m = s.clone();
@@ -786,6 +919,102 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("v.toml:3: unknown field `size`"), "{e}");
+    }
+
+    #[test]
+    fn interfaces_are_configured_by_word_and_by_toml() {
+        use colinux_devices::net::{Forward, Mac, Proto};
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("vmlinux");
+        std::fs::write(&k, b"x").unwrap();
+        let mut s = Settings::default();
+        s.apply_word(&format!("kernel={}", k.display()), Origin::Word(1), None)
+            .unwrap();
+        s.apply_word("name=web", Origin::Word(2), None).unwrap();
+        s.apply_word("eth0=slirp,tcp:8080:80", Origin::Word(3), None)
+            .unwrap();
+        s.apply_word("eth1=tuntap,tap7,02:00:00:00:00:07", Origin::Word(4), None)
+            .unwrap();
+        let c = s.clone().resolve(&defaults()).unwrap();
+        assert_eq!(
+            c.nets,
+            [
+                NetConfig {
+                    unit: 0,
+                    mac: derived_mac("web", 0),
+                    backend: BackendConfig::Slirp {
+                        forwards: vec![Forward {
+                            proto: Proto::Tcp,
+                            host: 8080,
+                            guest: 80
+                        }]
+                    }
+                },
+                NetConfig {
+                    unit: 1,
+                    mac: Mac([2, 0, 0, 0, 0, 7]),
+                    backend: BackendConfig::Tap {
+                        name: Some("tap7".into())
+                    }
+                },
+            ]
+        );
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let t = write(
+            "g.toml",
+            "kernel = \"vmlinux\"\n[eth.0]\nkind = \"slirp\"\nforward = [\"tcp:2222:22\", \"udp:5353:53\"]\n[eth.3]\nkind = \"tuntap\"\ntap = \"tap0\"\nmac = \"02:00:00:00:00:03\"\n",
+        );
+        let mut m = Settings::default();
+        m.apply_toml(&t).unwrap();
+        let c = m.resolve(&defaults()).unwrap();
+        assert_eq!(c.nets.len(), 2);
+        assert_eq!(c.nets[0].mac, derived_mac("g", 0));
+        assert_eq!(
+            c.nets[0].backend,
+            BackendConfig::Slirp {
+                forwards: vec![
+                    Forward {
+                        proto: Proto::Tcp,
+                        host: 2222,
+                        guest: 22
+                    },
+                    Forward {
+                        proto: Proto::Udp,
+                        host: 5353,
+                        guest: 53
+                    }
+                ]
+            }
+        );
+        assert_eq!(c.nets[1].unit, 3);
+        assert_eq!(c.nets[1].mac, Mac([2, 0, 0, 0, 0, 3]));
+        let bad = write("b.toml", "kernel = \"vmlinux\"\n[eth.1]\nkind = \"ppp\"\n");
+        let mut m = Settings::default();
+        m.apply_toml(&bad).unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(
+            e.contains("b.toml:3: eth1=ppp: \"ppp\" is not a network kind"),
+            "{e}"
+        );
+        let bad = write(
+            "c.toml",
+            "kernel = \"vmlinux\"\n[eth.1]\nkind = \"slirp\"\ntap = \"x\"\n",
+        );
+        let e = Settings::default()
+            .apply_toml(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tap = is for kind = \"tuntap\""), "{e}");
+        // Two interfaces on one TAP.
+        let mut m = s.clone();
+        m.apply_word("eth2=tuntap,tap7", Origin::Word(5), None)
+            .unwrap();
+        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        assert!(e.contains("TAP tap7 is eth1's already"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::registry::{self, Record};
 use crate::runloop::Services;
 use colinux_devices::block::Disk;
 use colinux_devices::cocon::{log as console_log, Cocon, ConsoleLog, ConsoleServer};
+use colinux_devices::net::Net;
 use colinux_devices::virtio::{map_guest_ram, Transport, VirtioDevice};
 
 /// The least RAM a Linux guest is given, in MiB.
@@ -165,17 +166,23 @@ pub fn run(mut l: Launch) -> Result<End> {
         );
     }
     // The disks: opened and locked before anything is allocated.
-    let disks = cfg
+    let mut devices = cfg
         .disks
         .iter()
         .map(|d| Disk::open(d.clone()).map(|d| Box::new(d) as Box<dyn VirtioDevice>))
         .collect::<Result<Vec<_>>>()?;
+    // The network interfaces after the disks (the guest names its disks
+    // in table order): passt started or the TAP attached, each refused
+    // here if it cannot be.
+    for n in &cfg.nets {
+        devices.push(Box::new(Net::open(n.clone())?));
+    }
     let plan = BootPlan::new(
         &image,
         memory,
         cfg.initrd.as_deref(),
         &cfg.cmdline,
-        disks.len(),
+        devices.len(),
     )
     .with_context(|| format!("cannot boot {}", cfg.kernel.display()))?;
     let server = ConsoleServer::bind(&cfg.console_socket)?;
@@ -186,14 +193,14 @@ pub fn run(mut l: Launch) -> Result<End> {
     for s in &image.segments {
         drv.load(s.paddr, image.segment_data(s), s.memsz - s.filesz as u64)?;
     }
-    let mut virtio = if disks.is_empty() {
+    let mut virtio = if devices.is_empty() {
         None
     } else {
         Some(virtio_devices(
             &drv,
             memory,
             plan.layout.virtio_address,
-            disks,
+            devices,
         )?)
     };
     let mut record = Record {

@@ -15,9 +15,12 @@
 //!   guest RAM, the guest's requests) and the trait its back ends
 //!   implement ([`virtio::VirtioDevice`]); they run on their own threads.
 //! - [`block`]: cobd, the block devices (virtio-blk).
+//! - [`net`]: conet, the network interfaces (virtio-net: user-mode NAT by
+//!   passt, or a TAP device).
 
 pub mod block;
 pub mod cocon;
+pub mod net;
 pub mod poll;
 pub mod sock;
 pub mod virtio;

@@ -26,7 +26,7 @@ pub struct BusyboxRoot<'a> {
 impl BusyboxRoot<'_> {
     /// Write the archive: the directories, `/dev/console` (5,1) and
     /// `/dev/null` (1,3), busybox and its links, `/etc/passwd` and
-    /// `/etc/group` with root alone, `/init`, then the files.
+    /// `/etc/group` with root and nobody, `/init`, then the files.
     pub fn write<W: Write>(&self, out: W) -> io::Result<W> {
         let mut w = cpio::Writer::new(out);
         for (d, mode) in self.dirs {
@@ -38,8 +38,13 @@ impl BusyboxRoot<'_> {
         for (path, target) in &self.links {
             w.symlink(path, target)?;
         }
-        w.file("/etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")?;
-        w.file("/etc/group", 0o644, b"root:x:0:\n")?;
+        // nobody: what daemons started as root drop to (passt does).
+        w.file(
+            "/etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )?;
+        w.file("/etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")?;
         w.file("/init", 0o755, self.init.as_bytes())?;
         for (path, mode, data) in &self.files {
             w.file(path, *mode, data)

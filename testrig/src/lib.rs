@@ -10,6 +10,8 @@
 //! - [`hostkernel`]: Debian's `linux-image-amd64`, fetched into the cache,
 //!   the matching headers, and the modules the test host loads
 //!   ([`hostkernel::modules`]: virtio, ext4, resolved from `depmod`'s files).
+//! - [`hostpasst`]: passt (conet's user-mode NAT) and its libraries for the
+//!   test host.
 //! - [`diskimage`]: ext4 and partitioned images for the test host's disks,
 //!   made without root.
 //! - [`initramfs`]: the busybox root both initramfs images share, written by
@@ -27,6 +29,7 @@ pub mod diskimage;
 pub mod elf;
 pub mod guest_initrd;
 pub mod hostkernel;
+pub mod hostpasst;
 pub mod initramfs;
 pub mod payload;
 pub mod programs;

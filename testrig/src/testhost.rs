@@ -318,6 +318,15 @@ impl Scenario {
         self
     }
 
+    /// Add passt (conet's user-mode NAT) and its libraries at their
+    /// paths ([`crate::hostpasst`]).
+    pub fn with_passt(mut self) -> Result<Self> {
+        for (source, dest, mode) in crate::hostpasst::files()? {
+            self = self.file(source, dest, mode);
+        }
+        Ok(self)
+    }
+
     /// Add a file (builder style).
     pub fn file(mut self, source: impl Into<PathBuf>, dest: impl Into<String>, mode: u32) -> Self {
         self.files.push(GuestFile {

@@ -27,7 +27,10 @@ use anyhow::{bail, Context, Result};
 /// What the test host can load: the modules asked for by name (their
 /// dependencies follow). Changing this list makes every cache refetch the
 /// modules once.
-pub const ROOTS: &[&str] = &["virtio_pci", "virtio_blk", "ext4"];
+/// `tun` and `dummy` are for conet: a TAP for the guest, and an interface
+/// with a default route, which passt needs as its template (the test host
+/// has no network card).
+pub const ROOTS: &[&str] = &["virtio_pci", "virtio_blk", "ext4", "tun", "dummy"];
 
 /// The plan's file name in the cached modules directory.
 pub const PLAN_FILE: &str = "colinux-load-plan";
@@ -437,6 +440,8 @@ kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
 kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/lib/libcrc32c.ko:
+kernel/drivers/net/tun.ko:
+kernel/drivers/net/dummy.ko:
 ";
     const SOFTDEP: &str = "\
 # Soft dependencies extracted from modules themselves.
@@ -491,6 +496,8 @@ alias crc32c crc32c_generic
                 "mbcache",
                 "jbd2",
                 "ext4",
+                "tun",
+                "dummy",
             ]
         );
         // Every module after its dependencies.

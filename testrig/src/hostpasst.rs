@@ -1,0 +1,107 @@
+//! passt in the test host: the user-mode NAT of conet runs there beside
+//! the daemon.
+//!
+//! The test host's userland is the build machine's own (busybox from its
+//! `busybox-static`, like Debian 12 amd64 both): passt is Debian's `passt`
+//! package installed on the build machine ([`sysdeps::TEST_HOST_NET`]),
+//! and the files it needs are copied into the test host's initramfs at
+//! the same paths — `/usr/bin/passt`, `passt.avx2` (which `passt` runs on
+//! CPUs with AVX2) and the shared libraries `ldd` names, with the ELF
+//! interpreter.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use colinux_buildenv::sysdeps;
+
+/// Where passt is, on the build machine and in the test host.
+pub const PASST: &str = "/usr/bin/passt";
+
+/// The files passt needs in the test host: (source on the build machine,
+/// path in the test host, mode).
+pub fn files() -> Result<Vec<(PathBuf, String, u32)>> {
+    sysdeps::ensure(
+        "the user-mode network (passt) in the test host",
+        sysdeps::TEST_HOST_NET,
+    )?;
+    let mut out: Vec<(PathBuf, String, u32)> = Vec::new();
+    let mut add = |p: &Path, mode: u32| {
+        let dest = p.display().to_string();
+        if !out.iter().any(|(_, d, _)| *d == dest) {
+            out.push((p.to_path_buf(), dest, mode));
+        }
+    };
+    for prog in [PASST, "/usr/bin/passt.avx2"] {
+        let p = Path::new(prog);
+        if !p.is_file() {
+            if prog == PASST {
+                bail!("{prog} is not installed (Debian's passt package)");
+            }
+            continue;
+        }
+        add(p, 0o755);
+        for lib in shared_libraries(p)? {
+            add(&lib, 0o755);
+        }
+    }
+    Ok(out)
+}
+
+/// The shared libraries and ELF interpreter `program` loads, from `ldd`.
+fn shared_libraries(program: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(program)
+        .output()
+        .context("cannot run ldd")?;
+    if !out.status.success() {
+        bail!(
+            "ldd {} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    parse_ldd(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("ldd {}", program.display()))
+}
+
+/// The absolute paths in `ldd` output (`libc.so.6 => /lib/…/libc.so.6
+/// (0x…)`, `/lib64/ld-linux-x86-64.so.2 (0x…)`); the vDSO has none.
+fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
+    let mut libs = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.contains("not found") {
+            bail!("a library is missing: {line}");
+        }
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            libs.push(PathBuf::from(p));
+        }
+    }
+    Ok(libs)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ldd_output_names_the_libraries_and_the_interpreter() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f03)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f04)\n";
+        assert_eq!(
+            parse_ldd(text).unwrap(),
+            [
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+        assert!(parse_ldd("\tlibfoo.so.1 => not found\n").is_err());
+    }
+}

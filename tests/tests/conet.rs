@@ -1,0 +1,315 @@
+//! conet in the test host: the Debian root file system of `cargo xtask
+//! rootfs` boots from cobd0 with two network interfaces, Linux's own
+//! virtio-net driver over the cooperative virtio transport and the
+//! daemon's virtio-net back ends:
+//!
+//! - eth0 on the user-mode NAT (passt, running in the test host beside the
+//!   daemon): the guest gets its address by DHCP (systemd-networkd),
+//!   fetches a file over HTTP from a server on the test host's loopback
+//!   (passt maps the gateway's address to it), and a client on the test
+//!   host reaches a server in the guest through a `tcp:` forward;
+//! - eth1 on a persistent TAP whose host side has an address: the guest
+//!   pings it and moves a large file each way, checked by SHA-256 on both
+//!   sides;
+//! - bad `ethN=` values are refused before a guest starts (malformed, a
+//!   TAP that does not exist, a device that is not a TAP, a host port in
+//!   use);
+//! - a daemon killed with SIGKILL leaves no passt process and no TAP it
+//!   created behind, and the user's persistent TAP stays.
+//!
+//! The test host has no network card: a `dummy0` interface with an
+//! address and a default route stands for the host's network (passt takes
+//! its addresses from the interface of the default route).
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use colinux_devices::net::derived_mac;
+use colinux_images::rootfs::{self, RootfsOptions};
+use colinux_testrig::diskimage;
+use colinux_testrig::session::{self, Root, Session, GUEST_NAME};
+use colinux_tests::guest::{context, run_one, scenario, serial, step_output};
+
+/// The guest's root image, copied into `dir` (the guest writes to it).
+fn root_image(dir: &Path) -> PathBuf {
+    let built = rootfs::build(&RootfsOptions::default()).unwrap();
+    let copy = dir.join("root.img");
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&built.image)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying {}", built.image.display());
+    copy
+}
+
+/// MiB moved each way over the TAP (`COLINUX_CONET_MIB`; the issue's
+/// figure is 100).
+fn transfer_mib() -> u32 {
+    std::env::var("COLINUX_CONET_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+/// The guest's and the host's side of the TAP.
+const TAP: &str = "cotap0";
+const TAP_HOST: &str = "192.168.77.1";
+const TAP_GUEST: &str = "192.168.77.2";
+/// The forward: host port → the guest's server.
+const FWD_HOST: u16 = 18080;
+const FWD_GUEST: u16 = 8080;
+
+fn steps(mib: u32) -> Vec<String> {
+    vec![
+        // 1: systemd up; the interfaces, their MACs; eth0's address by
+        // DHCP (networkd), waited for.
+        "systemctl is-system-running --wait >/dev/null; ip -o link | grep -o 'eth[0-9]*' | sort -u | tr '\\n' ' '; echo; cat /sys/class/net/eth0/address; for i in $(seq 120); do ip -4 -o addr show eth0 | grep -q 'inet ' && break; sleep 1; done; ip -4 -o addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep default".to_string(),
+        // 2: HTTP from the test host's loopback, through the NAT (the
+        // gateway's address is the host).
+        "GW=$(ip route | awk '/^default/ {print $3; exit}'); /usr/lib/apt/apt-helper download-file http://$GW:8000/hello.txt /tmp/hello.txt >/tmp/dl.log 2>&1; echo dl-status-$?; cat /tmp/hello.txt; tail -2 /tmp/dl.log".to_string(),
+        // 3: a server in the guest; the host connects through the forward
+        // once it sees guest-server-up, and the server ends after one
+        // client.
+        format!("perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => {FWD_GUEST}, Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; $c = $s->accept; print $c \"hello-from-the-guest-\", 6*7, \"\\n\"; close $c; print \"guest-served-\", \"a-client\\n\"' & echo guest-server-''up; wait; echo server-status-$?"),
+        // 4: eth1 on the TAP: an address, the host's side answers ping.
+        format!("ip addr add {TAP_GUEST}/24 dev eth1 && ip link set eth1 up; ping -c 3 -W 5 {TAP_HOST} | grep -E 'packets transmitted|bytes from' | tail -2"),
+        // 5: guest → host: random bytes, their checksum here, sent to the
+        // host's listener (bash's /dev/tcp).
+        format!("head -c {mib}M /dev/urandom > /tmp/up.bin && sha256sum /tmp/up.bin | cut -d' ' -f1 | sed 's/^/up-sum-/'; cat /tmp/up.bin > /dev/tcp/{TAP_HOST}/9000; echo up-status-$?"),
+        // 6: host → guest: the host's file over HTTP on the TAP.
+        format!("/usr/lib/apt/apt-helper download-file http://{TAP_HOST}:8000/down.bin /tmp/down.bin >/tmp/dl2.log 2>&1; echo down-status-$?; sha256sum /tmp/down.bin | cut -d' ' -f1 | sed 's/^/down-sum-/'; rm -f /tmp/up.bin /tmp/down.bin"),
+    ]
+}
+
+/// What step `n` printed, without bash's bracketed-paste switches.
+fn step(sess: &Session, n: usize, ctx: &str) -> String {
+    step_output(sess, n)
+        .unwrap_or_else(|| panic!("step {n} never finished{ctx}"))
+        .iter()
+        .filter(|l| !l.contains("colinux-run: step-''"))
+        .map(|l| l.replace("\u{1b}[?2004l", "").replace("\u{1b}[?2004h", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value after `prefix` on the first line of `text` that has it.
+fn after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.find(prefix).map(|at| l[at + prefix.len()..].trim()))
+}
+
+/// The test host's side, before the guest boots: the stand-in network, the
+/// TAP, the HTTP server, the bad values, the watchers that act while the
+/// guest runs.
+fn host_setup(mib: u32) -> String {
+    let c = session::HOST_COLINUX;
+    let v = session::HOST_VMLINUX;
+    format!(
+        r#"
+ip link set lo up
+ip link set dummy0 up
+ip addr add 10.0.2.15/24 dev dummy0
+ip route add default via 10.0.2.2 dev dummy0
+tunctl -t {TAP} >/dev/null
+ip addr add {TAP_HOST}/24 dev {TAP}
+ip link set {TAP} up
+mkdir -p /tmp/www
+echo hello-from-the-host-$((6*7)) > /tmp/www/hello.txt
+head -c {mib}M /dev/urandom > /tmp/www/down.bin
+echo "conet: down-sum-host-$(sha256sum /tmp/www/down.bin | cut -d' ' -f1)"
+httpd -p 8000 -h /tmp/www
+# Bad values: each refused before a guest starts.
+bad() {{
+    n=$1; shift
+    rc=0
+    {c} run name=bad kernel={v} mem=64 "$@" > /tmp/bad.out 2>&1 || rc=$?
+    echo "conet: bad-$n-rc=$rc $(grep -i error /tmp/bad.out | tail -1)"
+}}
+bad malformed eth0=slirp,tcp:99999:22
+bad missing eth0=tuntap,nosuchtap
+bad nottap eth0=tuntap,dummy0
+bad port eth0=slirp,tcp:8000:80
+pidof passt passt.avx2 >/dev/null && echo "conet: passt-left-after-bad"
+# Guest → host over the TAP: one connection, its bytes to a file.
+nc -l -p 9000 > /tmp/up.bin &
+# The forward: once the guest's server is up, connect to it.
+(
+    n=0
+    while ! grep -qF guest-server-up /tmp/guest.log 2>/dev/null; do
+        n=$((n + 1)); [ $n -lt 3000 ] || exit 0; sleep 0.2
+    done
+    sleep 1
+    echo "conet: fwd-$(nc -w 20 127.0.0.1 {FWD_HOST} </dev/null)"
+) &
+"#
+    )
+}
+
+/// After the session: what the host received, and nothing left behind;
+/// then a guest whose daemon is killed.
+fn host_after() -> String {
+    let c = session::HOST_COLINUX;
+    let v = session::HOST_VMLINUX;
+    format!(
+        r#"
+echo "conet: up-sum-host-$(sha256sum /tmp/up.bin | cut -d' ' -f1)"
+pidof passt passt.avx2 >/dev/null && echo "conet: passt-left-after-poweroff" || echo "conet: no-passt-after-poweroff"
+[ -e /sys/class/net/{TAP} ] && echo "conet: persistent-tap-stays"
+# SIGKILL: a guest with passt, the user's TAP and a TAP of its own.
+{c} run name=killed kernel={v} mem=64 {root} eth0=slirp eth1=tuntap,{TAP} eth2=tuntap </dev/null >/tmp/killed.out 2>&1 &
+kpid=$!
+n=0
+while ! {{ [ -e /sys/class/net/colinux0 ] && pidof passt passt.avx2 >/dev/null; }}; do
+    n=$((n + 1)); [ $n -lt 600 ] || break; sleep 0.1
+done
+[ -e /sys/class/net/colinux0 ] && echo "conet: created-tap-while-running"
+pidof passt passt.avx2 >/dev/null && echo "conet: passt-while-running"
+kill -9 $kpid
+wait $kpid 2>/dev/null
+n=0
+while pidof passt passt.avx2 >/dev/null || [ -e /sys/class/net/colinux0 ]; do
+    n=$((n + 1)); [ $n -lt 100 ] || break; sleep 0.1
+done
+pidof passt passt.avx2 >/dev/null && echo "conet: passt-left-after-kill" || echo "conet: no-passt-after-kill"
+[ -e /sys/class/net/colinux0 ] && echo "conet: created-tap-left-after-kill" || echo "conet: no-created-tap-after-kill"
+[ -e /sys/class/net/{TAP} ] && echo "conet: persistent-tap-stays-after-kill"
+sed 's/^/conet: killed-log: /' /tmp/killed.out | tail -20
+rmmod colinux
+echo conet-done
+"#,
+        root = session::ROOT_DISK_SETTINGS,
+    )
+}
+
+#[test]
+#[ignore = "builds the Debian root image (cached) and boots it in the test host; run by `cargo xtask test`"]
+fn debian_guest_networks_over_passt_and_a_tap() {
+    let _serial = serial();
+    let dir = diskimage::scratch_dir("conet").unwrap();
+    let root = root_image(&dir);
+    let mib = transfer_mib();
+    let steps = steps(mib);
+    let step_refs: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let script = session::session_script_with(
+        Root::Disk,
+        256,
+        &step_refs,
+        "poweroff",
+        &host_after(),
+        &format!("eth0=slirp,tcp:{FWD_HOST}:{FWD_GUEST} eth1=tuntap,{TAP}"),
+    )
+    .replacen(
+        "guest_boot ",
+        &format!(
+            "{}\nGUEST_STEP_WAIT=600\nGUEST_END_WAIT=300\nguest_boot ",
+            host_setup(mib)
+        ),
+        1,
+    );
+    let s = scenario("conet", script, Duration::from_secs(3600))
+        .disk(&root)
+        .with_passt()
+        .unwrap();
+    let (out, sess) = run_one(&s);
+    let ctx = context(&out, &sess);
+    let host = |what: &str| after(&out.console, &format!("conet: {what}"));
+    let has = |what: &str| out.console.contains(&format!("conet: {what}"));
+
+    // Bad values, before any guest.
+    for (name, want) in [
+        ("malformed", "is not a port"),
+        ("missing", "there is no network interface nosuchtap"),
+        ("nottap", "dummy0 is not a TAP device"),
+        ("port", "host tcp port 8000 is already in use"),
+    ] {
+        let line = host(&format!("bad-{name}-rc=")).unwrap_or_default();
+        assert!(
+            !line.starts_with('0') && line.contains(want),
+            "{name}: {line:?} should be a failure saying {want:?}{ctx}"
+        );
+    }
+    assert!(!has("passt-left-after-bad"), "{ctx}");
+
+    // eth0: DHCP on the NAT, with the derived MAC.
+    let s1 = step(&sess, 1, &ctx);
+    assert!(s1.contains("eth0 eth1"), "the two interfaces: {s1}{ctx}");
+    assert!(
+        s1.contains(&derived_mac(GUEST_NAME, 0).to_string()),
+        "eth0's MAC: {s1}{ctx}"
+    );
+    assert!(
+        s1.contains("inet 10.0.2.15/24"),
+        "eth0's address by DHCP from passt (the host's): {s1}{ctx}"
+    );
+    assert!(s1.contains("default via 10.0.2.2"), "the route: {s1}{ctx}");
+    // HTTP from the host's loopback.
+    let s2 = step(&sess, 2, &ctx);
+    assert!(
+        s2.contains("dl-status-0") && s2.lines().any(|l| l.trim() == "hello-from-the-host-42"),
+        "the HTTP fetch through the NAT: {s2}{ctx}"
+    );
+    // The forward.
+    let s3 = step(&sess, 3, &ctx);
+    assert!(s3.contains("guest-served-a-client"), "{s3}{ctx}");
+    assert_eq!(
+        host("fwd-"),
+        Some("hello-from-the-guest-42"),
+        "the host's client through tcp:{FWD_HOST}:{FWD_GUEST}{ctx}"
+    );
+    // eth1: the TAP.
+    let s4 = step(&sess, 4, &ctx);
+    assert!(
+        s4.contains("3 packets transmitted, 3 received"),
+        "ping over the TAP: {s4}{ctx}"
+    );
+    let s5 = step(&sess, 5, &ctx);
+    let up_guest = after(&s5, "up-sum-").unwrap_or_default().to_string();
+    assert!(s5.contains("up-status-0"), "{s5}{ctx}");
+    assert_eq!(up_guest.len(), 64, "{s5}{ctx}");
+    assert_eq!(
+        host("up-sum-host-"),
+        Some(up_guest.as_str()),
+        "{mib} MiB guest → host over the TAP{ctx}"
+    );
+    let s6 = step(&sess, 6, &ctx);
+    assert!(s6.contains("down-status-0"), "{s6}{ctx}");
+    let down_host = host("down-sum-host-").unwrap_or_default();
+    assert_eq!(down_host.len(), 64, "{ctx}");
+    assert_eq!(
+        after(&s6, "down-sum-"),
+        Some(down_host),
+        "{mib} MiB host → guest over the TAP{ctx}"
+    );
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "`poweroff` ends colinux run with 0{ctx}"
+    );
+    assert!(has("no-passt-after-poweroff"), "{ctx}");
+    assert!(has("persistent-tap-stays"), "{ctx}");
+
+    // SIGKILL.
+    assert!(
+        has("created-tap-while-running") && has("passt-while-running"),
+        "the killed guest's devices were never there{ctx}"
+    );
+    assert!(
+        has("no-passt-after-kill"),
+        "passt outlived the killed daemon{ctx}"
+    );
+    assert!(
+        has("no-created-tap-after-kill"),
+        "the TAP the daemon made outlived it{ctx}"
+    );
+    assert!(has("persistent-tap-stays-after-kill"), "{ctx}");
+    assert!(
+        out.passed && out.console.contains("conet-done"),
+        "the test host run failed{ctx}"
+    );
+}
