@@ -121,7 +121,7 @@ ip addr add {TAP_HOST}/24 dev {TAP}
 ip link set {TAP} up
 mkdir -p /tmp/www
 echo hello-from-the-host-$((6*7)) > /tmp/www/hello.txt
-head -c {mib}M /dev/urandom > /tmp/www/down.bin
+dd if=/dev/urandom of=/tmp/www/down.bin bs=1048576 count={mib} 2>/dev/null
 echo "conet: down-sum-host-$(sha256sum /tmp/www/down.bin | cut -d' ' -f1)"
 httpd -p 8000 -h /tmp/www
 # Bad values: each refused before a guest starts.
