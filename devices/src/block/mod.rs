@@ -30,11 +30,11 @@ use std::thread::JoinHandle;
 use anyhow::{bail, Context, Result};
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::virtio::{Activation, GuestRam, Interrupt, VirtioDevice};
+use crate::virtio::{read_chain, Activation, GuestRam, Interrupt, VirtioDevice};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR: u64 = 512;
@@ -361,7 +361,10 @@ impl VirtioDevice for Disk {
             .name(name.clone())
             .spawn(move || {
                 if let Err(e) = serve.run(&kick, &stop2) {
-                    tracing::error!("{name}: the device stopped: {e:#}");
+                    tracing::error!("{name}: the device stopped, it needs a reset: {e:#}");
+                    if let Err(e) = serve.interrupt.needs_reset() {
+                        tracing::error!("{name}: cannot tell the guest: {e:#}");
+                    }
                 }
             })
             .context("cannot start the disk's thread")?;
@@ -435,9 +438,12 @@ impl Serve {
         let mut served = 0;
         loop {
             queue.disable_notification(mem).context("ring")?;
-            while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            // A broken available ring (its index too far ahead) or chain
+            // ends the device: it needs a reset.
+            while let Some(chain) = queue.iter(mem).context("the available ring")?.next() {
                 let head = chain.head_index();
-                let used = request(mem, chain, &self.backing, &self.serial);
+                let bufs = read_chain(chain, queue.size())?;
+                let used = request(mem, bufs, &self.backing, &self.serial);
                 queue.add_used(mem, head, used).context("used ring")?;
                 served += 1;
             }
@@ -461,17 +467,14 @@ struct Buf {
 }
 
 /// Serve one request; the bytes written to the guest (data and status).
-fn request<M>(
+fn request(
     mem: &GuestRam,
-    chain: virtio_queue::DescriptorChain<M>,
+    chain: Vec<virtio_queue::desc::split::Descriptor>,
     disk: &Backing,
     serial: &str,
-) -> u32
-where
-    M: std::ops::Deref,
-    M::Target: GuestMemory,
-{
+) -> u32 {
     let bufs: Vec<Buf> = chain
+        .into_iter()
         .map(|d| Buf {
             addr: d.addr(),
             len: d.len(),
@@ -550,6 +553,14 @@ fn data(body: &[Buf]) -> &[Buf] {
 fn serve(mem: &GuestRam, body: &[Buf], disk: &Backing, serial: &str) -> Result<u32, Failure> {
     let (kind, sector) = header(mem, body)?;
     let data = data(body);
+    if let Some(b) = data.iter().find(|b| b.len > SIZE_MAX) {
+        return Err(anyhow::anyhow!(
+            "a segment of {} bytes at {:#x} (at most {SIZE_MAX}, the device's size_max)",
+            b.len,
+            b.addr.raw_value()
+        )
+        .into());
+    }
     match kind {
         VIRTIO_BLK_T_IN => {
             if data.iter().any(|b| !b.writable) {

@@ -297,3 +297,79 @@ fn files_that_are_not_raw_disks_are_refused_naming_what_they_are() {
     ext4[1080..1082].copy_from_slice(&[0x53, 0xef]);
     assert_eq!(container_format(&ext4), None);
 }
+
+/// A queue whose rings a hostile driver broke: `descs` in the table,
+/// `heads` in the available ring and its index at `avail_idx`. What
+/// `process` says, and that it returned at all (no spinning on the ring).
+fn serve_broken(descs: &[(u64, u32, u16, u16)], heads: &[u16], avail_idx: u16) -> String {
+    let r = rig(16 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 16);
+    for (i, (addr, len, flags, next)) in descs.iter().enumerate() {
+        mock.desc_table()
+            .store(
+                i as u16,
+                RawDescriptor::from(Descriptor::new(*addr, *len, *flags, *next)),
+            )
+            .unwrap();
+    }
+    for (i, h) in heads.iter().enumerate() {
+        mock.avail().ring().ref_at(i).unwrap().store(u16::to_le(*h));
+    }
+    mock.avail().idx().store(u16::to_le(avail_idx));
+    let queue: Queue = mock.create_queue().unwrap();
+    let mut serve = Serve {
+        mem: r.mem.clone(),
+        queue,
+        backing: Arc::new(Backing::open(r.file.path(), false).unwrap()),
+        interrupt: Interrupt::new(r.mem.clone(), GuestAddress(ISR), r.irqfd.clone()),
+        serial: "cobd3".into(),
+    };
+    format!("{:#}", serve.process().unwrap_err())
+}
+
+#[test]
+fn broken_rings_stop_the_device_with_the_reason() {
+    const NEXT: u16 = VRING_DESC_F_NEXT as u16;
+    const WRITE: u16 = VRING_DESC_F_WRITE as u16;
+    // A loop: header -> data -> header ...
+    let e = serve_broken(&[(HDR, 16, NEXT, 1), (DATA, 512, NEXT | WRITE, 0)], &[0], 1);
+    assert!(e.contains("broken after 16 descriptors"), "{e}");
+    // A next index outside the queue.
+    let e = serve_broken(&[(HDR, 16, NEXT, 200)], &[0], 1);
+    assert!(e.contains("broken after 1 descriptors"), "{e}");
+    // More than 4 GiB in one chain.
+    let e = serve_broken(
+        &[
+            (HDR, u32::MAX, NEXT, 1),
+            (DATA, u32::MAX, NEXT | WRITE, 2),
+            (STATUS, 1, WRITE, 0),
+        ],
+        &[0],
+        1,
+    );
+    assert!(e.contains("broken after 1 descriptors"), "{e}");
+    // A head outside the queue.
+    let e = serve_broken(&[], &[300], 1);
+    assert!(e.contains("head 300 outside the queue of 16"), "{e}");
+    // The available index far ahead of what the device has seen.
+    let e = serve_broken(&[], &[], 1000);
+    assert!(e.contains("available ring"), "{e}");
+}
+
+#[test]
+fn a_segment_larger_than_size_max_is_refused_before_any_allocation() {
+    let r = rig(16 * 512);
+    // 4 GiB - 512: never allocated, never read.
+    let (st, used) = serve_all(
+        &r,
+        false,
+        &[(VIRTIO_BLK_T_IN, 0, &[(u32::MAX - 511, true)])],
+    );
+    assert_eq!((st, used), (vec![IOERR], vec![1]));
+    let (st, _) = serve_all(
+        &r,
+        false,
+        &[(VIRTIO_BLK_T_OUT, 0, &[(SIZE_MAX + 512, false)])],
+    );
+    assert_eq!(st, [IOERR]);
+}
