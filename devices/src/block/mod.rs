@@ -75,22 +75,37 @@ impl Backing {
     /// Open and lock `path`.
     pub fn open(path: &Path, read_only: bool) -> Result<Backing> {
         use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        // A block device written by the guest is claimed exclusively
+        // (O_EXCL): refused while the host has it mounted or otherwise
+        // claimed, and the host cannot mount it while the guest runs.
+        let exclusive =
+            !read_only && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(!read_only)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .with_context(|| {
-                format!(
-                    "cannot open {} {}",
-                    path.display(),
-                    if read_only {
-                        "for reading"
-                    } else {
-                        "for reading and writing (add ,ro for a read-only disk)"
-                    }
-                )
-            })?;
+            .custom_flags(libc::O_CLOEXEC | if exclusive { libc::O_EXCL } else { 0 })
+            .open(path);
+        if exclusive {
+            if let Err(e) = &file {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    bail!(
+                        "{} is in use by the host (mounted, or claimed by another user of the device)",
+                        path.display()
+                    );
+                }
+            }
+        }
+        let file = file.with_context(|| {
+            format!(
+                "cannot open {} {}",
+                path.display(),
+                if read_only {
+                    "for reading"
+                } else {
+                    "for reading and writing (add ,ro for a read-only disk)"
+                }
+            )
+        })?;
         let lock = if read_only {
             libc::LOCK_SH
         } else {
@@ -571,7 +586,9 @@ fn serve(mem: &GuestRam, body: &[Buf], disk: &Backing, serial: &str) -> Result<u
             let mut buf = Vec::new();
             for b in data {
                 buf.resize(b.len as usize, 0);
-                disk.file.read_exact_at(&mut buf, offset)?;
+                disk.file
+                    .read_exact_at(&mut buf, offset)
+                    .with_context(|| format!("reading {} bytes at byte offset {offset}", b.len))?;
                 mem.write_slice(&buf, b.addr)?;
                 offset += u64::from(b.len);
             }
@@ -590,7 +607,9 @@ fn serve(mem: &GuestRam, body: &[Buf], disk: &Backing, serial: &str) -> Result<u
             for b in data {
                 buf.resize(b.len as usize, 0);
                 mem.read_slice(&mut buf, b.addr)?;
-                disk.file.write_all_at(&buf, offset)?;
+                disk.file
+                    .write_all_at(&buf, offset)
+                    .with_context(|| format!("writing {} bytes at byte offset {offset}", b.len))?;
                 offset += u64::from(b.len);
             }
             Ok(0)
