@@ -225,7 +225,7 @@ fn a_disk_whose_reads_fail_gives_the_guest_io_errors_and_the_log_the_offset() {
     let log = sess.daemon_stderr.join("\n");
     let offset_ok = log.lines().any(|l| {
         l.contains("cobd0: request failed: reading")
-            && l.contains("Input/output error")
+            && l.contains("os error 5")
             && l.split("byte offset ")
                 .nth(1)
                 .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
