@@ -114,7 +114,7 @@ fn now() -> u64 {
 /// guest RAM, and every queue's kick and device's line bound in the host
 /// driver (kicks then never leave the guest's run; lines are raised from
 /// the back ends' threads).
-fn virtio_devices(
+pub fn virtio_devices(
     drv: &Driver,
     memory: u64,
     table: u64,

@@ -7,7 +7,10 @@
 //! destroys the guest at once. Linux guests are run with `colinux run`.
 
 use colinux_daemon::runloop::{self, Kind, Services};
-use colinux_daemon::{driver, elf};
+use colinux_daemon::{driver, elf, launch};
+use colinux_devices::block::{Disk, DiskConfig};
+use colinux_devices::virtio::{table_size, VirtioDevice};
+use colinux_devices::Device;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +50,34 @@ struct Cli {
     /// Validate the kernel image and exit, without the driver
     #[arg(long)]
     check_only: bool,
+    /// With --run: a cobd unit for the payload, `N=PATH[,ro]` (repeatable).
+    /// The virtio table goes at the first page after the image's physical
+    /// end, one device per unit in the order given; the payload drives it
+    /// itself (hostile-guest tests)
+    #[arg(long, value_name = "N=PATH[,ro]", value_parser = parse_cobd, requires = "run")]
+    cobd: Vec<DiskConfig>,
+}
+
+/// `N=PATH[,ro]` of `--cobd`.
+fn parse_cobd(value: &str) -> Result<DiskConfig> {
+    let (unit, rest) = value
+        .split_once('=')
+        .with_context(|| format!("--cobd {value}: want N=PATH[,ro]"))?;
+    let unit = unit
+        .parse::<u32>()
+        .with_context(|| format!("--cobd {value}: the unit {unit:?} is not a number"))?;
+    let (path, read_only) = match rest.rsplit_once(',') {
+        Some((p, "ro")) => (p, true),
+        _ => (rest, false),
+    };
+    if path.is_empty() {
+        bail!("--cobd {value}: no path");
+    }
+    Ok(DiskConfig {
+        unit,
+        path: path.into(),
+        read_only,
+    })
 }
 
 fn main() -> ExitCode {
@@ -90,6 +121,12 @@ fn run(cli: Cli) -> Result<()> {
     if cli.check_only {
         return Ok(());
     }
+    // The disks: opened and locked before the guest is made.
+    let disks = cli
+        .cobd
+        .iter()
+        .map(|d| Disk::open(d.clone()).map(|d| Box::new(d) as Box<dyn VirtioDevice>))
+        .collect::<Result<Vec<_>>>()?;
     let drv = driver::Driver::open(&cli.device)?;
     drv.create(memory)?;
     for s in &image.segments {
@@ -108,7 +145,7 @@ fn run(cli: Cli) -> Result<()> {
         info.loaded_bytes
     );
     if cli.run {
-        let code = run_guest(&drv, &image, &cli.entry, memory)?;
+        let code = run_guest(&drv, &image, &cli.entry, memory, disks)?;
         drv.destroy()?;
         println!("guest {} destroyed", info.guest_id);
         if code != 0 {
@@ -131,19 +168,42 @@ fn run_guest(
     image: &elf::GuestImage,
     entry: &str,
     memory: u64,
+    disks: Vec<Box<dyn VirtioDevice>>,
 ) -> Result<i32> {
     use colinux_abi as abi;
     let start = *image
         .symbols
         .get(entry)
         .with_context(|| format!("the guest has no symbol {entry:?} to start at"))?;
+    let mut transport = None;
+    if !disks.is_empty() {
+        // The first page after the payload: where the payload looks.
+        let table = image
+            .physical_end()
+            .next_multiple_of(u64::from(abi::COOPERATIVE_PAGE_SIZE));
+        let count = disks.len();
+        // The top 16 MiB hold the driver's tables and the stack.
+        if table + table_size(count) > memory.saturating_sub(16 << 20) {
+            bail!("no room for the virtio table at {table:#x} in {memory:#x} bytes of guest RAM");
+        }
+        transport = Some(launch::virtio_devices(drv, memory, table, disks)?);
+        println!("virtio table at {table:#x}: {count} devices");
+    }
     let arg = abi::cooperative_ioctl_run {
         entry: start.into(),
         // The top of guest RAM, as the initial page tables map it.
         stack: abi::COOPERATIVE_KERNEL_VA_OFFSET as u64 + memory.min(0x3fc0_0000) - 16,
         ..Default::default()
     };
-    Ok(runloop::run(drv, arg, Kind::Payload, Services::default())?.code)
+    let devices: Vec<&mut dyn Device> = match transport.as_mut() {
+        Some(t) => vec![t],
+        None => Vec::new(),
+    };
+    let svc = Services {
+        devices,
+        ..Default::default()
+    };
+    Ok(runloop::run(drv, arg, Kind::Payload, svc)?.code)
 }
 
 #[cfg(test)]
@@ -171,5 +231,22 @@ mod tests {
         assert!(parse(&["--boot", "--kernel", "vmlinux"]).is_err());
         assert!(parse(&["console", "/run/colinux/g.sock"]).is_err());
         assert!(parse(&["--kernel", "vmlinux", "root=/dev/cobd0"]).is_err());
+        // Disks for payloads.
+        let c = parse(&[
+            "--kernel",
+            "p.elf",
+            "--run",
+            "--cobd",
+            "0=/tmp/a.img",
+            "--cobd",
+            "3=/dev/vdb2,ro",
+        ])
+        .unwrap();
+        assert_eq!(c.cobd.len(), 2);
+        assert_eq!((c.cobd[1].unit, c.cobd[1].read_only), (3, true));
+        assert_eq!(c.cobd[1].path, std::path::Path::new("/dev/vdb2"));
+        assert!(parse(&["--kernel", "p.elf", "--cobd", "0=/tmp/a.img"]).is_err());
+        assert!(parse(&["--kernel", "p.elf", "--run", "--cobd", "x=/a"]).is_err());
+        assert!(parse(&["--kernel", "p.elf", "--run", "--cobd", "/a"]).is_err());
     }
 }

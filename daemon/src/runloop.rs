@@ -300,15 +300,12 @@ fn serve(
                         },
                     };
                 }
-                (op, kind) => {
+                (op, _) => {
                     // A device's (COOPERATIVE_OP_VIRTIO), or unsupported.
-                    let served = match kind {
-                        Kind::Linux => svc
-                            .devices
-                            .iter_mut()
-                            .find_map(|d| d.operation(op, &arg.params)),
-                        Kind::Payload => None,
-                    };
+                    let served = svc
+                        .devices
+                        .iter_mut()
+                        .find_map(|d| d.operation(op, &arg.params));
                     arg.status = served.unwrap_or_else(|| {
                         let what = format!("operation {op}");
                         if unsupported.insert(what.clone()) {

@@ -120,6 +120,10 @@ pub struct Disk {
     /// Pass the host's discards to the image (`discard=unmap`; default
     /// off: QEMU ignores them).
     pub discard: bool,
+    /// Sectors (512 bytes) whose reads fail with EIO in the host, every
+    /// time (QEMU's `blkdebug` filter between the disk and its file): a
+    /// failing disk for tests of read errors. Empty: none.
+    pub read_errors: Vec<u64>,
 }
 
 /// QEMU's `cache=` for a disk. What the *test host* writes reaches the
@@ -164,7 +168,15 @@ impl Disk {
             read_only: false,
             cache: DiskCache::Unsafe,
             discard: false,
+            read_errors: Vec::new(),
         }
+    }
+
+    /// Reads that touch `sector` fail with EIO in the host (builder
+    /// style; repeatable).
+    pub fn read_error_at(mut self, sector: u64) -> Disk {
+        self.read_errors.push(sector);
+        self
     }
 
     /// Read-only (builder style).
@@ -243,16 +255,23 @@ fn disk_args(disks: &[Disk]) -> Vec<std::ffi::OsString> {
     let mut args = Vec::new();
     for (i, d) in disks.iter().enumerate() {
         // QEMU's option syntax doubles a comma inside a value.
-        let mut drive = std::ffi::OsString::from("file=");
-        drive.push(
-            d.path
-                .as_os_str()
-                .to_string_lossy()
-                .replace(',', ",,")
-                .as_str(),
-        );
+        let path = d.path.as_os_str().to_string_lossy().replace(',', ",,");
+        let mut drive = std::ffi::OsString::from(if d.read_errors.is_empty() {
+            format!("file={path},format=raw")
+        } else {
+            // The raw format on a blkdebug filter on the file.
+            let mut f = format!(
+                "driver=raw,file.driver=blkdebug,file.image.driver=file,file.image.filename={path}"
+            );
+            for (k, sector) in d.read_errors.iter().enumerate() {
+                f.push_str(&format!(
+                    ",file.inject-error.{k}.event=read_aio,file.inject-error.{k}.errno=5,file.inject-error.{k}.sector={sector}"
+                ));
+            }
+            f
+        });
         drive.push(format!(
-            ",format=raw,if=none,id=disk{i},cache={}{}{}",
+            ",if=none,id=disk{i},cache={}{}{}",
             d.cache.as_qemu(),
             if d.read_only { ",readonly=on" } else { "" },
             if d.discard { ",discard=unmap" } else { "" },
@@ -1190,6 +1209,21 @@ mod tests {
             ]
         );
         assert!(disk_args(&[]).is_empty());
+        // A failing disk: blkdebug under the raw format.
+        assert_eq!(
+            strings(&disk_args(&[Disk::new("/t/bad.img", "bad")
+                .read_error_at(8192)
+                .read_error_at(9000)])),
+            [
+                "-drive",
+                "driver=raw,file.driver=blkdebug,file.image.driver=file,file.image.filename=/t/bad.img\
+                 ,file.inject-error.0.event=read_aio,file.inject-error.0.errno=5,file.inject-error.0.sector=8192\
+                 ,file.inject-error.1.event=read_aio,file.inject-error.1.errno=5,file.inject-error.1.sector=9000\
+                 ,if=none,id=disk0,cache=unsafe",
+                "-device",
+                "virtio-blk-pci,drive=disk0,serial=bad",
+            ]
+        );
 
         // In the whole command, after the machine's options.
         let prepared = Prepared {

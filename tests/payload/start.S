@@ -27,6 +27,7 @@
 	PAYLOAD_ENTRY payload_busy, payload_c_busy
 	PAYLOAD_ENTRY payload_busy3, payload_c_busy3
 	PAYLOAD_ENTRY payload_virtio, payload_c_virtio
+	PAYLOAD_ENTRY payload_cobd_hostile, payload_c_cobd_hostile
 
 /*
  * A guest kernel that never gives the CPU back: interrupts off, a loop.

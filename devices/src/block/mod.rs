@@ -36,11 +36,11 @@ use std::thread::JoinHandle;
 use anyhow::{bail, Context, Result};
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::virtio::{Activation, GuestRam, Interrupt, VirtioDevice};
+use crate::virtio::{read_chain, Activation, GuestRam, Interrupt, VirtioDevice};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR: u64 = 512;
@@ -84,22 +84,37 @@ impl Backing {
     /// Open and lock `path`.
     pub fn open(path: &Path, read_only: bool) -> Result<Backing> {
         use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        // A block device written by the guest is claimed exclusively
+        // (O_EXCL): refused while the host has it mounted or otherwise
+        // claimed, and the host cannot mount it while the guest runs.
+        let exclusive =
+            !read_only && std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(!read_only)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .with_context(|| {
-                format!(
-                    "cannot open {} {}",
-                    path.display(),
-                    if read_only {
-                        "for reading"
-                    } else {
-                        "for reading and writing (add ,ro for a read-only disk)"
-                    }
-                )
-            })?;
+            .custom_flags(libc::O_CLOEXEC | if exclusive { libc::O_EXCL } else { 0 })
+            .open(path);
+        if exclusive {
+            if let Err(e) = &file {
+                if e.raw_os_error() == Some(libc::EBUSY) {
+                    bail!(
+                        "{} is in use by the host (mounted, or claimed by another user of the device)",
+                        path.display()
+                    );
+                }
+            }
+        }
+        let file = file.with_context(|| {
+            format!(
+                "cannot open {} {}",
+                path.display(),
+                if read_only {
+                    "for reading"
+                } else {
+                    "for reading and writing (add ,ro for a read-only disk)"
+                }
+            )
+        })?;
         let lock = if read_only {
             libc::LOCK_SH
         } else {
@@ -489,9 +504,12 @@ impl Shared {
         let mut sent = 0;
         loop {
             q.disable_notification(mem).context("ring")?;
-            while let Some(chain) = q.pop_descriptor_chain(mem) {
+            // A broken available ring (its index too far ahead) or chain
+            // ends the device: it needs a reset.
+            while let Some(chain) = q.iter(mem).context("the available ring")?.next() {
                 let head = chain.head_index();
-                let bufs = chain
+                let bufs = read_chain(chain, q.size())?
+                    .into_iter()
                     .map(|d| Buf {
                         addr: d.addr(),
                         len: d.len(),
@@ -607,7 +625,10 @@ impl Engine {
             .name(name.clone())
             .spawn(move || {
                 if let Err(e) = dispatcher(&s2, &kick, &stop2, tx) {
-                    tracing::error!("{}: the device stopped: {e:#}", s2.serial);
+                    tracing::error!("{}: the device stopped, it needs a reset: {e:#}", s2.serial);
+                    if let Err(e) = s2.interrupt.needs_reset() {
+                        tracing::error!("{}: cannot tell the guest: {e:#}", s2.serial);
+                    }
                 }
             });
         let dispatcher = match spawned {
@@ -821,6 +842,14 @@ fn serve_kind(
     sector: u64,
     data: &[Buf],
 ) -> Result<u32, Failure> {
+    if let Some(b) = data.iter().find(|b| b.len > SIZE_MAX) {
+        return Err(anyhow::anyhow!(
+            "a segment of {} bytes at {:#x} (at most {SIZE_MAX}, the device's size_max)",
+            b.len,
+            b.addr.raw_value()
+        )
+        .into());
+    }
     match kind {
         VIRTIO_BLK_T_IN => {
             if data.iter().any(|b| !b.writable) {
@@ -830,7 +859,7 @@ fn serve_kind(
             let offset = range(disk, sector, total)?;
             let mut iov = iovecs(mem, data)?;
             disk.transfer(&mut iov, offset, false)
-                .with_context(|| format!("reading {total} bytes at {offset}"))?;
+                .with_context(|| format!("reading {total} bytes at byte offset {offset}"))?;
             Ok(u32::try_from(total).unwrap_or(u32::MAX))
         }
         VIRTIO_BLK_T_OUT => {
@@ -844,7 +873,7 @@ fn serve_kind(
             let offset = range(disk, sector, total)?;
             let mut iov = iovecs(mem, data)?;
             disk.transfer(&mut iov, offset, true)
-                .with_context(|| format!("writing {total} bytes at {offset}"))?;
+                .with_context(|| format!("writing {total} bytes at byte offset {offset}"))?;
             Ok(0)
         }
         VIRTIO_BLK_T_FLUSH => {

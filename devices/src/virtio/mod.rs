@@ -62,6 +62,70 @@ pub fn map_guest_ram(file: &File, size: u64) -> Result<GuestRam> {
     GuestMemoryMmap::from_regions(vec![region]).context("cannot describe guest RAM")
 }
 
+/// Guest RAM as the back ends see it: all of it but `hole` (the virtio
+/// table, which is the transport's and never RAM for the guest), mapped
+/// again from the file `mem` maps; buffers and rings the guest places in
+/// the table are then outside RAM for the devices. Memory that is not a
+/// file mapping (unit tests) is returned as it is.
+pub fn without(mem: &GuestRam, hole: std::ops::Range<u64>) -> Result<GuestRam> {
+    let Some(region) = mem.find_region(GuestAddress(0)) else {
+        bail!("guest RAM has no region at 0");
+    };
+    let Some(fo) = region.file_offset() else {
+        return Ok(mem.clone());
+    };
+    let end = region.len() as u64;
+    if mem.num_regions() != 1 || hole.start >= hole.end || hole.end > end {
+        bail!("cannot leave {hole:#x?} out of guest RAM of {end:#x} bytes");
+    }
+    let mut regions = Vec::new();
+    for (start, stop) in [(0, hole.start), (hole.end, end)] {
+        if start == stop {
+            continue;
+        }
+        let len = usize::try_from(stop - start).context("guest RAM size")?;
+        let mapping = MmapRegion::from_file(FileOffset::from_arc(fo.arc().clone(), start), len)
+            .with_context(|| format!("cannot mmap guest RAM at {start:#x} for the devices"))?;
+        regions.push(
+            GuestRegionMmap::new(mapping, GuestAddress(start))
+                .context("guest RAM does not fit the address space")?,
+        );
+    }
+    GuestMemoryMmap::from_regions(regions).context("cannot describe guest RAM")
+}
+
+/// A descriptor chain as a device may serve it: every descriptor, or an
+/// error saying how the driver broke the ring (virtio 1.1, 2.6.5): a head
+/// outside the queue, a chain cut short (a loop, a next index outside the
+/// queue, more than 4 GiB in all, a descriptor outside RAM) or longer than
+/// the queue.
+pub fn read_chain<M>(
+    chain: virtio_queue::DescriptorChain<M>,
+    queue_size: u16,
+) -> Result<Vec<virtio_queue::desc::split::Descriptor>>
+where
+    M: std::ops::Deref,
+    M::Target: vm_memory::GuestMemory,
+{
+    let head = chain.head_index();
+    if head >= queue_size {
+        bail!("descriptor head {head} outside the queue of {queue_size}");
+    }
+    let descs: Vec<_> = chain.take(usize::from(queue_size) + 1).collect();
+    match descs.last() {
+        None => bail!("descriptor {head} is outside guest RAM"),
+        Some(_) if descs.len() > usize::from(queue_size) => bail!(
+            "the chain at {head} is longer than the queue of {queue_size} (indirect descriptors are not offered)"
+        ),
+        Some(last) if last.has_next() => bail!(
+            "the chain at {head} is broken after {} descriptors: a loop, a next index outside the queue, more than 4 GiB, or a descriptor outside guest RAM (next {})",
+            descs.len(),
+            last.next()
+        ),
+        Some(_) => Ok(descs),
+    }
+}
+
 /// The virtio feature bits every device offers (VERSION_1, EVENT_IDX).
 pub const TRANSPORT_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_RING_F_EVENT_IDX);
 
@@ -110,18 +174,50 @@ pub struct Interrupt {
     mem: GuestRam,
     isr: GuestAddress,
     irqfd: Arc<EventFd>,
+    /// The device's `status` word, where [`Interrupt::needs_reset`] sets
+    /// `DEVICE_NEEDS_RESET`.
+    status: Option<GuestAddress>,
 }
 
 impl Interrupt {
     /// The interrupt of the device whose `isr` word is at `isr`, raising
     /// its line through `irqfd`.
     pub fn new(mem: GuestRam, isr: GuestAddress, irqfd: Arc<EventFd>) -> Interrupt {
-        Interrupt { mem, isr, irqfd }
+        Interrupt {
+            mem,
+            isr,
+            irqfd,
+            status: None,
+        }
+    }
+
+    /// The same, with the device's `status` word at `status`.
+    pub fn with_status(mut self, status: GuestAddress) -> Interrupt {
+        self.status = Some(status);
+        self
     }
 
     /// Used buffers are there.
     pub fn signal_used(&self) -> Result<()> {
         self.signal(abi::COOPERATIVE_VIRTIO_ISR_QUEUE)
+    }
+
+    /// The device cannot go on (the driver broke its rings): set
+    /// `DEVICE_NEEDS_RESET` in its status and send a configuration change
+    /// interrupt (virtio 1.1, 2.1.2), as virtio-mmio devices do. The driver
+    /// must reset the device to use it again.
+    pub fn needs_reset(&self) -> Result<()> {
+        if let Some(at) = self.status {
+            let slice = self
+                .mem
+                .get_slice(at, 4)
+                .context("the device's status is outside guest RAM")?;
+            slice
+                .get_atomic_ref::<AtomicU32>(0)
+                .context("the device's status is not aligned")?
+                .fetch_or(VIRTIO_CONFIG_S_NEEDS_RESET, Ordering::SeqCst);
+        }
+        self.signal(abi::COOPERATIVE_VIRTIO_ISR_CONFIG)
     }
 
     fn signal(&self, bits: u32) -> Result<()> {
@@ -198,11 +294,19 @@ struct Slot {
 #[derive(Debug)]
 pub struct Transport {
     mem: GuestRam,
+    /// Guest RAM without the virtio table: what the back ends get.
+    device_mem: GuestRam,
     slots: Vec<Slot>,
+    /// Refused requests so far (the log says the first ones only: a guest
+    /// may send millions).
+    refused: u64,
     /// The host driver's file: readable while a line a back end raised
     /// waits for the next RUN (the run loop's wait ends for it).
     wakeup: Option<File>,
 }
+
+/// Refused requests logged one by one (then one in this many).
+pub const REFUSALS_LOGGED: u64 = 100;
 
 /// How [`Transport::request`] went, for the guest (`COOPERATIVE_STATUS_*`).
 pub type Status = u32;
@@ -284,9 +388,12 @@ impl Transport {
                 active: false,
             });
         }
+        let device_mem = without(&mem, table..table + table_size(slots.len()))?;
         Ok(Transport {
             mem,
+            device_mem,
             slots,
+            refused: 0,
             wakeup: None,
         })
     }
@@ -313,12 +420,17 @@ impl Transport {
             .ok()
             .and_then(|i| self.slots.get_mut(i))
         else {
-            tracing::warn!("guest virtio request for device {}: no such device", get(0));
+            self.refuse(format_args!(
+                "guest virtio request for device {}: no such device",
+                get(0)
+            ));
             return abi::COOPERATIVE_STATUS_INVALID;
         };
         let r = match u32::try_from(get(1)).unwrap_or(u32::MAX) {
             abi::COOPERATIVE_VIRTIO_REQ_NOTIFY => notify(slot, get(2)),
-            abi::COOPERATIVE_VIRTIO_REQ_SET_STATUS => set_status(&self.mem, slot, get(2)),
+            abi::COOPERATIVE_VIRTIO_REQ_SET_STATUS => {
+                set_status(&self.mem, &self.device_mem, slot, get(2))
+            }
             abi::COOPERATIVE_VIRTIO_REQ_CONFIG_WRITE => {
                 config_write(&self.mem, slot, get(2), get(3))
             }
@@ -327,9 +439,21 @@ impl Transport {
         match r {
             Ok(()) => abi::COOPERATIVE_STATUS_OK,
             Err(e) => {
-                tracing::warn!("guest virtio request to {}: {e:#}", slot.dev.name());
+                let name = slot.dev.name();
+                self.refuse(format_args!("guest virtio request to {name}: {e:#}"));
                 abi::COOPERATIVE_STATUS_INVALID
             }
+        }
+    }
+
+    /// Log a refused request: the first [`REFUSALS_LOGGED`], then one in
+    /// [`REFUSALS_LOGGED`] with the count.
+    fn refuse(&mut self, what: std::fmt::Arguments<'_>) {
+        self.refused += 1;
+        if self.refused <= REFUSALS_LOGGED {
+            tracing::warn!("{what}");
+        } else if self.refused.is_multiple_of(REFUSALS_LOGGED) {
+            tracing::warn!("{what} ({} requests refused so far)", self.refused);
         }
     }
 
@@ -403,7 +527,7 @@ fn read_u64(mem: &GuestRam, at: GuestAddress) -> Result<u64> {
 }
 
 /// SET_STATUS: the state machine of the virtio spec (3.1, 4.2.3.1).
-fn set_status(mem: &GuestRam, slot: &mut Slot, status: u64) -> Result<()> {
+fn set_status(mem: &GuestRam, device_mem: &GuestRam, slot: &mut Slot, status: u64) -> Result<()> {
     let status_at = slot.base.unchecked_add(off::STATUS);
     let new = u32::try_from(status).context("status wider than 32 bits")?;
     if new == 0 {
@@ -443,7 +567,7 @@ fn set_status(mem: &GuestRam, slot: &mut Slot, status: u64) -> Result<()> {
         if accepted & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
             bail!("DRIVER_OK before FEATURES_OK");
         }
-        if let Err(e) = activate(mem, slot, features) {
+        if let Err(e) = activate(mem, device_mem, slot, features) {
             // The guest breaks the device when the write is refused (Linux
             // ignores NEEDS_RESET alone, and its I/O would wait forever).
             let broken = accepted | VIRTIO_CONFIG_S_NEEDS_RESET;
@@ -458,7 +582,10 @@ fn set_status(mem: &GuestRam, slot: &mut Slot, status: u64) -> Result<()> {
     Ok(())
 }
 
-fn activate(mem: &GuestRam, slot: &mut Slot, features: u64) -> Result<()> {
+/// Start the device: its queues as the driver set them up in the table
+/// (`mem`), checked to lie in `device_mem` (RAM without the table), which
+/// the back end gets.
+fn activate(mem: &GuestRam, device_mem: &GuestRam, slot: &mut Slot, features: u64) -> Result<()> {
     let event_idx = features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
     let mut queues = Vec::new();
     for (i, kick) in slot.kicks.iter().enumerate() {
@@ -490,8 +617,8 @@ fn activate(mem: &GuestRam, slot: &mut Slot, features: u64) -> Result<()> {
         queue.set_used_ring_address(lo, hi);
         queue.set_event_idx(event_idx);
         queue.set_ready(true);
-        if !queue.is_valid(mem) {
-            bail!("queue {i}: its rings are not inside guest RAM or misaligned");
+        if !queue.is_valid(device_mem) {
+            bail!("queue {i}: its rings are not inside guest RAM (outside the virtio table) or misaligned");
         }
         queues.push((i, queue, kick.clone()));
     }
@@ -499,13 +626,14 @@ fn activate(mem: &GuestRam, slot: &mut Slot, features: u64) -> Result<()> {
         bail!("DRIVER_OK with no queue ready");
     }
     slot.dev.activate(Activation {
-        mem: mem.clone(),
+        mem: device_mem.clone(),
         queues,
-        interrupt: Interrupt {
-            mem: mem.clone(),
-            isr: slot.base.unchecked_add(off::ISR),
-            irqfd: slot.irqfd.clone(),
-        },
+        interrupt: Interrupt::new(
+            mem.clone(),
+            slot.base.unchecked_add(off::ISR),
+            slot.irqfd.clone(),
+        )
+        .with_status(slot.base.unchecked_add(off::STATUS)),
         features,
     })
 }

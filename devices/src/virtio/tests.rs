@@ -282,3 +282,50 @@ fn the_table_size_is_whole_pages() {
     assert_eq!(table_size(7), 4096);
     assert_eq!(table_size(8), 8192);
 }
+
+#[test]
+fn devices_see_guest_ram_without_the_virtio_table() {
+    let file = tempfile::tempfile().unwrap();
+    file.set_len(RAM as u64).unwrap();
+    let mem = map_guest_ram(&file, RAM as u64).unwrap();
+    let dev = without(&mem, TABLE..TABLE + 0x1000).unwrap();
+    // Both sides of the table are the same RAM; the table is not there.
+    dev.write_obj(7u32, GuestAddress(TABLE - 4)).unwrap();
+    dev.write_obj(9u32, GuestAddress(TABLE + 0x1000)).unwrap();
+    assert_eq!(mem.read_obj::<u32>(GuestAddress(TABLE - 4)).unwrap(), 7);
+    assert_eq!(
+        mem.read_obj::<u32>(GuestAddress(TABLE + 0x1000)).unwrap(),
+        9
+    );
+    assert!(dev.read_obj::<u32>(GuestAddress(TABLE)).is_err());
+    assert!(dev.read_obj::<u64>(GuestAddress(TABLE - 4)).is_err());
+    assert!(dev
+        .write_slice(&[1; 8], GuestAddress(TABLE + 0xffc))
+        .is_err());
+    assert!(dev.read_obj::<u8>(GuestAddress(RAM as u64)).is_err());
+    // A table at the start or the end of RAM leaves one piece.
+    let dev = without(&mem, 0..0x1000).unwrap();
+    assert!(dev.read_obj::<u8>(GuestAddress(0)).is_err());
+    let dev = without(&mem, RAM as u64 - 0x1000..RAM as u64).unwrap();
+    assert!(dev.read_obj::<u8>(GuestAddress(RAM as u64 - 1)).is_err());
+    assert!(without(&mem, 0..RAM as u64 + 1).is_err());
+}
+
+#[test]
+fn needs_reset_sets_the_status_bit_and_a_config_interrupt() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
+    let irqfd = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+    mem.write_obj(0xfu32, GuestAddress(0x100)).unwrap();
+    let i = Interrupt::new(mem.clone(), GuestAddress(0x104), irqfd.clone())
+        .with_status(GuestAddress(0x100));
+    i.needs_reset().unwrap();
+    assert_eq!(
+        mem.read_obj::<u32>(GuestAddress(0x100)).unwrap(),
+        0xf | VIRTIO_CONFIG_S_NEEDS_RESET
+    );
+    assert_eq!(
+        mem.read_obj::<u32>(GuestAddress(0x104)).unwrap(),
+        abi::COOPERATIVE_VIRTIO_ISR_CONFIG
+    );
+    assert_eq!(irqfd.read().unwrap(), 1);
+}
