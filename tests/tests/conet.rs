@@ -69,14 +69,15 @@ fn steps(mib: u32) -> Vec<String> {
     vec![
         // 1: systemd up; the interfaces, their MACs; eth0's address by
         // DHCP (networkd), waited for.
-        "systemctl is-system-running --wait >/dev/null; ip -o link | grep -o 'eth[0-9]*' | sort -u | tr '\\n' ' '; echo; cat /sys/class/net/eth0/address; for i in $(seq 120); do ip -4 -o addr show eth0 | grep -q 'inet ' && break; sleep 1; done; ip -4 -o addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep default".to_string(),
+        "systemctl is-system-running --wait >/dev/null; ip -o link | grep -o 'eth[0-9]*' | sort -u | tr '\\n' ' '; echo; cat /sys/class/net/eth0/address; for i in $(seq 120); do ip -4 -o addr show eth0 | grep -q 'inet ' && break; sleep 1; done; ip -4 -o addr show eth0 | grep -o 'inet [0-9./]*'; ip route | grep default; ip -s link show eth0; networkctl status eth0 --no-pager 2>&1 | tail -12; journalctl -b -u systemd-networkd --no-pager | tail -15".to_string(),
         // 2: HTTP from the test host's loopback, through the NAT (the
         // gateway's address is the host).
         "GW=$(ip route | awk '/^default/ {print $3; exit}'); /usr/lib/apt/apt-helper download-file http://$GW:8000/hello.txt /tmp/hello.txt >/tmp/dl.log 2>&1; echo dl-status-$?; cat /tmp/hello.txt; tail -2 /tmp/dl.log".to_string(),
         // 3: a server in the guest; the host connects through the forward
-        // once it sees guest-server-up, and the server ends after one
-        // client.
-        format!("perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => {FWD_GUEST}, Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; $c = $s->accept; print $c \"hello-from-the-guest-\", 6*7, \"\\n\"; close $c; print \"guest-served-\", \"a-client\\n\"' & echo guest-server-''up; wait; echo server-status-$?"),
+        // once it sees guest-server-up (printed once the server listens:
+        // perl starts slowly in the emulated guest), and the server ends
+        // after one client (or after 120 s without one).
+        format!("perl -MIO::Socket::INET -e '$| = 1; alarm 120; $s = IO::Socket::INET->new(LocalPort => {FWD_GUEST}, Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; print \"guest-server-\", \"up\\n\"; $c = $s->accept; print $c \"hello-from-the-guest-\", 6*7, \"\\n\"; close $c; print \"guest-served-\", \"a-client\\n\"' & wait; echo server-status-$?"),
         // 4: eth1 on the TAP: an address, the host's side answers ping.
         format!("ip addr add {TAP_GUEST}/24 dev eth1 && ip link set eth1 up; ping -c 3 -W 5 {TAP_HOST} | grep -E 'packets transmitted|bytes from' | tail -2"),
         // 5: guest → host: random bytes, their checksum here, sent to the
@@ -113,6 +114,16 @@ fn host_setup(mib: u32) -> String {
     format!(
         r#"
 ip link set lo up
+export RUST_LOG=colinux_devices::net=debug,info
+# passt's sandbox pivot_root()s, which fails (EINVAL) while the root is
+# the initramfs itself (rootfs): the daemon runs passt through a wrapper
+# that gives it a mount namespace whose root is a bind mount of /.
+cat > /tmp/passt-wrap <<'EOF'
+#!/bin/sh
+exec unshare -m sh -c 'mkdir -p /tmp/passt-root && mount -o rbind / /tmp/passt-root && cd /tmp/passt-root && mount -o move . / && exec chroot . /usr/bin/passt "$@"' passt "$@"
+EOF
+chmod +x /tmp/passt-wrap
+export COLINUX_PASST=/tmp/passt-wrap
 ip link set dummy0 up
 ip addr add 10.0.2.15/24 dev dummy0
 ip route add default via 10.0.2.2 dev dummy0
@@ -171,7 +182,8 @@ done
 [ -e /sys/class/net/colinux0 ] && echo "conet: created-tap-while-running"
 pidof passt passt.avx2 >/dev/null && echo "conet: passt-while-running"
 kill -9 $kpid
-wait $kpid 2>/dev/null
+# (set -e: the killed daemon's status 137 must not end the script)
+wait $kpid 2>/dev/null || true
 n=0
 while pidof passt passt.avx2 >/dev/null || [ -e /sys/class/net/colinux0 ]; do
     n=$((n + 1)); [ $n -lt 100 ] || break; sleep 0.1

@@ -371,6 +371,8 @@ impl VirtioDevice for Net {
             pending: None,
             flushing: false,
             dropped: 0,
+            tx_frames: 0,
+            rx_frames: 0,
         };
         let stop2 = stop.clone();
         let (rx_kick, tx_kick) = (rx.1, tx.1);
@@ -424,6 +426,25 @@ struct Serve {
     /// The back end has bytes queued to write.
     flushing: bool,
     dropped: u64,
+    /// Frames the guest transmitted / received (for the debug log).
+    tx_frames: u64,
+    rx_frames: u64,
+}
+
+/// Whether frame number `n` (from 1) of a direction is worth a debug
+/// line: the first few, then at powers of two.
+fn log_frame(n: u64) -> bool {
+    n <= 16 || n.is_power_of_two()
+}
+
+/// For the debug log: the length and EtherType of a frame (header +
+/// Ethernet frame).
+fn frame_summary(frame: &[u8]) -> String {
+    let eth = frame.get(HDR_LEN..).unwrap_or_default();
+    match eth.get(12..14) {
+        Some(t) => format!("{} bytes, type {:02x}{:02x}", eth.len(), t[0], t[1]),
+        None => format!("{} bytes", eth.len()),
+    }
 }
 
 /// One descriptor of a chain.
@@ -547,6 +568,15 @@ impl Serve {
                 let bufs = bufs(chain);
                 match read_chain(&mem, &bufs, &mut frame) {
                     Ok(()) => {
+                        self.tx_frames += 1;
+                        if log_frame(self.tx_frames) {
+                            tracing::debug!(
+                                "{}: transmit frame {}: {}",
+                                self.iface,
+                                self.tx_frames,
+                                frame_summary(&frame)
+                            );
+                        }
                         if let Some(b) = self.backend.as_mut() {
                             if let Err(e) = b.send(&frame) {
                                 self.backend_failed(e);
@@ -629,6 +659,17 @@ impl Serve {
             // One buffer per frame (no mergeable buffers).
             if let Some(n) = frame.get_mut(10..HDR_LEN) {
                 n.copy_from_slice(&1u16.to_le_bytes());
+            }
+            self.rx_frames += 1;
+            if log_frame(self.rx_frames) {
+                tracing::debug!(
+                    "{}: receive frame {}: {} into {} buffer(s) of {} bytes",
+                    self.iface,
+                    self.rx_frames,
+                    frame_summary(&frame),
+                    bufs.len(),
+                    bufs.iter().map(|b| u64::from(b.len)).sum::<u64>()
+                );
             }
             let used = match write_chain(&mem, &bufs, &frame) {
                 Ok(n) => n,
