@@ -213,6 +213,8 @@ fn rig() -> Rig {
         pending: None,
         flushing: false,
         dropped: 0,
+        tx_frames: 0,
+        rx_frames: 0,
     };
     Rig {
         mem,
