@@ -111,3 +111,32 @@ pub fn step_output(s: &Session, n: usize) -> Option<&[String]> {
 
 /// The guest RAM the tests give (MiB).
 pub const MEM: u64 = 128;
+
+/// What step `n` printed, as one text: without the typed line's echo and
+/// bash's bracketed-paste switches. Panics (with `ctx`) if the step never
+/// finished.
+pub fn step_text(s: &Session, n: usize, ctx: &str) -> String {
+    step_output(s, n)
+        .unwrap_or_else(|| panic!("step {n} never finished{ctx}"))
+        .iter()
+        .filter(|l| !l.contains("colinux-run: step-''"))
+        .map(|l| l.replace("\u{1b}[?2004l", "").replace("\u{1b}[?2004h", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The guest's Debian root image, built (cached) by `cargo xtask rootfs`,
+/// copied sparsely into `dir` (the guest writes to its copy).
+pub fn root_image(dir: &std::path::Path) -> std::path::PathBuf {
+    let built = colinux_images::rootfs::build(&colinux_images::rootfs::RootfsOptions::default())
+        .expect("the root image builds");
+    let copy = dir.join("root.img");
+    let st = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&built.image)
+        .arg(&copy)
+        .status()
+        .expect("cp runs");
+    assert!(st.success(), "copying {}", built.image.display());
+    copy
+}

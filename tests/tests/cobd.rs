@@ -16,30 +16,12 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use colinux_images::rootfs::{self, RootfsOptions};
 use colinux_testrig::diskimage::{self, Ext4Image};
 use colinux_testrig::session::{self, Root, Session};
 use colinux_tests::ext4::{cat, fsck};
-use colinux_tests::guest::{context, run_one, scenario, serial, step_output};
-
-/// The guest's root image, built (cached) by `cargo xtask rootfs`, copied
-/// into `dir` (the guest writes to its copy).
-fn root_image(dir: &Path) -> PathBuf {
-    let built = rootfs::build(&RootfsOptions::default()).unwrap();
-    let copy = dir.join("root.img");
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&built.image)
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(st.success(), "copying {}", built.image.display());
-    copy
-}
+use colinux_tests::guest::{context, root_image, run_one, scenario, serial, step_text};
 
 /// The commands typed into the Debian guest's shell, in order (see
 /// [`step_output`] for reading each one's output back).
@@ -62,16 +44,9 @@ const STEPS: &[&str] = &[
     "echo synced-$((6*7)) > /root/persist && sync && echo persisted",
 ];
 
-/// What step `n` printed, without the typed line's echo and bash's
-/// bracketed-paste switches.
+/// What step `n` printed (see [`step_text`]).
 fn step(sess: &Session, n: usize, ctx: &str) -> String {
-    step_output(sess, n)
-        .unwrap_or_else(|| panic!("step {n} ({}) never finished{ctx}", STEPS[n - 1]))
-        .iter()
-        .filter(|l| !l.contains("colinux-run: step-''"))
-        .map(|l| l.replace("\u{1b}[?2004l", "").replace("\u{1b}[?2004h", ""))
-        .collect::<Vec<_>>()
-        .join("\n")
+    step_text(sess, n, &format!(" ({}){ctx}", STEPS[n - 1]))
 }
 
 /// Whether `out` has a line that is `want` (surrounding blanks aside).

@@ -27,7 +27,7 @@ use colinux_testrig::diskimage::{self, Ext4Image, PartitionedImage};
 use colinux_testrig::session::{self, Root, Session};
 use colinux_testrig::testhost::Disk;
 use colinux_tests::ext4::{cat, fsck};
-use colinux_tests::guest::{context, run_one, scenario, serial, step_output};
+use colinux_tests::guest::{context, run_one, scenario, serial, step_text};
 
 /// `len` bytes of `path` from `offset`.
 fn bytes_at(path: &Path, offset: u64, len: u64) -> Vec<u8> {
@@ -51,15 +51,9 @@ fn pattern(len: u64, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// What step `n` printed (bracketed-paste switches removed).
+/// What step `n` printed (see [`step_text`]).
 fn step(sess: &Session, n: usize, ctx: &str) -> String {
-    step_output(sess, n)
-        .unwrap_or_else(|| panic!("step {n} never finished{ctx}"))
-        .iter()
-        .filter(|l| !l.contains("colinux-run: step-''"))
-        .map(|l| l.replace("\u{1b}[?2004l", "").replace("\u{1b}[?2004h", ""))
-        .collect::<Vec<_>>()
-        .join("\n")
+    step_text(sess, n, ctx)
 }
 
 const PARTITION_STEPS: &[&str] = &[

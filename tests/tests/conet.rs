@@ -24,29 +24,12 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use colinux_devices::net::derived_mac;
-use colinux_images::rootfs::{self, RootfsOptions};
 use colinux_testrig::diskimage;
 use colinux_testrig::session::{self, Root, Session, GUEST_NAME};
-use colinux_tests::guest::{context, run_one, scenario, serial, step_output};
-
-/// The guest's root image, copied into `dir` (the guest writes to it).
-fn root_image(dir: &Path) -> PathBuf {
-    let built = rootfs::build(&RootfsOptions::default()).unwrap();
-    let copy = dir.join("root.img");
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&built.image)
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(st.success(), "copying {}", built.image.display());
-    copy
-}
+use colinux_tests::guest::{context, root_image, run_one, scenario, serial, step_text};
 
 /// MiB moved each way over the TAP: 16 in CI, `COLINUX_CONET_MIB=100`
 /// for the figure.
@@ -88,15 +71,9 @@ fn steps(mib: u32) -> Vec<String> {
     ]
 }
 
-/// What step `n` printed, without bash's bracketed-paste switches.
+/// What step `n` printed (see [`step_text`]).
 fn step(sess: &Session, n: usize, ctx: &str) -> String {
-    step_output(sess, n)
-        .unwrap_or_else(|| panic!("step {n} never finished{ctx}"))
-        .iter()
-        .filter(|l| !l.contains("colinux-run: step-''"))
-        .map(|l| l.replace("\u{1b}[?2004l", "").replace("\u{1b}[?2004h", ""))
-        .collect::<Vec<_>>()
-        .join("\n")
+    step_text(sess, n, ctx)
 }
 
 /// The value after `prefix` on the first line of `text` that has it.
