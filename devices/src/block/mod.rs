@@ -29,7 +29,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -67,6 +67,17 @@ pub struct DiskConfig {
 #[derive(Debug)]
 pub struct Backing {
     file: File,
+    /// The same file opened again with `O_DIRECT`, when the file system
+    /// or device allows it: requests whose buffers and offset are
+    /// aligned to [`Backing::dio_align`] go through it, straight between
+    /// the device and guest RAM, past the host's page cache.
+    direct: Option<File>,
+    /// Alignment `direct` needs (of offset, lengths and buffer
+    /// addresses); 0 once a refusal turned direct I/O off.
+    dio_align: AtomicU64,
+    /// What went through [`Backing::transfer`], for the summary a disk
+    /// logs when it stops.
+    counts: Counts,
     /// Bytes, a multiple of [`SECTOR`].
     size: u64,
     read_only: bool,
@@ -79,6 +90,7 @@ const IOV_MAX: usize = 1024;
 /// `BLKGETSIZE64`, `BLKDISCARD` from `<linux/fs.h>`.
 const BLKGETSIZE64: u32 = 0x8008_1272;
 const BLKDISCARD: u32 = 0x1277;
+const BLKSSZGET: u32 = 0x1268;
 
 impl Backing {
     /// Open and lock `path`.
@@ -168,8 +180,12 @@ impl Backing {
                 size % SECTOR
             );
         }
+        let (direct, dio_align) = open_direct(&file, block_device, path);
         Ok(Backing {
             file,
+            direct,
+            dio_align: AtomicU64::new(dio_align),
+            counts: Counts::default(),
             size: size - size % SECTOR,
             read_only,
             block_device,
@@ -218,59 +234,44 @@ impl Backing {
         Ok(())
     }
 
-    /// `preadv` (`write`: `pwritev`) of all of `iov` at `offset`, going on
-    /// after short transfers; the end of the file is an error.
+    /// `preadv` (`write`: `pwritev`) of all of `iov` at `offset`: through
+    /// the `O_DIRECT` descriptor when everything is aligned for it, else
+    /// through the page cache. Both views stay coherent: Linux writes back
+    /// and drops the cached pages of a range before direct I/O on it.
     fn transfer(&self, iov: &mut [libc::iovec], offset: u64, write: bool) -> std::io::Result<()> {
-        let mut iov = iov;
-        let mut offset = offset;
-        while !iov.is_empty() {
-            let Ok(at) = libc::off_t::try_from(offset) else {
-                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-            };
-            let count = iov.len().min(IOV_MAX) as libc::c_int;
-            let fd = self.file.as_raw_fd();
-            // SAFETY: every iovec covers memory of guest RAM that
-            // `iovecs` checked and that the caller's `GuestRam` keeps
-            // mapped for the call; the guest may change it meanwhile,
-            // which the kernel's copy tolerates.
-            let n = unsafe {
-                if write {
-                    libc::pwritev(fd, iov.as_ptr(), count, at)
-                } else {
-                    libc::preadv(fd, iov.as_ptr(), count, at)
+        let bytes: u64 = iov.iter().map(|v| v.iov_len as u64).sum();
+        let c = &self.counts;
+        (if write { &c.written } else { &c.read }).fetch_add(bytes, Ordering::Relaxed);
+        let align = self.dio_align.load(Ordering::Relaxed);
+        if let Some(direct) = self.direct.as_ref().filter(|_| aligned(iov, offset, align)) {
+            c.direct.fetch_add(bytes, Ordering::Relaxed);
+            match transfer_fd(direct, iov, offset, write) {
+                // EINVAL before any byte moved: the alignment guess was
+                // too small (a 4 KiB-sector device, a file system with
+                // stricter rules). Raise it once, then give up direct
+                // I/O; this request goes through the page cache.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    let next = if align < 4096 { 4096 } else { 0 };
+                    if self
+                        .dio_align
+                        .compare_exchange(align, next, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        c.direct.fetch_sub(bytes, Ordering::Relaxed);
+                        tracing::info!(
+                            "direct I/O with {align}-byte alignment refused (EINVAL): {}",
+                            if next == 0 {
+                                "using the host's page cache".to_string()
+                            } else {
+                                format!("trying {next}")
+                            }
+                        );
+                    }
                 }
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the backing ended early (truncated?)",
-                ));
-            }
-            let mut n = n as usize;
-            offset += n as u64;
-            while n > 0 {
-                let Some(first) = iov.first_mut() else { break };
-                if n >= first.iov_len {
-                    n -= first.iov_len;
-                    iov = &mut iov[1..];
-                } else {
-                    first.iov_base = first.iov_base.cast::<u8>().wrapping_add(n).cast();
-                    first.iov_len -= n;
-                    n = 0;
-                }
-            }
-            while iov.first().is_some_and(|v| v.iov_len == 0) {
-                iov = &mut iov[1..];
+                r => return r,
             }
         }
-        Ok(())
+        transfer_fd(&self.file, iov, offset, write)
     }
 
     fn fallocate(&self, mode: i32, offset: u64, len: u64) -> std::io::Result<()> {
@@ -283,6 +284,147 @@ impl Backing {
         }
         Ok(())
     }
+}
+
+/// Counters of a disk's requests and bytes, logged when it stops.
+#[derive(Debug, Default)]
+struct Counts {
+    requests: AtomicU64,
+    read: AtomicU64,
+    written: AtomicU64,
+    /// Bytes of `read` and `written` that went through `O_DIRECT`.
+    direct: AtomicU64,
+    /// Nanoseconds the I/O threads spent serving requests, summed.
+    service_ns: AtomicU64,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (n, r, w, d) = (
+            get(&self.requests),
+            get(&self.read),
+            get(&self.written),
+            get(&self.direct),
+        );
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        write!(
+            f,
+            "{n} requests, {:.1} MiB read, {:.1} MiB written ({:.0}% direct I/O), mean service time {:.3} ms",
+            mib(r),
+            mib(w),
+            if r + w == 0 { 0.0 } else { 100.0 * d as f64 / (r + w) as f64 },
+            if n == 0 { 0.0 } else { get(&self.service_ns) as f64 / n as f64 / 1e6 },
+        )
+    }
+}
+
+/// Whether `offset` and every buffer of `iov` (address and length) are
+/// multiples of `align` (0: direct I/O is off).
+fn aligned(iov: &[libc::iovec], offset: u64, align: u64) -> bool {
+    align != 0
+        && offset.is_multiple_of(align)
+        && iov.iter().all(|v| {
+            (v.iov_base as u64).is_multiple_of(align) && (v.iov_len as u64).is_multiple_of(align)
+        })
+}
+
+/// `path` opened again with `O_DIRECT` (a new open file description of
+/// the same file, through `/proc/self/fd`), and the alignment to try
+/// first: the logical sector size of a block device, 512 bytes for a file
+/// (raised on refusal, see [`Backing::transfer`]). None where the file
+/// system refuses `O_DIRECT` (tmpfs).
+fn open_direct(file: &File, block_device: bool, path: &Path) -> (Option<File>, u64) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut align = SECTOR;
+    if block_device {
+        let mut size: libc::c_int = 0;
+        // SAFETY: BLKSSZGET writes one int to the pointer.
+        if unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET as _, &mut size) } == 0 && size > 0 {
+            align = align.max(size as u64);
+        }
+    }
+    let writable = {
+        // SAFETY: F_GETFL on an open descriptor.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        flags >= 0 && flags & libc::O_ACCMODE == libc::O_RDWR
+    };
+    let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_CLOEXEC | libc::O_DIRECT)
+        .open(&proc)
+    {
+        Ok(f) => (Some(f), align),
+        Err(e) => {
+            tracing::info!(
+                "{}: no direct I/O ({e}): requests go through the host's page cache",
+                path.display()
+            );
+            (None, 0)
+        }
+    }
+}
+
+/// `preadv` (`write`: `pwritev`) of all of `iov` at `offset` on `file`,
+/// going on after short transfers; the end of the file is an error.
+fn transfer_fd(
+    file: &File,
+    iov: &mut [libc::iovec],
+    offset: u64,
+    write: bool,
+) -> std::io::Result<()> {
+    let mut iov = iov;
+    let mut offset = offset;
+    while !iov.is_empty() {
+        let Ok(at) = libc::off_t::try_from(offset) else {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        let count = iov.len().min(IOV_MAX) as libc::c_int;
+        let fd = file.as_raw_fd();
+        // SAFETY: every iovec covers memory of guest RAM that
+        // `iovecs` checked and that the caller's `GuestRam` keeps
+        // mapped for the call; the guest may change it meanwhile,
+        // which the kernel's copy tolerates.
+        let n = unsafe {
+            if write {
+                libc::pwritev(fd, iov.as_ptr(), count, at)
+            } else {
+                libc::preadv(fd, iov.as_ptr(), count, at)
+            }
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the backing ended early (truncated?)",
+            ));
+        }
+        let mut n = n as usize;
+        offset += n as u64;
+        while n > 0 {
+            let Some(first) = iov.first_mut() else { break };
+            if n >= first.iov_len {
+                n -= first.iov_len;
+                iov = &mut iov[1..];
+            } else {
+                first.iov_base = first.iov_base.cast::<u8>().wrapping_add(n).cast();
+                first.iov_len -= n;
+                n = 0;
+            }
+        }
+        while iov.first().is_some_and(|v| v.iov_len == 0) {
+            iov = &mut iov[1..];
+        }
+    }
+    Ok(())
 }
 
 /// What a file that is not a raw disk is, by its first bytes: disk image
@@ -657,6 +799,7 @@ impl Engine {
             tracing::error!("{name}: its thread panicked");
         }
         join_all(&name, self.workers);
+        tracing::info!("{name}: {}", self.shared.backing.counts);
     }
 }
 
@@ -721,7 +864,12 @@ fn io_thread(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
         if shared.stopping.load(Ordering::SeqCst) {
             continue;
         }
+        let started = std::time::Instant::now();
         let used = request(shared, &job.bufs);
+        let c = &shared.backing.counts;
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        c.service_ns.fetch_add(ns, Ordering::Relaxed);
         if let Err(e) = shared.complete(job.head, used) {
             tracing::error!("{}: cannot complete a request: {e:#}", shared.serial);
         }
