@@ -14,7 +14,8 @@
 //! requests are in flight at once: a dispatcher thread per disk waits on
 //! the queue's kick eventfd and hands the chains, in ring order, to a
 //! pool of [`WORKERS`] I/O threads, which do each request's I/O with
-//! `preadv`/`pwritev` between the backing file and guest RAM (no copy)
+//! `preadv`/`pwritev` between the backing file and guest RAM (no copy;
+//! `O_DIRECT` when the request is aligned, see [`Backing::transfer`])
 //! and put it in the used ring as soon as it is done — out of order, as
 //! virtio allows — interrupting the guest when EVENT_IDX says it wants to
 //! be (see [`Engine`] for why threads rather than io_uring). FLUSH is
@@ -711,11 +712,10 @@ struct Job {
 
 /// The threads of an active disk.
 ///
-/// Why threads and not io_uring: the backing is used through the host's
-/// page cache (`cobdN=` may be any file or block device, with no alignment
-/// promised by the guest's buffers, so no `O_DIRECT`), and io_uring punts
-/// buffered I/O that misses the cache, `fallocate`, `BLKDISCARD` and
-/// `fdatasync` to its own kernel worker threads anyway; a small pool of
+/// Why threads and not io_uring: io_uring punts `fallocate`, `BLKDISCARD`,
+/// `fdatasync` and buffered I/O that misses the cache (the unaligned
+/// requests, and backings that refuse `O_DIRECT`) to its own kernel worker
+/// threads anyway; a small pool of
 /// threads doing `preadv`/`pwritev` straight into guest RAM gives the same
 /// concurrency with every request type served the same way, works where
 /// io_uring is disabled (`kernel.io_uring_disabled`, container seccomp
