@@ -754,6 +754,27 @@ mod tests {
         }
     }
 
+    /// The example the `colinux` package installs as
+    /// /etc/colinux/example.toml parses and says what its comments say.
+    #[test]
+    fn the_packaged_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/example.toml");
+        let mut s = Settings::default();
+        s.apply_toml(&path).unwrap();
+        assert_eq!(s.name.as_ref().unwrap().value, "example");
+        assert_eq!(
+            s.kernel.as_ref().unwrap().value,
+            PathBuf::from("/usr/lib/colinux/vmlinux-6.1")
+        );
+        assert_eq!(s.memory.as_ref().unwrap().value, 256);
+        let cmdline: Vec<&str> = s.cmdline.iter().map(|w| w.value.as_str()).collect();
+        assert_eq!(cmdline, ["root=/dev/cobd0", "ro"]);
+        assert!(s.devices[&(DeviceKind::Cobd, 0)]
+            .value
+            .starts_with("/var/lib/colinux/"));
+        assert!(s.devices[&(DeviceKind::Eth, 0)].value.starts_with("slirp"));
+    }
+
     #[test]
     fn defaults_fill_in_and_values_are_checked() {
         let dir = tempfile::tempdir().unwrap();

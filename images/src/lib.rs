@@ -1,5 +1,7 @@
 //! Disk images for the colinux guest.
 //!
+//! - [`chroot`]: amd64 Debian chroots standing for a user's host, where
+//!   the release packages are installed in tests.
 //! - [`rootfs`]: the guest's root file system, Debian for i386 with
 //!   systemd, bootstrapped once into the cache and written as an ext4 image
 //!   with `mke2fs -d` (`cargo xtask rootfs`).
@@ -11,6 +13,7 @@
 //!   of long steps through `tracing`; [`mounts`]: mounts left inside a tree
 //!   before it is deleted.
 
+pub mod chroot;
 pub mod ext;
 pub mod import;
 pub mod mounts;

@@ -163,15 +163,45 @@ pub fn default_mirror() -> String {
 /// The cache key of a bootstrapped tree: suite, architecture, variant and
 /// the package list (order and repeats do not matter).
 pub fn tree_key(suite: &str, packages: &[String]) -> String {
-    let set: BTreeSet<&str> = packages.iter().map(|p| p.as_str()).collect();
-    let mut h = Sha256::new();
-    h.update(format!(
-        "bootstrap {BOOTSTRAP_VERSION}\nsuite {suite}\narch {ARCH}\nvariant {VARIANT}\n"
-    ));
-    for p in set {
-        h.update(format!("include {p}\n"));
+    Bootstrap {
+        suite,
+        arch: ARCH,
+        variant: VARIANT,
+        packages,
     }
-    hex::encode(h.finalize())[..16].to_string()
+    .key()
+}
+
+/// One debootstrap run: what [`tree_key`] and the cached tree stand for.
+/// The guest's root file system uses [`ARCH`] and [`VARIANT`];
+/// [`crate::chroot`] bootstraps amd64 build chroots the same way.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bootstrap<'a> {
+    pub suite: &'a str,
+    pub arch: &'a str,
+    pub variant: &'a str,
+    pub packages: &'a [String],
+}
+
+impl Bootstrap<'_> {
+    /// A hash of everything the tree depends on.
+    pub fn key(&self) -> String {
+        let Bootstrap {
+            suite,
+            arch,
+            variant,
+            packages,
+        } = *self;
+        let set: BTreeSet<&str> = packages.iter().map(|p| p.as_str()).collect();
+        let mut h = Sha256::new();
+        h.update(format!(
+            "bootstrap {BOOTSTRAP_VERSION}\nsuite {suite}\narch {arch}\nvariant {variant}\n"
+        ));
+        for p in set {
+            h.update(format!("include {p}\n"));
+        }
+        hex::encode(h.finalize())[..16].to_string()
+    }
 }
 
 fn check_options(opts: &RootfsOptions, mirror: &str) -> Result<()> {
@@ -228,7 +258,13 @@ pub fn build(opts: &RootfsOptions) -> Result<Rootfs> {
         tracing::info!("bootstrapped tree from the cache: {}", tree.display());
         false
     } else {
-        bootstrap(&dir, &tree_dir, opts, &mirror)?;
+        let b = Bootstrap {
+            suite: &opts.suite,
+            arch: ARCH,
+            variant: VARIANT,
+            packages: &opts.packages,
+        };
+        bootstrap(&dir, &tree_dir, &b, &mirror)?;
         prune_trees(&dir, &opts.suite, &tree_dir)?;
         true
     };
@@ -286,7 +322,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 
 /// Run debootstrap into a temporary directory of `dir` and move the result
 /// to `tree_dir` (`tree/` and `bootstrap.txt`).
-fn bootstrap(dir: &Path, tree_dir: &Path, opts: &RootfsOptions, mirror: &str) -> Result<()> {
+pub(crate) fn bootstrap(dir: &Path, tree_dir: &Path, b: &Bootstrap, mirror: &str) -> Result<()> {
     let work = dir.join(format!(
         ".bootstrap-{}",
         tree_dir
@@ -298,7 +334,7 @@ fn bootstrap(dir: &Path, tree_dir: &Path, opts: &RootfsOptions, mirror: &str) ->
     // perhaps debootstrap's mounts in it).
     crate::mounts::remove_tree(&work)?;
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    let result = bootstrap_in(dir, &work, opts, mirror);
+    let result = bootstrap_in(dir, &work, b, mirror);
     if let Err(e) = result {
         if let Err(clean) = crate::mounts::remove_tree(&work) {
             tracing::warn!("cannot clean up {}: {clean:#}", work.display());
@@ -311,12 +347,12 @@ fn bootstrap(dir: &Path, tree_dir: &Path, opts: &RootfsOptions, mirror: &str) ->
     Ok(())
 }
 
-fn bootstrap_in(dir: &Path, work: &Path, opts: &RootfsOptions, mirror: &str) -> Result<()> {
+fn bootstrap_in(dir: &Path, work: &Path, b: &Bootstrap, mirror: &str) -> Result<()> {
     let target = work.join("tree");
     let debs = dir.join("debs");
     std::fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
     let log_path = dir.join("debootstrap.log");
-    let include: Vec<&str> = opts
+    let include: Vec<&str> = b
         .packages
         .iter()
         .map(|p| p.as_str())
@@ -324,12 +360,12 @@ fn bootstrap_in(dir: &Path, work: &Path, opts: &RootfsOptions, mirror: &str) -> 
         .into_iter()
         .collect();
     let mut cmd = Command::new("debootstrap");
-    cmd.arg(format!("--arch={ARCH}"))
-        .arg(format!("--variant={VARIANT}"))
+    cmd.arg(format!("--arch={}", b.arch))
+        .arg(format!("--variant={}", b.variant))
         .arg(format!("--include={}", include.join(",")))
         .arg(format!("--cache-dir={}", debs.display()))
         .arg(format!("--keyring={KEYRING}"))
-        .arg(&opts.suite)
+        .arg(b.suite)
         .arg(&target)
         .arg(mirror)
         .env("LC_ALL", "C.UTF-8")
@@ -337,9 +373,11 @@ fn bootstrap_in(dir: &Path, work: &Path, opts: &RootfsOptions, mirror: &str) -> 
         .env("PATH", sbin_path());
     let version = debootstrap_version();
     tracing::info!(
-        "debootstrap {} {ARCH} ({VARIANT} + {} packages) from {mirror} into {} \
+        "debootstrap {} {} ({} + {} packages) from {mirror} into {} \
          (a few minutes; full output in {})",
-        opts.suite,
+        b.suite,
+        b.arch,
+        b.variant,
         include.len(),
         target.display(),
         log_path.display()
@@ -360,9 +398,11 @@ fn bootstrap_in(dir: &Path, work: &Path, opts: &RootfsOptions, mirror: &str) -> 
         }
     }
     let record = format!(
-        "suite: {}\narchitecture: {ARCH}\nvariant: {VARIANT}\ninclude: {}\nmirror: {mirror}\n\
+        "suite: {}\narchitecture: {}\nvariant: {}\ninclude: {}\nmirror: {mirror}\n\
          debootstrap: {version}\nseconds: {:.0}\n",
-        opts.suite,
+        b.suite,
+        b.arch,
+        b.variant,
         include.join(","),
         took.as_secs_f64()
     );

@@ -30,6 +30,7 @@ pub mod fetch;
 pub mod images;
 pub mod kconfig;
 pub mod manifest;
+pub mod package;
 pub mod run;
 pub mod soak;
 pub mod testhost_cli;

@@ -209,6 +209,24 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Make a release in target/release-pkg (or --out): Debian packages
+    /// colinux-dkms (the driver as DKMS sources with the prebuilt Rust
+    /// core), colinux (the command, systemd unit, udev rule, example
+    /// config, man page, completions) and colinux-guest (the guest kernels
+    /// of every LTS line with a patch series), the root file system image
+    /// compressed with xz, a tarball for hosts without dpkg and SHA256SUMS;
+    /// then lintian on each package (errors fail). Needs root for the image.
+    Package {
+        /// The release directory [default: target/release-pkg]
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Leave the root file system image out
+        #[arg(long)]
+        no_image: bool,
+        /// Do not run lintian
+        #[arg(long)]
+        no_lintian: bool,
+    },
     /// Disk images for cobd units.
     Image {
         #[command(subcommand)]
@@ -571,6 +589,24 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", ko.display());
         }
         Cmd::TestHost { which } => xtask::testhost_cli::main(which)?,
+        Cmd::Package {
+            out,
+            no_image,
+            no_lintian,
+        } => {
+            let r = xtask::package::package(
+                &manifest,
+                &xtask::package::PackageOptions {
+                    out,
+                    no_image,
+                    lintian: !no_lintian,
+                },
+            )?;
+            for f in r.debs.iter().chain([&r.tarball]).chain(r.rootfs.iter()) {
+                println!("{}", f.display());
+            }
+            println!("{}", r.sums.display());
+        }
         Cmd::Rootfs {
             output,
             size,

@@ -1,0 +1,76 @@
+//! Debian chroots for the host's architecture (amd64), bootstrapped once
+//! and cached: a stand-in for a user's own Debian host where the release
+//! packages of `cargo xtask package` are installed in a test (with `dkms`
+//! and the stock kernel headers, as the install instructions ask for).
+//!
+//! The same debootstrap pipeline as the guest's root file system
+//! ([`crate::rootfs`]): `--variant=minbase --include=…`, downloads kept in
+//! `<cache>/chroots/debs/`, the tree in `<cache>/chroots/<suite>-amd64-<key>/`
+//! (`<key>` a hash of suite, architecture, variant and package list). The
+//! cached tree is never used in place: [`copy`] makes a scratch copy that a
+//! test may install into and throw away.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use colinux_buildenv::{paths, sysdeps};
+
+use crate::rootfs::{self, Bootstrap};
+
+/// The host architecture the packages are for.
+pub const ARCH: &str = "amd64";
+
+/// `<cache>/chroots/`.
+pub fn cache_dir() -> Result<PathBuf> {
+    let dir = paths::cache_dir()?.join("chroots");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The cached tree of a `suite` chroot with `packages` added to minbase,
+/// bootstrapped now if the cache has none. Needs root. Do not change the
+/// tree: [`copy`] it.
+pub fn ensure(suite: &str, packages: &[String]) -> Result<PathBuf> {
+    if !sysdeps::is_root() {
+        bail!("bootstrapping a Debian chroot needs root (debootstrap)");
+    }
+    sysdeps::ensure("bootstrapping a Debian chroot", sysdeps::ROOTFS)?;
+    let dir = cache_dir()?;
+    let _lock = paths::lock("chroots")?;
+    let b = Bootstrap {
+        suite,
+        arch: ARCH,
+        variant: rootfs::VARIANT,
+        packages,
+    };
+    let tree_dir = dir.join(format!("{suite}-{ARCH}-{}", b.key()));
+    let tree = tree_dir.join("tree");
+    if tree_dir.join("bootstrap.txt").is_file() && tree.is_dir() {
+        tracing::info!("{suite} {ARCH} chroot from the cache: {}", tree.display());
+        return Ok(tree);
+    }
+    let mirror = rootfs::default_mirror();
+    rootfs::bootstrap(&dir, &tree_dir, &b, mirror.trim_end_matches('/'))?;
+    Ok(tree)
+}
+
+/// Copy the cached `tree` to `dest` (which must not exist), keeping
+/// ownership, modes, links and device nodes (`cp -a`, reflinked where the
+/// file system can).
+pub fn copy(tree: &Path, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        bail!("{} exists already", dest.display());
+    }
+    let st = Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(tree)
+        .arg(dest)
+        .status()
+        .context("cannot run cp")?;
+    if !st.success() {
+        bail!("cannot copy {} to {}", tree.display(), dest.display());
+    }
+    Ok(())
+}

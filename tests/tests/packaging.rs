@@ -1,0 +1,300 @@
+//! The release installed as a user installs it (`cargo xtask package`,
+//! docs in README "Run it on your own machine"):
+//!
+//! 1. the release is made: three packages that lintian passes without
+//!    errors, the compressed root image, the tarball, `SHA256SUMS` that
+//!    `sha256sum -c` accepts;
+//! 2. in a Debian 12 amd64 chroot with `dkms` and the stock kernel headers
+//!    (bootstrapped once, cached; a scratch copy per run), `apt-get install
+//!    ./colinux*.deb` builds colinux.ko through DKMS against those headers;
+//!    DKMS asked to build for a kernel without headers says to install them;
+//! 3. the test host (the same stock kernel) loads that DKMS-built module,
+//!    and the installed `colinux` boots the installed guest kernel on the
+//!    released image (decompressed) to a login;
+//! 4. `apt-get purge` removes module, files and units: the chroot's file
+//!    list is what it was before the install.
+
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use colinux_testrig::session::{self, Root, GUEST_NAME};
+use colinux_tests::guest::{context, parts, run_one, scenario_with, serial, step_text};
+
+/// The chroot's packages besides minbase: what the install instructions
+/// ask a user to have (dkms and the headers of the running kernel; the
+/// metapackage too) and what `colinux` recommends (passt). The release
+/// must be the test host's.
+fn chroot_packages(release: &str) -> Vec<String> {
+    ["dkms", "linux-headers-amd64", "passt"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("linux-headers-{release}")])
+        .collect()
+}
+
+/// Run `args` inside `root` (chroot), returning status, stdout+stderr.
+fn in_chroot(root: &Path, args: &[&str]) -> (bool, String) {
+    let o = Command::new("chroot")
+        .arg(root)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("LC_ALL", "C.UTF-8")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.success(), text)
+}
+
+/// `/proc` mounted in the chroot while this lives (dkms and apt read it).
+struct ProcMount(PathBuf);
+
+impl ProcMount {
+    fn new(root: &Path) -> ProcMount {
+        let p = root.join("proc");
+        let st = Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount proc in {}", root.display());
+        ProcMount(p)
+    }
+}
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Every path in the chroot but those dpkg, apt and the test itself keep
+/// changing (their state, caches and logs; the release copied in).
+fn file_list(root: &Path) -> BTreeSet<String> {
+    let o = Command::new("find")
+        .arg(root)
+        .args(["-xdev", "-mindepth", "1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let skip = [
+        "/proc",
+        "/tmp",
+        "/var/lib/dpkg",
+        "/var/lib/apt",
+        "/var/cache",
+        "/var/log",
+        "/root",
+        "/run",
+    ];
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix(root.to_str().unwrap()))
+        .filter(|p| {
+            !skip
+                .iter()
+                .any(|s| p == s || p.starts_with(&format!("{s}/")))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "builds the release, bootstraps a chroot (cached) and boots the test host; run with --include-ignored"]
+fn release_installs_builds_the_module_boots_and_purges_clean() {
+    let _serial = serial();
+    let manifest = xtask::manifest::Manifest::load_default().unwrap();
+    let work = tempfile::tempdir_in(colinux_buildenv::paths::target_dir()).unwrap();
+
+    // 1. The release.
+    let out = work.path().join("release");
+    let rel = xtask::package::package(
+        &manifest,
+        &xtask::package::PackageOptions {
+            out: Some(out.clone()),
+            no_image: false,
+            lintian: true,
+        },
+    )
+    .unwrap();
+    let names: Vec<String> = rel
+        .debs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for p in ["colinux-dkms_", "colinux_", "colinux-guest_"] {
+        assert!(names.iter().any(|n| n.starts_with(p)), "{p}* in {names:?}");
+    }
+    let sums = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    let sums_text = String::from_utf8_lossy(&sums.stdout);
+    assert!(sums.status.success(), "sha256sum -c:\n{sums_text}");
+    assert_eq!(sums_text.matches(": OK").count(), 5, "{sums_text}");
+
+    // 2. The chroot: install, DKMS builds for the stock headers.
+    let host = colinux_testrig::hostkernel::ensure().unwrap();
+    let release = host.release.clone();
+    let cached = colinux_images::chroot::ensure("bookworm", &chroot_packages(&release)).unwrap();
+    let root = work.path().join("chroot");
+    colinux_images::chroot::copy(&cached, &root).unwrap();
+    let _proc = ProcMount::new(&root);
+    let before = file_list(&root);
+    let inside = root.join("tmp/release");
+    std::fs::create_dir_all(&inside).unwrap();
+    let mut debs = Vec::new();
+    for d in &rel.debs {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(d, inside.join(&name)).unwrap();
+        debs.push(format!("/tmp/release/{name}"));
+    }
+    let mut args = vec!["apt-get", "install", "-y", "--no-download"];
+    args.extend(debs.iter().map(String::as_str));
+    let (ok, log) = in_chroot(&root, &args);
+    assert!(ok, "apt-get install in the chroot:\n{log}");
+    let version = env!("CARGO_PKG_VERSION");
+    let ko = root.join(format!("lib/modules/{release}/updates/dkms/colinux.ko"));
+    assert!(
+        ko.is_file(),
+        "DKMS did not install {} (apt's output:\n{log})",
+        ko.display()
+    );
+    let (ok, status) = in_chroot(&root, &["dkms", "status", "-m", "colinux"]);
+    assert!(
+        ok && status.contains(&format!("colinux/{version}, {release}, x86_64: installed")),
+        "dkms status:\n{status}"
+    );
+    let (ok, modinfo) = in_chroot(
+        &root,
+        &[
+            "modinfo",
+            "-F",
+            "vermagic",
+            &format!("/lib/modules/{release}/updates/dkms/colinux.ko"),
+        ],
+    );
+    assert!(
+        ok && modinfo.starts_with(&format!("{release} ")),
+        "vermagic: {modinfo}"
+    );
+    // A kernel without headers: DKMS says what to install.
+    let (ok, nohdr) = in_chroot(
+        &root,
+        &[
+            "dkms",
+            "build",
+            "-m",
+            "colinux",
+            "-v",
+            version,
+            "-k",
+            "6.1.0-99-amd64",
+        ],
+    );
+    assert!(!ok, "a DKMS build without headers succeeded:\n{nohdr}");
+    assert!(
+        nohdr.contains("linux-headers-6.1.0-99-amd64") || nohdr.contains("headers"),
+        "DKMS's message does not name the headers:\n{nohdr}"
+    );
+    for f in [
+        "usr/bin/colinux",
+        "lib/systemd/system/colinux@.service",
+        "etc/colinux/example.toml",
+        "lib/udev/rules.d/60-colinux.rules",
+        "usr/lib/colinux/vmlinux-6.1",
+        "usr/lib/colinux/vmlinux-6.12",
+        "usr/share/man/man1/colinux.1.gz",
+    ] {
+        assert!(root.join(f).is_file(), "/{f} not installed");
+    }
+
+    // 3. The test host loads the DKMS-built module; the installed colinux
+    // boots the installed guest kernel on the released image.
+    let image = work.path().join("root.img");
+    let xz = rel.rootfs.clone().expect("the release has the image");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "xz -dc '{}' | dd of='{}' bs=1M conv=sparse status=none",
+            xz.display(),
+            image.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success(), "decompressing {}", xz.display());
+    let mut installed = parts().clone();
+    installed.module = ko.clone();
+    installed.colinux = root.join("usr/bin/colinux");
+    installed.vmlinux = root.join("usr/lib/colinux/vmlinux-6.1");
+    let steps = ["systemctl is-system-running --wait; uname -r; cat /proc/cmdline"];
+    let script = session::session_script_with(
+        Root::Disk,
+        colinux_tests::guest::MEM,
+        &steps,
+        "poweroff",
+        r#"echo "== packaging: the daemon exited with $GUEST_RC"
+modinfo -F vermagic /root/colinux.ko 2>/dev/null || true
+grep -c colinux /proc/modules || true
+"#,
+        "",
+    );
+    let s = scenario_with(&installed, "packaging", script, Duration::from_secs(1800)).disk(&image);
+    let (outcome, sess) = run_one(&s);
+    let ctx = context(&outcome, &sess);
+    assert!(outcome.passed, "the test host run failed{ctx}");
+    let text = step_text(&sess, 1, &ctx);
+    assert!(
+        text.contains("running") || text.contains("degraded"),
+        "systemd state{ctx}"
+    );
+    assert!(
+        text.contains("6.1.176"),
+        "the guest kernel is not the packaged 6.1 one{ctx}"
+    );
+    assert_eq!(
+        sess.status,
+        Some(0),
+        "the guest did not power off cleanly{ctx}"
+    );
+    assert!(
+        sess.guest
+            .iter()
+            .any(|l| l.contains(session::AUTOLOGIN_MARKER)),
+        "no login on the console{ctx}"
+    );
+    let _ = GUEST_NAME;
+
+    // 4. Purge: nothing left.
+    let (ok, log) = in_chroot(
+        &root,
+        &[
+            "apt-get",
+            "purge",
+            "-y",
+            "colinux",
+            "colinux-dkms",
+            "colinux-guest",
+        ],
+    );
+    assert!(ok, "apt-get purge:\n{log}");
+    let after = file_list(&root);
+    let left: Vec<&String> = after.difference(&before).collect();
+    let lost: Vec<&String> = before.difference(&after).collect();
+    assert!(
+        left.is_empty() && lost.is_empty(),
+        "after purge, left behind: {left:#?}\nmissing: {lost:#?}"
+    );
+    assert!(!root.join(format!("usr/src/colinux-{version}")).exists());
+    assert!(!root.join("var/lib/dkms/colinux").exists());
+}
