@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 
 use colinux_buildenv::{paths, sysdeps};
 
@@ -29,10 +30,12 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The cached tree of a `suite` chroot with `packages` added to minbase,
-/// bootstrapped now if the cache has none. Needs root. Do not change the
-/// tree: [`copy`] it.
-pub fn ensure(suite: &str, packages: &[String]) -> Result<PathBuf> {
+/// The cached tree of a `suite` chroot with `packages` added to minbase
+/// by debootstrap (from the suite alone) and `updates` installed after it
+/// by apt from the suite, its `-updates` and its security archive (where
+/// Debian's current kernel headers are), bootstrapped now if the cache has
+/// none. Needs root. Do not change the tree: [`copy`] it.
+pub fn ensure(suite: &str, packages: &[String], updates: &[String]) -> Result<PathBuf> {
     if !sysdeps::is_root() {
         bail!("bootstrapping a Debian chroot needs root (debootstrap)");
     }
@@ -45,15 +48,72 @@ pub fn ensure(suite: &str, packages: &[String]) -> Result<PathBuf> {
         variant: rootfs::VARIANT,
         packages,
     };
-    let tree_dir = dir.join(format!("{suite}-{ARCH}-{}", b.key()));
+    let key = {
+        let mut h = Sha256::new();
+        h.update(b.key());
+        for u in updates {
+            h.update(format!("\nupdate {u}"));
+        }
+        hex::encode(h.finalize())[..16].to_string()
+    };
+    let tree_dir = dir.join(format!("{suite}-{ARCH}-{key}"));
     let tree = tree_dir.join("tree");
     if tree_dir.join("bootstrap.txt").is_file() && tree.is_dir() {
         tracing::info!("{suite} {ARCH} chroot from the cache: {}", tree.display());
         return Ok(tree);
     }
     let mirror = rootfs::default_mirror();
-    rootfs::bootstrap(&dir, &tree_dir, &b, mirror.trim_end_matches('/'))?;
+    let mirror = mirror.trim_end_matches('/');
+    rootfs::bootstrap(&dir, &tree_dir, &b, mirror)?;
+    if let Err(e) = install_updates(&tree, suite, mirror, updates) {
+        crate::mounts::remove_tree(&tree_dir)?;
+        return Err(e);
+    }
     Ok(tree)
+}
+
+/// apt sources for the suite, its updates and security archive; then
+/// `apt-get install updates` in the tree.
+fn install_updates(tree: &Path, suite: &str, mirror: &str, updates: &[String]) -> Result<()> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let sources = format!(
+        "deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\n\
+         deb {} {suite}-security main\n",
+        rootfs::SECURITY_MIRROR
+    );
+    let list = tree.join("etc/apt/sources.list");
+    std::fs::write(&list, sources).with_context(|| format!("cannot write {}", list.display()))?;
+    tracing::info!("installing {} in the chroot (apt)", updates.join(" "));
+    for args in [
+        vec!["apt-get", "update", "-q"],
+        [
+            vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"],
+            updates.iter().map(String::as_str).collect(),
+        ]
+        .concat(),
+        vec!["apt-get", "clean"],
+    ] {
+        let o = Command::new("chroot")
+            .arg(tree)
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("LC_ALL", "C.UTF-8")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .context("cannot run chroot")?;
+        if !o.status.success() {
+            bail!(
+                "`{}` in the chroot {} failed:\n{}{}",
+                args.join(" "),
+                tree.display(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Copy the cached `tree` to `dest` (which must not exist), keeping

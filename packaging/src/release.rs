@@ -40,6 +40,9 @@ pub struct Inputs {
     pub guest_kernels: Vec<(String, PathBuf)>,
     /// The root file system image (raw), compressed into the release.
     pub rootfs: Option<PathBuf>,
+    /// Where compressed images are kept by the raw image's SHA-256 (xz of
+    /// a root image takes minutes; the same image is compressed once).
+    pub image_cache: Option<PathBuf>,
     /// `daemon/systemd/colinux@.service`.
     pub unit: PathBuf,
     /// The example config for `/etc/colinux/example.toml`.
@@ -407,7 +410,7 @@ pub fn make(inputs: &Inputs, dir: &Path) -> Result<Release> {
     let tarball = dir.join(format!("colinux-{}-x86_64.tar.gz", inputs.version));
     write_tarball(&pkgs, &tarball, &inputs.version)?;
     let rootfs = match &inputs.rootfs {
-        Some(img) => Some(compress_image(img, dir)?),
+        Some(img) => Some(compress_image(img, dir, inputs.image_cache.as_deref())?),
         None => None,
     };
     let mut files: Vec<PathBuf> = debs.clone();
@@ -495,35 +498,64 @@ fn install_text(version: &str) -> String {
     )
 }
 
-/// `xz -T0 -6` of the image into `dir` (kept when the image is unchanged:
-/// the checksum of the raw image is stored beside it).
-fn compress_image(img: &Path, dir: &Path) -> Result<PathBuf> {
+/// `xz -T0 -6` of the image into `dir`, through `cache` (by the raw
+/// image's SHA-256) when there is one.
+fn compress_image(img: &Path, dir: &Path, cache: Option<&Path>) -> Result<PathBuf> {
     let name = img
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .context("image without a name")?;
     let out = dir.join(format!("{name}.xz"));
-    let stamp = dir.join(format!(".{name}.sha256"));
     let sum = sha256_file(img)?;
-    if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == sum) {
-        tracing::info!("{} is up to date", out.display());
-        return Ok(out);
+    let cached = match cache {
+        Some(c) => {
+            std::fs::create_dir_all(c).with_context(|| format!("cannot create {}", c.display()))?;
+            c.join(format!("{sum}.xz"))
+        }
+        None => out.clone(),
+    };
+    if !cached.is_file() {
+        tracing::info!("compressing {} (xz, a few minutes)", img.display());
+        let tmp = cached.with_extension("xz.tmp");
+        let outf = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let st = std::process::Command::new("xz")
+            .args(["-T0", "-6", "-c"])
+            .arg(img)
+            .stdout(outf)
+            .status()
+            .context("cannot run xz (package xz-utils)")?;
+        if !st.success() {
+            bail!("xz failed on {}", img.display());
+        }
+        std::fs::rename(&tmp, &cached)
+            .with_context(|| format!("cannot write {}", cached.display()))?;
+    } else {
+        tracing::info!("{} compressed before: {}", img.display(), cached.display());
     }
-    tracing::info!("compressing {} (xz, a minute or two)", img.display());
-    let tmp = dir.join(format!(".{name}.xz.tmp"));
-    let outf =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let st = std::process::Command::new("xz")
-        .args(["-T0", "-6", "-c"])
-        .arg(img)
-        .stdout(outf)
-        .status()
-        .context("cannot run xz (package xz-utils)")?;
-    if !st.success() {
-        bail!("xz failed on {}", img.display());
+    if let Some(c) = cache {
+        // One image at a time: older compressions are for images gone.
+        for e in std::fs::read_dir(c).with_context(|| format!("cannot list {}", c.display()))? {
+            let p = e
+                .with_context(|| format!("cannot list {}", c.display()))?
+                .path();
+            if p != cached && p.extension().is_some_and(|x| x == "xz") {
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
     }
-    std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
-    std::fs::write(&stamp, &sum).with_context(|| format!("cannot write {}", stamp.display()))?;
+    if cached != out {
+        let st = std::process::Command::new("cp")
+            .args(["--reflink=auto", "-f"])
+            .arg(&cached)
+            .arg(&out)
+            .status()
+            .context("cannot run cp")?;
+        if !st.success() {
+            bail!("cannot copy {} to {}", cached.display(), out.display());
+        }
+    }
     Ok(out)
 }
 

@@ -26,15 +26,19 @@ use colinux_testrig::session::{self, Root, GUEST_NAME};
 use colinux_tests::guest::{context, parts, run_one, scenario_with, serial, step_text};
 
 /// The chroot's packages besides minbase: what the install instructions
-/// ask a user to have (dkms and the headers of the running kernel; the
-/// metapackage too) and what `colinux` recommends (passt). The release
-/// must be the test host's.
-fn chroot_packages(release: &str) -> Vec<String> {
-    ["dkms", "linux-headers-amd64", "passt"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("linux-headers-{release}")])
-        .collect()
+/// ask a user to have (dkms) and what `colinux` recommends (passt)...
+fn chroot_packages() -> Vec<String> {
+    ["dkms", "passt"].iter().map(|s| s.to_string()).collect()
+}
+
+/// ... and, from the updates and security archives, the stock kernel
+/// headers (the metapackage, and the test host's release, which is the
+/// one the metapackage names).
+fn chroot_updates(release: &str) -> Vec<String> {
+    vec![
+        "linux-headers-amd64".into(),
+        format!("linux-headers-{release}"),
+    ]
 }
 
 /// Run `args` inside `root` (chroot), returning status, stdout+stderr.
@@ -146,7 +150,9 @@ fn release_installs_builds_the_module_boots_and_purges_clean() {
     // 2. The chroot: install, DKMS builds for the stock headers.
     let host = colinux_testrig::hostkernel::ensure().unwrap();
     let release = host.release.clone();
-    let cached = colinux_images::chroot::ensure("bookworm", &chroot_packages(&release)).unwrap();
+    let cached =
+        colinux_images::chroot::ensure("bookworm", &chroot_packages(), &chroot_updates(&release))
+            .unwrap();
     let root = work.path().join("chroot");
     colinux_images::chroot::copy(&cached, &root).unwrap();
     let _proc = ProcMount::new(&root);

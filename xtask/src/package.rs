@@ -118,6 +118,7 @@ pub fn package(manifest: &Manifest, o: &PackageOptions) -> Result<Release> {
         kbuild,
         guest_kernels,
         rootfs,
+        image_cache: Some(paths::cache_dir()?.join("release-images")),
         unit: root.join("daemon/systemd/colinux@.service"),
         example_config: std::fs::read_to_string(root.join(EXAMPLE))
             .with_context(|| format!("cannot read {EXAMPLE}"))?,
