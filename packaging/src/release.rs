@@ -362,7 +362,7 @@ KERNEL==\"colinux\", SUBSYSTEM==\"misc\", OWNER=\"root\", GROUP=\"root\", MODE=\
 
 fn is_build_product(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
-    let shipped = base == "colinux_core.o_shipped" || base == ".colinux_core.o.cmd";
+    let shipped = base == "colinux_core.o_shipped";
     !shipped
         && (base.ends_with(".o")
             || base.ends_with(".ko")
@@ -568,13 +568,13 @@ mod tests {
         for keep in [
             "colinux_shim.c",
             "colinux_core.o_shipped",
-            ".colinux_core.o.cmd",
             "Kbuild",
             "include/linux/cooperative.h",
         ] {
             assert!(!is_build_product(keep), "{keep}");
         }
         for drop in [
+            ".colinux_core.o.cmd",
             "colinux.ko",
             "colinux_shim.o",
             ".colinux_shim.o.cmd",

@@ -165,7 +165,7 @@ fn release_installs_builds_the_module_boots_and_purges_clean() {
         std::fs::copy(d, inside.join(&name)).unwrap();
         debs.push(format!("/tmp/release/{name}"));
     }
-    let mut args = vec!["apt-get", "install", "-y", "--no-download"];
+    let mut args = vec!["apt-get", "install", "-y"];
     args.extend(debs.iter().map(String::as_str));
     let (ok, log) = in_chroot(&root, &args);
     assert!(ok, "apt-get install in the chroot:\n{log}");

@@ -17,7 +17,8 @@
 //!    branches (retpoline kernels) and no SSE code;
 //! 3. a Kbuild directory `target/driver/<release>/build/`: the files of
 //!    `driver/kbuild/`, that object as `colinux_core.o_shipped` with the
-//!    empty `.colinux_core.o.cmd` modpost wants, and the ABI header taken
+//!    Kbuild rule that copies it with `if_changed` (which writes the
+//!    `.colinux_core.o.cmd` modpost wants), and the ABI header taken
 //!    from the guest patch series as `include/linux/cooperative.h` (the
 //!    series owns it; it is never copied into the repository);
 //! 4. `make -C <kernel build dir> M=<that directory> modules`; any warning
@@ -434,7 +435,12 @@ pub fn prepare_kbuild_dir(build: &Path, core: &Path) -> Result<()> {
     }
     let object = std::fs::read(core).with_context(|| format!("cannot read {}", core.display()))?;
     write_if_changed(&build.join("colinux_core.o_shipped"), &object)?;
-    write_if_changed(&build.join(".colinux_core.o.cmd"), b"")?;
+    // Left by older builds; Kbuild now writes it (if_changed).
+    let stale = build.join(".colinux_core.o.cmd");
+    if std::fs::metadata(&stale).is_ok_and(|m| m.len() == 0) {
+        std::fs::remove_file(&stale)
+            .with_context(|| format!("cannot remove {}", stale.display()))?;
+    }
     let header = codegen::header_from_series(&paths::repo_root().join("linux-patches"))?;
     write_if_changed(
         &build.join("include/linux/cooperative.h"),
