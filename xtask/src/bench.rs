@@ -1677,9 +1677,11 @@ pub fn bench_cobd(
         .unwrap_or_else(|| "not seen".into());
     // The daemon's own summaries of the run (see `Counts` in
     // devices/src/block and `Stats` in daemon/src/runloop.rs).
+    // The last line that has `what` (a disk's opening line comes first).
     let said = |what: &str| {
         out.console
             .lines()
+            .rev()
             .find_map(|l| l.find(what).map(|i| l[i + what.len()..].trim().to_string()))
             .unwrap_or_else(|| "not logged".into())
     };
