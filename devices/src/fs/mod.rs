@@ -223,9 +223,11 @@ impl Fs {
 
     fn start_backend(&mut self, a: &Activation, call: &EventFd) -> Result<()> {
         let fe = &mut self.frontend;
-        let wanted = a.features | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
-        fe.set_features(wanted & (self.backend_features | a.features))
-            .context("SET_FEATURES")?;
+        // What the guest's driver accepted (the transport checked it
+        // against what we offered, which virtiofsd has: `greet`).
+        let features = (a.features & self.backend_features)
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        fe.set_features(features).context("SET_FEATURES")?;
         let regions = a
             .mem
             .iter()
