@@ -10,6 +10,9 @@
 //!   shared directory itself carries the hand-over: each side waits for
 //!   the other's marker file); 8 MiB of random bytes written by the guest
 //!   (`fsync`ed) have the same SHA-256 on the host;
+//! - the read-write share belongs to user 1000 of the test host: a file
+//!   the guest's root creates there is 1000's on the host, root's in the
+//!   guest;
 //! - cofs1 is read-only (`,ro`): readable, every write refused (EROFS);
 //! - virtiofsd killed mid-use: the guest's next operations on the share
 //!   fail with an I/O error instead of hanging, the other share goes on,
@@ -44,7 +47,7 @@ fn steps() -> Vec<String> {
         // 2: the guest's changes; the host checks them and answers with
         // its own (host-ready); the guest looks.
         format!(
-            "cd /mnt/rw && echo guest-line > g.txt && mkdir gdir && echo a > gdir/f && mv gdir/f gdir/f2 && echo guest-more >> g.txt && touch g-del && rm g-del && touch g-ready; echo guest-ops-rc-$?; {}; cat h.txt; ls -1 . | tr '\\n' ' '; echo; ls -1 hdir; [ -e from-host.txt ] && echo renamed-still-there || echo renamed-gone; cd /",
+            "cd /mnt/rw && echo guest-line > g.txt && mkdir gdir && echo a > gdir/f && mv gdir/f gdir/f2 && echo guest-more >> g.txt && touch g-del && rm g-del && touch root-made && touch g-ready; echo guest-ops-rc-$?; stat -c guest-sees-owner-%u:%g root-made; {}; cat h.txt; ls -1 . | tr '\\n' ' '; echo; ls -1 hdir; [ -e from-host.txt ] && echo renamed-still-there || echo renamed-gone; cd /",
             wait_for("/mnt/rw/host-ready")
         ),
         // 3: 8 MiB written and fsynced by the guest; the host checks the
@@ -80,6 +83,9 @@ EOF
 chmod +x /tmp/virtiofsd-wrap
 export COLINUX_VIRTIOFSD=/tmp/virtiofsd-wrap
 mkdir -p {RW} {RO}
+# The read-write share belongs to a user: root in the guest is that user
+# there, not host root.
+chown 1000:1000 {RW}
 echo hello-from-the-host > {RW}/from-host.txt
 echo host-doomed > {RW}/host-del
 echo read-only-42 > {RO}/ro.txt
@@ -103,6 +109,7 @@ pidof virtiofsd >/dev/null && echo "cofs: virtiofsd-left-after-bad"
     echo "cofs: host-sees-g.txt=$(cat {RW}/g.txt | tr '\n' '+')"
     [ -e {RW}/gdir/f2 ] && [ ! -e {RW}/gdir/f ] && echo "cofs: host-sees-rename"
     [ ! -e {RW}/g-del ] && echo "cofs: host-sees-delete"
+    echo "cofs: host-owner-of-root-made=$(stat -c %u:%g {RW}/root-made)"
     echo host-line > {RW}/h.txt
     echo host-more >> {RW}/h.txt
     mv {RW}/from-host.txt {RW}/renamed-by-host.txt
@@ -232,6 +239,15 @@ fn debian_guest_shares_host_directories_over_virtiofs() {
     );
     assert!(has("host-sees-rename"), "the guest's rename{ctx}");
     assert!(has("host-sees-delete"), "the guest's delete{ctx}");
+    assert_eq!(
+        host("host-owner-of-root-made="),
+        Some("1000:1000"),
+        "a file the guest's root made on a share of user 1000 is that user's on the host{ctx}"
+    );
+    assert!(
+        s2.contains("guest-sees-owner-0:0"),
+        "…and root's in the guest: {s2}{ctx}"
+    );
     assert!(
         s2.contains("host-line\nhost-more"),
         "the host's file and its append, seen by the guest: {s2}{ctx}"

@@ -37,6 +37,13 @@
 //!   transport's guest driver reads `isr` to know a queue has work, so the
 //!   line's eventfd cannot be handed to virtiofsd directly).
 //!
+//! **Ownership**: when the daemon (so virtiofsd) runs as root and the
+//! share belongs to another user, the guest's root is that user on the
+//! share, both ways (virtiofsd's `--translate-uid/gid=map:0:UID:1`):
+//! files the guest's root creates belong to the share's owner, not to
+//! host root, and files of the owner look like root's in the guest. Other
+//! ids pass as they are.
+//!
 //! **Cache mode**: `never` ([`virtiofsd::CACHE`]): the guest caches no
 //! data, attributes or names of the share, so what one side does is seen
 //! by the other at its next system call.
@@ -191,6 +198,8 @@ impl Fs {
             &virtiofsd::Options {
                 dir: config.dir.clone(),
                 read_only: config.read_only,
+                // SAFETY: geteuid cannot fail and touches no memory.
+                guest_root_as: virtiofsd::guest_root_as(&config.dir, unsafe { libc::geteuid() })?,
             },
         )?;
         let (frontend, backend_features) = match greet(sock, &name) {

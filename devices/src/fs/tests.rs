@@ -45,7 +45,10 @@ fn virtiofsd_gets_the_share_and_the_cache_mode() {
     let a = virtiofsd::arguments(&virtiofsd::Options {
         dir: "/srv/share".into(),
         read_only: true,
+        guest_root_as: Some((1000, 100)),
     });
+    assert!(a.contains(&"--translate-uid=map:0:1000:1".to_string()));
+    assert!(a.contains(&"--translate-gid=map:0:100:1".to_string()));
     assert!(a.contains(&"--shared-dir=/srv/share".to_string()));
     assert!(a.contains(&"--cache=never".to_string()));
     assert!(a.contains(&"--readonly".to_string()));
@@ -53,8 +56,34 @@ fn virtiofsd_gets_the_share_and_the_cache_mode() {
     let rw = virtiofsd::arguments(&virtiofsd::Options {
         dir: "/srv/share".into(),
         read_only: false,
+        guest_root_as: None,
     });
     assert!(!rw.contains(&"--readonly".to_string()));
+    assert!(!rw.iter().any(|a| a.starts_with("--translate")));
+}
+
+#[test]
+fn the_guests_root_is_the_shares_owner_only_for_a_root_daemon() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let m = std::fs::metadata(dir.path()).unwrap();
+    // Not root: nothing to map.
+    assert_eq!(virtiofsd::guest_root_as(dir.path(), 1000).unwrap(), None);
+    // Root, and the share is root's: nothing either; else its owner.
+    let got = virtiofsd::guest_root_as(dir.path(), 0).unwrap();
+    if m.uid() == 0 {
+        assert_eq!(got, None);
+    } else {
+        assert_eq!(got, Some((m.uid(), m.gid())));
+    }
+    assert!(virtiofsd::guest_root_as(&dir.path().join("gone"), 0).is_err());
+    // As root here: a share given to someone else.
+    if std::os::unix::fs::chown(dir.path(), Some(1234), Some(5678)).is_ok() {
+        assert_eq!(
+            virtiofsd::guest_root_as(dir.path(), 0).unwrap(),
+            Some((1234, 5678))
+        );
+    }
 }
 
 fn desc(addr: u64, len: u32, write: bool) -> Descriptor {

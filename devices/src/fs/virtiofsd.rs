@@ -65,6 +65,21 @@ pub struct Options {
     pub dir: PathBuf,
     /// The guest may not change anything in it.
     pub read_only: bool,
+    /// The host user and group the guest's root stands for, both ways
+    /// (`--translate-uid/gid=map:0:UID:1`): set when virtiofsd runs as
+    /// root and the share belongs to someone else, so that root in the
+    /// guest does not create host root's files there (nor set-uid-root
+    /// programs).
+    pub guest_root_as: Option<(u32, u32)>,
+}
+
+/// Who the guest's root is on a share in `dir` when virtiofsd runs with
+/// effective uid `euid`: the directory's owner when we are root and it is
+/// not.
+pub fn guest_root_as(dir: &Path, euid: u32) -> Result<Option<(u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).with_context(|| dir.display().to_string())?;
+    Ok((euid == 0 && meta.uid() != 0).then(|| (meta.uid(), meta.gid())))
 }
 
 /// The cache mode every share gets: `never`. The guest keeps no data,
@@ -93,6 +108,10 @@ pub fn arguments(o: &Options) -> Vec<String> {
     ];
     if o.read_only {
         args.push("--readonly".to_string());
+    }
+    if let Some((uid, gid)) = o.guest_root_as {
+        args.push(format!("--translate-uid=map:0:{uid}:1"));
+        args.push(format!("--translate-gid=map:0:{gid}:1"));
     }
     args
 }
