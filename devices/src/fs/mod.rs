@@ -117,12 +117,12 @@ impl FsConfig {
         if dir.is_empty() {
             bail!("no host directory given");
         }
-        let meta = std::fs::metadata(dir).with_context(|| format!("{dir}"))?;
+        let meta = std::fs::metadata(dir).with_context(|| dir.to_string())?;
         if !meta.is_dir() {
             bail!("{dir} is not a directory (a share is a host directory)");
         }
         std::fs::read_dir(dir).with_context(|| format!("{dir} cannot be read"))?;
-        let dir = std::fs::canonicalize(dir).with_context(|| format!("{dir}"))?;
+        let dir = std::fs::canonicalize(dir).with_context(|| dir.to_string())?;
         Ok(FsConfig {
             unit,
             dir,
