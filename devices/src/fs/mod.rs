@@ -49,12 +49,16 @@
 //! by the other at its next system call.
 //!
 //! **When virtiofsd dies** (killed, crashed), the guest's requests would
-//! wait forever. The device then takes the queues over: every request
+//! wait forever. The device sees its vhost-user connection hang up (the
+//! process that accepted it runs inside virtiofsd's sandbox, a grandchild
+//! of the daemon: the connection, not the child's exit, says that nobody
+//! serves the queues) and takes the queues over: every request
 //! virtiofsd had not answered and every later one is answered with a FUSE
 //! error (`EIO`), so the guest's programs get I/O errors, not a hang.
 //! virtiofsd serves one request at a time in ring order
 //! (`--thread-pool-size=0`), so the unanswered requests are exactly those
-//! past the used ring's index.
+//! past the used ring's index. It keeps EVENT_IDX's `avail_event` up to
+//! date, or the guest's driver would stop kicking.
 //!
 //! **The descriptor virtiofsd gets** is the host driver's file itself
 //! (SET_MEM_TABLE passes it): virtiofsd could issue the driver's ioctls
@@ -161,6 +165,10 @@ pub struct Fs {
     config: FsConfig,
     backend: virtiofsd::Virtiofsd,
     frontend: Frontend,
+    /// The front end's connection again: hung up once no virtiofsd
+    /// process serves it any more (the one that accepted it, inside
+    /// virtiofsd's sandbox, is not the child the daemon started).
+    conn: Option<UnixStream>,
     /// The virtio features virtiofsd offers.
     backend_features: u64,
     worker: Option<Worker>,
@@ -172,6 +180,7 @@ impl std::fmt::Debug for Fs {
             .field("config", &self.config)
             .field("backend", &self.backend)
             .field("backend_features", &self.backend_features)
+            .field("conn", &self.conn)
             .field("worker", &self.worker)
             .finish_non_exhaustive()
     }
@@ -202,6 +211,9 @@ impl Fs {
                 guest_root_as: virtiofsd::guest_root_as(&config.dir, unsafe { libc::geteuid() })?,
             },
         )?;
+        let conn = sock
+            .try_clone()
+            .context("cannot duplicate the vhost-user socket")?;
         let (frontend, backend_features) = match greet(sock, &name) {
             Ok(f) => f,
             Err(e) => {
@@ -220,6 +232,7 @@ impl Fs {
             config,
             backend,
             frontend,
+            conn: Some(conn),
             backend_features,
             worker: None,
         })
@@ -327,7 +340,12 @@ impl VirtioDevice for Fs {
         }
         let call = EventFd::new(EFD_NONBLOCK).context("cannot make an eventfd")?;
         let stop = Arc::new(EventFd::new(EFD_NONBLOCK).context("cannot make an eventfd")?);
-        let exited = self.backend.exited();
+        let conn = self
+            .conn
+            .as_ref()
+            .context("the share is closed")?
+            .try_clone()
+            .context("cannot duplicate the vhost-user socket")?;
         let name = self.tag();
         // A virtiofsd already gone: the device answers from the start.
         let alive = self.backend.exit_status().is_none();
@@ -351,7 +369,7 @@ impl VirtioDevice for Fs {
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                if let Err(e) = relay.run(&call, &stop2, &exited) {
+                if let Err(e) = relay.run(&call, &stop2, &conn) {
                     tracing::error!("{name}: the device stopped: {e:#}");
                 }
             })
@@ -386,10 +404,11 @@ impl Drop for Fs {
     fn drop(&mut self) {
         self.reset();
         // Closing the connection ends virtiofsd: replace it with a closed
-        // one, then wait for it.
+        // one, drop our duplicate, then wait for it.
         if let Ok((a, _b)) = UnixStream::pair() {
             self.frontend = Frontend::from_stream(a, 1);
         }
+        self.conn = None;
         self.backend.stop();
     }
 }
@@ -415,12 +434,17 @@ fn pollfd(fd: i32) -> libc::pollfd {
 }
 
 impl Relay {
-    fn run(&mut self, call: &EventFd, stop: &EventFd, exited: &EventFd) -> Result<()> {
+    fn run(&mut self, call: &EventFd, stop: &EventFd, conn: &UnixStream) -> Result<()> {
         loop {
             let mut fds = [
                 pollfd(stop.as_raw_fd()),
                 pollfd(call.as_raw_fd()),
-                pollfd(exited.as_raw_fd()),
+                // Only the hang-up: replies are read by the front end.
+                libc::pollfd {
+                    fd: conn.as_raw_fd(),
+                    events: libc::POLLRDHUP,
+                    revents: 0,
+                },
             ];
             if !crate::poll::poll(&mut fds, None).context("poll")? {
                 continue;
@@ -432,11 +456,12 @@ impl Relay {
                 let _ = call.read();
                 self.interrupt.signal_used()?;
             }
-            if fds[2].revents != 0 {
+            if fds[2].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
                 break;
             }
         }
-        // virtiofsd is gone: its last answers first, then ours.
+        // No virtiofsd serves the queues any more: its last answers
+        // first, then ours.
         if call.read().is_ok() {
             self.interrupt.signal_used()?;
         }
@@ -447,10 +472,28 @@ impl Relay {
             q.set_next_avail(used.0);
             q.set_next_used(used.0);
         }
-        tracing::warn!("{}: answering the guest's requests with EIO", self.name);
+        tracing::warn!(
+            "{}: virtiofsd hung up: answering the guest's requests with EIO",
+            self.name
+        );
         loop {
-            if self.fail_all()? {
-                self.interrupt.signal_used()?;
+            // Drain, then tell the driver where to kick next
+            // (EVENT_IDX's avail_event), draining again what came
+            // meanwhile.
+            loop {
+                let any = self.fail_all()?;
+                let mut again = false;
+                for (_, q, _) in &mut self.queues {
+                    again |= q
+                        .enable_notification(&self.mem)
+                        .context("writing the used ring's avail_event")?;
+                }
+                if any {
+                    self.interrupt.signal_used()?;
+                }
+                if !again {
+                    break;
+                }
             }
             let mut fds: Vec<_> = std::iter::once(pollfd(stop.as_raw_fd()))
                 .chain(self.queues.iter().map(|(_, _, k)| pollfd(k.as_raw_fd())))

@@ -9,9 +9,8 @@
 //! ever connect to it, and no socket file is left anywhere.
 //!
 //! virtiofsd runs in the foreground as the daemon's child: its log lines
-//! go to the daemon's log (`cofsN: virtiofsd: …`), its exit is reported
-//! (and signalled on an eventfd, on which the device stops waiting for it
-//! and answers the guest's requests with errors itself), and it ends when
+//! go to the daemon's log (`cofsN: virtiofsd: …`), its exit is reported,
+//! and it ends when
 //! the daemon closes the connection (also when the daemon is killed: the
 //! kernel closes it; `PR_SET_PDEATHSIG` too).
 
@@ -27,7 +26,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// The environment variable naming the virtiofsd program (else
 /// `virtiofsd` in `PATH`, else Debian's `/usr/libexec/virtiofsd`).
@@ -131,8 +129,6 @@ pub struct Virtiofsd {
     /// Set before the daemon ends virtiofsd itself (its exit is then no
     /// news).
     stopping: Arc<AtomicBool>,
-    /// Signalled when virtiofsd has exited (expectedly or not).
-    exited: Arc<EventFd>,
     lines: Arc<Mutex<Vec<String>>>,
     waiter: Option<JoinHandle<()>>,
     logger: Option<JoinHandle<()>>,
@@ -216,27 +212,18 @@ impl Virtiofsd {
             }
             None => None,
         };
-        let exited = match EventFd::new(EFD_NONBLOCK) {
-            Ok(e) => Arc::new(e),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e).context("cannot make an eventfd");
-            }
-        };
         let state = Arc::new(Mutex::new(ChildState::default()));
         let stopping = Arc::new(AtomicBool::new(false));
         let waiter = {
-            let (state, stopping, name, lines, exited) = (
+            let (state, stopping, name, lines) = (
                 state.clone(),
                 stopping.clone(),
                 name.to_string(),
                 lines.clone(),
-                exited.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("{name}-virtiofsd"))
-                .spawn(move || supervise(child, &name, &state, &stopping, &lines, &exited))
+                .spawn(move || supervise(child, &name, &state, &stopping, &lines))
                 .context("cannot start a thread to watch virtiofsd")?
         };
         tracing::info!(
@@ -250,7 +237,6 @@ impl Virtiofsd {
                 pid,
                 state,
                 stopping,
-                exited,
                 lines,
                 waiter: Some(waiter),
                 logger,
@@ -262,11 +248,6 @@ impl Virtiofsd {
     /// virtiofsd's process id.
     pub fn pid(&self) -> u32 {
         self.pid
-    }
-
-    /// Signalled (readable) once virtiofsd has exited.
-    pub fn exited(&self) -> Arc<EventFd> {
-        self.exited.clone()
     }
 
     /// How virtiofsd ended, if it has.
@@ -347,15 +328,13 @@ impl Drop for Virtiofsd {
 }
 
 /// The supervisor thread: wait for virtiofsd to exit (without reaping
-/// it), then reap it with the state locked, report the exit and signal
-/// `exited`.
+/// it), then reap it with the state locked and report the exit.
 fn supervise(
     mut child: Child,
     name: &str,
     state: &Mutex<ChildState>,
     stopping: &AtomicBool,
     lines: &Mutex<Vec<String>>,
-    exited: &EventFd,
 ) {
     let pid: libc::id_t = child.id();
     loop {
@@ -388,7 +367,7 @@ fn supervise(
         std::thread::sleep(Duration::from_millis(50));
         let words = lines.lock().map(|l| l.join(" / ")).unwrap_or_default();
         tracing::error!(
-            "{name}: virtiofsd exited ({status}): the share answers the guest with I/O errors from now on{}",
+            "{name}: virtiofsd exited ({status}): once its connection hangs up, the share answers the guest with I/O errors{}",
             if words.is_empty() {
                 String::new()
             } else {
@@ -398,5 +377,4 @@ fn supervise(
     } else {
         tracing::debug!("{name}: virtiofsd ended ({status})");
     }
-    let _ = exited.write(1);
 }
