@@ -14,6 +14,12 @@
 //!   the guest's root creates there is 1000's on the host, root's in the
 //!   guest;
 //! - cofs1 is read-only (`,ro`): readable, every write refused (EROFS);
+//! - a symlink and a hard link the guest makes are what the host sees,
+//!   a host symlink works in the guest; a 5 GiB sparse file written past
+//!   4 GiB by the i386 guest has its size and last byte on the host; the
+//!   guest's /usr/share/doc, tarred and unpacked into the share, is the
+//!   same tree in the guest (`diff -r`) and, file by file (MD5 list), on
+//!   the host;
 //! - virtiofsd killed mid-use: the guest's next operations on the share
 //!   fail with an I/O error instead of hanging, the other share goes on,
 //!   and the daemon's log says virtiofsd exited;
@@ -55,7 +61,15 @@ fn steps() -> Vec<String> {
         "head -c 8M /dev/urandom > /tmp/big && dd if=/tmp/big of=/mnt/rw/big bs=1M conv=fsync 2>/dev/null; echo dd-rc-$?; sha256sum /tmp/big | cut -d' ' -f1 | sed 's/^/big-sum-/'; cmp /tmp/big /mnt/rw/big && echo big-reads-back; touch /mnt/rw/big-ready".to_string(),
         // 4: the read-only share refuses writes.
         "echo x > /mnt/ro/new; echo ro-create-rc-$?; rm /mnt/ro/ro.txt; echo ro-rm-rc-$?; echo x >> /mnt/ro/ro.txt; echo ro-append-rc-$?; cat /mnt/ro/ro.txt".to_string(),
-        // 5: virtiofsd of cofs0 killed (the host does it on kill-me): the
+        // 5: links, a file past 4 GiB (sparse) on the i386 guest, a
+        // tarball unpacked into the share and compared file by file; the
+        // host checks them (links-ready → host-links-ready) and adds a
+        // symlink of its own.
+        format!(
+            "cd /mnt/rw && ln -s g.txt sym && ln g.txt hard && stat -c links-%h g.txt && truncate -s 5G huge && printf Z | dd of=huge bs=1 seek=5368709120 conv=notrunc 2>/dev/null && stat -c huge-size-%s huge && tail -c 1 huge | sed 's/^/huge-last-/'; echo; tar -C /usr/share -cf /tmp/doc.tar doc && mkdir unpacked && tar -C unpacked -xf /tmp/doc.tar; echo untar-rc-$?; diff -r /usr/share/doc unpacked/doc && echo tree-same; (cd /usr/share && find doc -type f | LC_ALL=C sort | xargs md5sum | md5sum | sed 's/ .*//; s/^/tree-sum-/'); touch links-ready; {}; cat hsym; cd /",
+            wait_for("/mnt/rw/host-links-ready")
+        ),
+        // 6: virtiofsd of cofs0 killed (the host does it on kill-me): the
         // guest's operations fail, and do not hang (SIGKILL after 90 s
         // would give 137); cofs1 goes on.
         format!(
@@ -118,6 +132,13 @@ pidof virtiofsd >/dev/null && echo "cofs: virtiofsd-left-after-bad"
     touch {RW}/host-ready
     w {RW}/big-ready || exit 0
     echo "cofs: host-big-sum-$(sha256sum {RW}/big | cut -d' ' -f1)"
+    w {RW}/links-ready || exit 0
+    echo "cofs: host-readlink-$(readlink {RW}/sym)"
+    echo "cofs: host-links-$(stat -c %h {RW}/g.txt)"
+    echo "cofs: host-huge-size-$(stat -c %s {RW}/huge)-last-$(tail -c 1 {RW}/huge)"
+    echo "cofs: host-tree-sum-$(cd {RW}/unpacked && find doc -type f | sort | xargs md5sum | md5sum | sed 's/ .*//')"
+    ln -s h.txt {RW}/hsym
+    touch {RW}/host-links-ready
     w {RW}/kill-me || exit 0
     for p in $(pidof virtiofsd); do
         grep -q 'shared-dir={RW}' /proc/$p/cmdline 2>/dev/null && kill -9 $p && echo "cofs: killed-virtiofsd-$p"
@@ -282,9 +303,37 @@ fn debian_guest_shares_host_directories_over_virtiofs() {
         "the refusal is EROFS: {s4}{ctx}"
     );
     assert!(s4.contains("read-only-42"), "{s4}{ctx}");
+    // Links, > 4 GiB, a tarball compared file by file.
+    let s5 = step(&sess, 5, &ctx);
+    assert!(
+        s5.contains("links-2"),
+        "a hard link in the guest: {s5}{ctx}"
+    );
+    assert_eq!(host("host-readlink-"), Some("g.txt"), "{ctx}");
+    assert_eq!(host("host-links-"), Some("2"), "{ctx}");
+    assert!(
+        s5.contains("huge-size-5368709121") && s5.contains("huge-last-Z"),
+        "a 5 GiB file on the i386 guest: {s5}{ctx}"
+    );
+    assert_eq!(host("host-huge-size-"), Some("5368709121-last-Z"), "{ctx}");
+    assert!(
+        s5.contains("untar-rc-0") && s5.contains("tree-same"),
+        "the unpacked tree, compared in the guest: {s5}{ctx}"
+    );
+    let tree = after(&s5, "tree-sum-").unwrap_or_default();
+    assert_eq!(tree.len(), 32, "{s5}{ctx}");
+    assert_eq!(
+        host("host-tree-sum-"),
+        Some(tree),
+        "the unpacked tree, file by file on the host{ctx}"
+    );
+    assert!(
+        s5.contains("host-line"),
+        "the host's symlink, followed in the guest: {s5}{ctx}"
+    );
     // virtiofsd killed: errors, not a hang; the other share still works.
     assert!(has("killed-virtiofsd-"), "virtiofsd was not killed{ctx}");
-    let s5 = step(&sess, 5, &ctx);
+    let s5 = step(&sess, 6, &ctx);
     for op in ["cat", "touch"] {
         let rc = after(&s5, &format!("after-kill-{op}-rc-")).unwrap_or_default();
         assert!(
