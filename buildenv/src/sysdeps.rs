@@ -39,6 +39,11 @@ pub const TEST_HOST: &[&str] = &["qemu-system-x86", "busybox-static", "apt", "dp
 /// (`colinux_testrig::hostpasst`).
 pub const TEST_HOST_NET: &[&str] = &["passt"];
 
+/// Packages to build virtiofsd, cofs's back end, from crates.io
+/// (`colinux_testrig::hostvirtiofsd`; Debian 12 has no virtiofsd
+/// package): the libraries it links.
+pub const VIRTIOFSD_BUILD: &[&str] = &["libcap-ng-dev", "libseccomp-dev", "pkg-config"];
+
 /// Packages to download the guest's busybox (`colinux_testrig::guest_initrd`):
 /// apt (through a private configuration) and Debian's archive keys.
 pub const GUEST_INITRD: &[&str] = &["apt", "debian-archive-keyring"];

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use colinux_devices::block::DiskConfig;
+use colinux_devices::fs::FsConfig;
 use colinux_devices::net::{derived_mac, BackendConfig, NetConfig, NetSpec};
 use serde::Deserialize;
 
@@ -116,6 +117,17 @@ struct TomlGuest {
     cobd: Option<BTreeMap<String, TomlDisk>>,
     /// `[eth.N]` tables.
     eth: Option<BTreeMap<String, TomlEth>>,
+    /// `[cofs.N]` tables.
+    cofs: Option<BTreeMap<String, TomlShare>>,
+}
+
+/// A `[cofs.N]` table: a shared host directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlShare {
+    path: PathBuf,
+    #[serde(default)]
+    readonly: bool,
 }
 
 /// An `[eth.N]` table: the `ethN=` value's parts by name.
@@ -285,6 +297,25 @@ impl Settings {
                 },
             );
         }
+        for (unit, share) in parsed.cofs.unwrap_or_default() {
+            let origin = Origin::File {
+                path: path.to_path_buf(),
+                line: key_line(&text, Some(&format!("cofs.{unit}")), "path"),
+            };
+            let n: u32 = unit
+                .parse()
+                .ok()
+                .filter(|n| *n <= DeviceKind::Cofs.max_unit())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{origin}: [cofs.{unit}]: the share is a number from 0 to {}",
+                        DeviceKind::Cofs.max_unit()
+                    )
+                })?;
+            let value = disk_value(&rel(share.path), share.readonly);
+            self.devices
+                .insert((DeviceKind::Cofs, n), Set { value, origin });
+        }
         if let Some(socket) = parsed.console.and_then(|c| c.socket) {
             self.console_socket = Some(Set {
                 value: rel(socket),
@@ -382,12 +413,25 @@ impl Settings {
                     empty()?;
                     let value = match kind {
                         // Relative paths are relative to the @file.
-                        DeviceKind::Cobd => {
+                        DeviceKind::Cobd | DeviceKind::Cofs => {
                             let (p, ro) = split_disk_value(value);
                             disk_value(&path(p), ro)
                         }
                         _ => value.to_string(),
                     };
+                    if kind == DeviceKind::Cofs {
+                        // Later settings override earlier ones of another
+                        // source; one source naming a share twice is a
+                        // mistake (which directory did it mean?).
+                        if let Some(before) = self.devices.get(&(kind, unit)) {
+                            if same_source(&before.origin, &origin) {
+                                bail!(
+                                    "{origin}: {key}={value}: the share {key} is already set (at {})",
+                                    before.origin
+                                );
+                            }
+                        }
+                    }
                     self.devices.insert((kind, unit), Set { value, origin });
                 } else {
                     // Unknown keys go to the guest's kernel, as in coLinux.
@@ -426,6 +470,8 @@ pub struct GuestConfig {
     pub disks: Vec<DiskConfig>,
     /// The conet interfaces, by interface number.
     pub nets: Vec<NetConfig>,
+    /// The cofs shares, by share number.
+    pub shares: Vec<FsConfig>,
 }
 
 /// What the defaults depend on.
@@ -498,14 +544,16 @@ impl Settings {
         };
         let mut disks = Vec::new();
         let mut nets = Vec::new();
-        let mut others = Vec::new();
+        let mut shares = Vec::new();
         for ((kind, unit), set) in self.devices {
             if kind == DeviceKind::Eth {
                 nets.push(net_config(&name, unit, &set, &nets)?);
                 continue;
             }
-            if kind != DeviceKind::Cobd {
-                others.push(((kind, unit), set));
+            if kind == DeviceKind::Cofs {
+                shares.push(FsConfig::parse(unit, &set.value).map_err(|e| {
+                    anyhow::anyhow!("{}: cofs{unit}={}: {e:#}", set.origin, set.value)
+                })?);
                 continue;
             }
             let (p, read_only) = split_disk_value(&set.value);
@@ -526,19 +574,6 @@ impl Settings {
                 read_only,
             });
         }
-        if let Some(((kind, unit), set)) = others.into_iter().next() {
-            bail!(
-                "{}: {}{unit}={}: {} devices are not supported yet",
-                set.origin,
-                kind.key(),
-                set.value,
-                match kind {
-                    DeviceKind::Cobd => "block (cobd)",
-                    DeviceKind::Eth => "network (conet)",
-                    DeviceKind::Cofs => "shared folder (cofs)",
-                }
-            );
-        }
         let console_socket = self
             .console_socket
             .map(|s| s.value)
@@ -556,7 +591,18 @@ impl Settings {
             console_socket,
             disks,
             nets,
+            shares,
         })
+    }
+}
+
+/// Whether two settings come from the same source: one file, or the
+/// command line.
+fn same_source(a: &Origin, b: &Origin) -> bool {
+    match (a, b) {
+        (Origin::File { path: p, .. }, Origin::File { path: q, .. }) => p == q,
+        (Origin::Word(_), Origin::Word(_)) => true,
+        _ => false,
     }
 }
 
@@ -821,11 +867,33 @@ mod tests {
             "{e}"
         );
         let mut m = s.clone();
-        m.apply_word("cofs0=/tmp", Origin::Word(2), None).unwrap();
-        let e = m.resolve(&defaults()).unwrap_err().to_string();
+        m.apply_word("cofs0=/nonexistent/share", Origin::Word(2), None)
+            .unwrap();
+        let e = format!("{:#}", m.resolve(&defaults()).unwrap_err());
         assert!(
-            e.contains("cofs0=/tmp: shared folder (cofs) devices are not supported yet"),
+            e.starts_with(
+                "command-line word 2: cofs0=/nonexistent/share: /nonexistent/share: No such file"
+            ),
             "{e}"
+        );
+        let mut m = s.clone();
+        let f = dir.path().join("plain-file");
+        std::fs::write(&f, "x").unwrap();
+        m.apply_word(&format!("cofs1={},ro", f.display()), Origin::Word(3), None)
+            .unwrap();
+        let e = format!("{:#}", m.resolve(&defaults()).unwrap_err());
+        assert!(e.contains("is not a directory"), "{e}");
+        let mut m = s.clone();
+        let d = dir.path().display();
+        m.apply_word(&format!("cofs2={d}"), Origin::Word(3), None)
+            .unwrap();
+        let e = m
+            .apply_word(&format!("cofs2={d},ro"), Origin::Word(4), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!("command-line word 4: cofs2={d},ro: the share cofs2 is already set (at command-line word 3)")
         );
         let mut m = s.clone();
         m.apply_word("eth0=slirp,tcp:22", Origin::Word(2), None)
@@ -1045,6 +1113,76 @@ mod tests {
             .map(|&i| guest_disk_name(i))
             .collect();
         assert_eq!(n, ["vda", "vdb", "vdz", "vdaa", "vdab", "vdaf"]);
+    }
+
+    #[test]
+    fn shares_are_configured_from_words_files_and_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir, "vmlinux", "x");
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::create_dir(dir.path().join("docs")).unwrap();
+        let canon = |n: &str| std::fs::canonicalize(dir.path().join(n)).unwrap();
+        // TOML: [cofs.N], paths relative to the file.
+        let t = write(
+            &dir,
+            "g.toml",
+            "kernel = \"vmlinux\"\n[cofs.0]\npath = \"src\"\n[cofs.4]\npath = \"docs\"\nreadonly = true\n",
+        );
+        let mut m = Settings::default();
+        m.apply_toml(&t).unwrap();
+        let c = m.clone().resolve(&defaults()).unwrap();
+        assert_eq!(
+            c.shares,
+            vec![
+                FsConfig {
+                    unit: 0,
+                    dir: canon("src"),
+                    read_only: false
+                },
+                FsConfig {
+                    unit: 4,
+                    dir: canon("docs"),
+                    read_only: true
+                }
+            ]
+        );
+        // The command line overrides the file's share.
+        m.apply_word(
+            &format!("cofs0={},ro", dir.path().join("docs").display()),
+            Origin::Word(1),
+            None,
+        )
+        .unwrap();
+        let c = m.resolve(&defaults()).unwrap();
+        assert_eq!(c.shares[0].dir, canon("docs"));
+        assert!(c.shares[0].read_only);
+        // An @file: relative to it; one file naming a share twice is refused.
+        let f = write(&dir, "g.conf", "kernel=vmlinux cofs1=src\n");
+        let mut m = Settings::default();
+        m.apply_colinux_file(&f).unwrap();
+        let c = m.resolve(&defaults()).unwrap();
+        assert_eq!(c.shares[0].dir, canon("src"));
+        let f = write(&dir, "h.conf", "kernel=vmlinux cofs1=src\ncofs1=docs\n");
+        let e = Settings::default()
+            .apply_colinux_file(&f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("h.conf:2: cofs1=")
+                && e.contains("the share cofs1 is already set (at ")
+                && e.contains("h.conf:1)"),
+            "{e}"
+        );
+        // TOML: the unit's range.
+        let bad = write(&dir, "u.toml", "[cofs.16]\npath = \"src\"\n");
+        let e = Settings::default()
+            .apply_toml(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("u.toml:2: [cofs.16]: the share is a number from 0 to 15"),
+            "{e}"
+        );
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {

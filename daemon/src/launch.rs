@@ -24,6 +24,7 @@ use crate::registry::{self, Record};
 use crate::runloop::Services;
 use colinux_devices::block::Disk;
 use colinux_devices::cocon::{log as console_log, Cocon, ConsoleLog, ConsoleServer};
+use colinux_devices::fs::Fs;
 use colinux_devices::net::Net;
 use colinux_devices::virtio::{map_guest_ram, Transport, VirtioDevice};
 
@@ -176,6 +177,11 @@ pub fn run(mut l: Launch) -> Result<End> {
     // here if it cannot be.
     for n in &cfg.nets {
         devices.push(Box::new(Net::open(n.clone())?));
+    }
+    // The shares last: virtiofsd started and greeted over vhost-user for
+    // each, refused here if it cannot be.
+    for s in &cfg.shares {
+        devices.push(Box::new(Fs::open(s.clone())?));
     }
     let plan = BootPlan::new(
         &image,

@@ -17,9 +17,12 @@
 //! - [`block`]: cobd, the block devices (virtio-blk).
 //! - [`net`]: conet, the network interfaces (virtio-net: user-mode NAT by
 //!   passt, or a TAP device).
+//! - [`fs`]: cofs, shared host directories (virtio-fs, served by
+//!   virtiofsd over vhost-user).
 
 pub mod block;
 pub mod cocon;
+pub mod fs;
 pub mod net;
 pub mod poll;
 pub mod sock;

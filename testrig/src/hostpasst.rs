@@ -49,7 +49,7 @@ pub fn files() -> Result<Vec<(PathBuf, String, u32)>> {
 }
 
 /// The shared libraries and ELF interpreter `program` loads, from `ldd`.
-fn shared_libraries(program: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn shared_libraries(program: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd")
         .arg(program)
         .output()

@@ -30,6 +30,7 @@ pub mod elf;
 pub mod guest_initrd;
 pub mod hostkernel;
 pub mod hostpasst;
+pub mod hostvirtiofsd;
 pub mod initramfs;
 pub mod payload;
 pub mod programs;

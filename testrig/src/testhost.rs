@@ -346,6 +346,17 @@ impl Scenario {
         Ok(self)
     }
 
+    /// Copy virtiofsd (built into the cache from crates.io) and its
+    /// libraries into the test host (`crate::hostvirtiofsd`).
+    pub fn with_virtiofsd(mut self) -> Result<Self> {
+        for (source, dest, mode) in crate::hostvirtiofsd::files()? {
+            if !self.files.iter().any(|f| f.dest == dest) {
+                self = self.file(source, dest, mode);
+            }
+        }
+        Ok(self)
+    }
+
     /// Add a file (builder style).
     pub fn file(mut self, source: impl Into<PathBuf>, dest: impl Into<String>, mode: u32) -> Self {
         self.files.push(GuestFile {

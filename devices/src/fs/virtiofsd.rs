@@ -1,0 +1,380 @@
+//! virtiofsd, the vhost-user back end of a share, started and supervised
+//! by the daemon.
+//!
+//! virtiofsd (the Rust one, crates.io `virtiofsd`) serves one shared
+//! directory over one vhost-user connection. The daemon makes a listening
+//! Unix socket in a private directory, connects to it itself (the
+//! connection waits in the backlog), removes the socket's name and then
+//! starts virtiofsd with the listening socket (`--fd`): nobody else can
+//! ever connect to it, and no socket file is left anywhere.
+//!
+//! virtiofsd runs in the foreground as the daemon's child: its log lines
+//! go to the daemon's log (`cofsN: virtiofsd: …`), its exit is reported,
+//! and it ends when
+//! the daemon closes the connection (also when the daemon is killed: the
+//! kernel closes it; `PR_SET_PDEATHSIG` too).
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The environment variable naming the virtiofsd program (else
+/// `virtiofsd` in `PATH`, else Debian's `/usr/libexec/virtiofsd`).
+pub const VIRTIOFSD_ENV: &str = "COLINUX_VIRTIOFSD";
+/// Where Debian's `virtiofsd` package (Debian 13 on) installs it.
+pub const LIBEXEC: &str = "/usr/libexec/virtiofsd";
+/// How long virtiofsd has to exit once its connection is closed before it
+/// is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Lines of virtiofsd's output kept for error messages.
+const KEEP_LINES: usize = 20;
+
+/// The virtiofsd program: `$COLINUX_VIRTIOFSD`, else `virtiofsd` in
+/// `PATH`, else [`LIBEXEC`].
+pub fn program() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(VIRTIOFSD_ENV) {
+        return Ok(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("virtiofsd"))
+        .chain(std::iter::once(PathBuf::from(LIBEXEC)))
+        .find(|p| p.is_file())
+        .context(
+            "shared directories (cofs) need virtiofsd, which is not in PATH nor at /usr/libexec \
+             (install it: `cargo install virtiofsd`, or Debian's virtiofsd package; \
+             or set COLINUX_VIRTIOFSD)",
+        )
+}
+
+/// How virtiofsd serves a share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The host directory.
+    pub dir: PathBuf,
+    /// The guest may not change anything in it.
+    pub read_only: bool,
+    /// The host user and group the guest's root stands for, both ways
+    /// (`--translate-uid/gid=map:0:UID:1`): set when virtiofsd runs as
+    /// root and the share belongs to someone else, so that root in the
+    /// guest does not create host root's files there (nor set-uid-root
+    /// programs).
+    pub guest_root_as: Option<(u32, u32)>,
+}
+
+/// Who the guest's root is on a share in `dir` when virtiofsd runs with
+/// effective uid `euid`: the directory's owner when we are root and it is
+/// not.
+pub fn guest_root_as(dir: &Path, euid: u32) -> Result<Option<(u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).with_context(|| dir.display().to_string())?;
+    Ok((euid == 0 && meta.uid() != 0).then(|| (meta.uid(), meta.gid())))
+}
+
+/// The cache mode every share gets: `never`. The guest keeps no data,
+/// no attributes and no directory entries of the share in its caches
+/// (FUSE's direct I/O, zero timeouts), so a change on either side is seen
+/// by the other side's next system call — the "no cache surprises"
+/// promise — at the price of a host round trip per operation.
+pub const CACHE: &str = "never";
+
+/// virtiofsd's arguments besides `--fd`.
+pub fn arguments(o: &Options) -> Vec<String> {
+    let mut args = vec![
+        format!("--shared-dir={}", o.dir.display()),
+        format!("--cache={CACHE}"),
+        // With --cache=never, a guest mmap() of a shared file needs this
+        // (git, for one, maps its pack files); the guest's page cache then
+        // holds the mapped pages only.
+        "--allow-mmap".to_string(),
+        // One request at a time, answered in the order the guest posted
+        // them: if virtiofsd dies, the requests it had not answered are
+        // exactly those past the used ring's index, and the device answers
+        // them with errors (see `super`). Requests of one guest thread are
+        // sequential anyway.
+        "--thread-pool-size=0".to_string(),
+        "--log-level=info".to_string(),
+    ];
+    if o.read_only {
+        args.push("--readonly".to_string());
+    }
+    if let Some((uid, gid)) = o.guest_root_as {
+        args.push(format!("--translate-uid=map:0:{uid}:1"));
+        args.push(format!("--translate-gid=map:0:{gid}:1"));
+    }
+    args
+}
+
+/// What the supervisor knows about the child.
+#[derive(Debug, Default)]
+struct ChildState {
+    status: Option<ExitStatus>,
+}
+
+/// A running virtiofsd.
+#[derive(Debug)]
+pub struct Virtiofsd {
+    name: String,
+    pid: u32,
+    state: Arc<Mutex<ChildState>>,
+    /// Set before the daemon ends virtiofsd itself (its exit is then no
+    /// news).
+    stopping: Arc<AtomicBool>,
+    lines: Arc<Mutex<Vec<String>>>,
+    waiter: Option<JoinHandle<()>>,
+    logger: Option<JoinHandle<()>>,
+}
+
+/// A listening socket nobody else can reach and our end of a connection
+/// waiting in its backlog.
+fn private_socket(name: &str) -> Result<(UnixListener, UnixStream)> {
+    let dir = tempfile::Builder::new()
+        .prefix("colinux-cofs-")
+        .tempdir()
+        .context("cannot make a private directory for the vhost-user socket")?;
+    let path = dir.path().join(format!("{name}.sock"));
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    let ours = UnixStream::connect(&path)
+        .with_context(|| format!("cannot connect to {}", path.display()))?;
+    // The name goes with the directory: the connection stays.
+    drop(dir);
+    Ok((listener, ours))
+}
+
+impl Virtiofsd {
+    /// Start `program` for share `name` with `options`; our end of its
+    /// vhost-user connection.
+    pub fn start(name: &str, program: &Path, options: &Options) -> Result<(Virtiofsd, UnixStream)> {
+        let (listener, ours) = private_socket(name)?;
+        let fd: RawFd = listener.as_raw_fd();
+        let mut cmd = Command::new(program);
+        cmd.arg(format!("--fd={fd}"))
+            .args(arguments(options))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: between fork and exec the closure only makes two system
+        // calls on plain integers (async-signal-safe): the listening socket
+        // is kept open across exec, and virtiofsd is told to end with the
+        // daemon's thread that started it.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("{name}: cannot start {}", program.display()))?;
+        drop(listener);
+        let pid = child.id();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let logger = child.stderr.take().map(|err| {
+            let (lines, name) = (lines.clone(), name.to_string());
+            std::thread::Builder::new()
+                .name(format!("{name}-virtiofsd-log"))
+                .spawn(move || {
+                    for line in BufReader::new(err).lines() {
+                        let Ok(line) = line else { break };
+                        let line = line.trim_end().to_string();
+                        if line.is_empty() {
+                            continue;
+                        }
+                        tracing::info!("{name}: virtiofsd: {line}");
+                        if let Ok(mut l) = lines.lock() {
+                            if l.len() == KEEP_LINES {
+                                l.remove(0);
+                            }
+                            l.push(line);
+                        }
+                    }
+                })
+        });
+        let logger = match logger {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e).context("cannot start a thread for virtiofsd's log");
+            }
+            None => None,
+        };
+        let state = Arc::new(Mutex::new(ChildState::default()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (state, stopping, name, lines) = (
+                state.clone(),
+                stopping.clone(),
+                name.to_string(),
+                lines.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("{name}-virtiofsd"))
+                .spawn(move || supervise(child, &name, &state, &stopping, &lines))
+                .context("cannot start a thread to watch virtiofsd")?
+        };
+        tracing::info!(
+            "{name}: {} shared by {} (pid {pid}), cache={CACHE}",
+            options.dir.display(),
+            program.display()
+        );
+        Ok((
+            Virtiofsd {
+                name: name.to_string(),
+                pid,
+                state,
+                stopping,
+                lines,
+                waiter: Some(waiter),
+                logger,
+            },
+            ours,
+        ))
+    }
+
+    /// virtiofsd's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// How virtiofsd ended, if it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.state.lock().ok().and_then(|s| s.status)
+    }
+
+    /// An error with virtiofsd's last words if it has exited.
+    pub fn check_alive(&self) -> Result<()> {
+        if let Some(status) = self.exit_status() {
+            // Let the log thread catch up with its last lines.
+            std::thread::sleep(Duration::from_millis(50));
+            bail!(
+                "{}: virtiofsd exited ({status}){}",
+                self.name,
+                self.last_words()
+            );
+        }
+        Ok(())
+    }
+
+    /// Its last lines of output, for an error message.
+    pub fn last_words(&self) -> String {
+        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", lines.join(" / "))
+        }
+    }
+
+    /// End virtiofsd (its connection should be closed first: it then
+    /// exits by itself); wait for it.
+    pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let until = Instant::now() + STOP_GRACE;
+        let mut signalled = false;
+        while self.exit_status().is_none() {
+            if Instant::now() >= until && !signalled {
+                self.signal(libc::SIGKILL);
+                signalled = true;
+            }
+            if Instant::now() >= until + STOP_GRACE {
+                tracing::error!("{}: virtiofsd (pid {}) does not end", self.name, self.pid);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(w) = self.waiter.take() {
+            let _ = w.join();
+        }
+        if let Some(l) = self.logger.take() {
+            let _ = l.join();
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // The child is reaped only with the state's lock held, after
+        // `status` is set: while it is unset, the pid is still virtiofsd's.
+        if let Ok(s) = self.state.lock() {
+            if s.status.is_none() {
+                if let Ok(pid) = libc::pid_t::try_from(self.pid) {
+                    // SAFETY: kill with plain integers, on our own child
+                    // not yet reaped.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Virtiofsd {
+    fn drop(&mut self) {
+        if self.waiter.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// The supervisor thread: wait for virtiofsd to exit (without reaping
+/// it), then reap it with the state locked and report the exit.
+fn supervise(
+    mut child: Child,
+    name: &str,
+    state: &Mutex<ChildState>,
+    stopping: &AtomicBool,
+    lines: &Mutex<Vec<String>>,
+) {
+    let pid: libc::id_t = child.id();
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value for waitid to
+        // fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child with a valid siginfo pointer;
+        // WNOWAIT leaves it unreaped.
+        let rc =
+            unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            break;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    let Ok(mut s) = state.lock() else { return };
+    let status = match child.wait() {
+        Ok(status) => status,
+        Err(e) => {
+            tracing::error!("{name}: cannot wait for virtiofsd: {e}");
+            return;
+        }
+    };
+    s.status = Some(status);
+    drop(s);
+    if !stopping.load(Ordering::SeqCst) {
+        // Give the log thread a moment for virtiofsd's last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        let words = lines.lock().map(|l| l.join(" / ")).unwrap_or_default();
+        tracing::error!(
+            "{name}: virtiofsd exited ({status}): once its connection hangs up, the share answers the guest with I/O errors{}",
+            if words.is_empty() {
+                String::new()
+            } else {
+                format!(" (virtiofsd said: {words})")
+            }
+        );
+    } else {
+        tracing::debug!("{name}: virtiofsd ended ({status})");
+    }
+}
