@@ -23,6 +23,9 @@ pub struct ConetBenchOptions {
     pub pings: u32,
     /// Guest RAM (MiB).
     pub mem: u64,
+    /// Only render the table from this test-host console log of an
+    /// earlier run (`target/test-host/bench-conet.log`).
+    pub from_log: Option<std::path::PathBuf>,
 }
 
 impl Default for ConetBenchOptions {
@@ -33,6 +36,7 @@ impl Default for ConetBenchOptions {
             round_trips: 200,
             pings: 20,
             mem: 256,
+            from_log: None,
         }
     }
 }
@@ -81,7 +85,7 @@ pub fn conet_bench_script(o: &ConetBenchOptions) -> String {
         // pings.
         format!("/mnt/netio echo {GUEST_ECHO} {two} > /tmp/echo.txt & sleep 2; echo go-''rr; wait; tail -1 /tmp/echo.txt"),
         // The guest's pings of the gateway over the NAT (its own clock).
-        format!("GW=$(ip route | awk '/^default/ {{print $3; exit}}'); ping -c {pings} -i 0.2 $GW | tail -1 | sed 's/^/natping: /'"),
+        format!("GW=$(ip route | awk '/^default/ {{print $3; exit}}'); ping -c {pings} -i 0.2 $GW | grep -E 'transmitted|rtt' | sed 's/^/natping: /'"),
         "umount /mnt".to_string(),
     ];
     let script = r#"set -e
@@ -229,6 +233,9 @@ impl NetioRun {
 pub struct ConetBench {
     pub runs: std::collections::BTreeMap<String, Vec<NetioRun>>,
     pub pings: std::collections::BTreeMap<String, f64>,
+    /// Ping summaries (`20 packets transmitted, 0 received, …`) where
+    /// there was no average.
+    pub ping_summaries: std::collections::BTreeMap<String, String>,
 }
 
 /// The average of a ping summary (`round-trip min/avg/max = 0.1/0.2/0.3
@@ -257,6 +264,9 @@ pub fn parse_conet_bench(console: &str) -> ConetBench {
         } else if label == "natping:" {
             if let Some(avg) = ping_avg(data) {
                 out.pings.insert("nat".to_string(), avg);
+            } else if data.contains("transmitted") {
+                out.ping_summaries
+                    .insert("nat".to_string(), data.trim().to_string());
             }
         } else if let Some(r) = NetioRun::parse(data) {
             out.runs.entry(label.to_string()).or_default().push(r);
@@ -280,6 +290,23 @@ pub fn bench_conet(
     build: &crate::build::BuildOptions,
     o: &ConetBenchOptions,
 ) -> Result<String> {
+    let (console, log) = match &o.from_log {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+            path.clone(),
+        ),
+        None => run_bench(manifest, build, o)?,
+    };
+    render(&console, &log, o)
+}
+
+/// Run the benchmark in the test host: its console and log's path.
+fn run_bench(
+    manifest: &Manifest,
+    build: &crate::build::BuildOptions,
+    o: &ConetBenchOptions,
+) -> Result<(String, std::path::PathBuf)> {
     use colinux_testrig::diskimage::{self, Ext4Image};
     use colinux_testrig::testhost;
     let parts = crate::run::GuestParts::build(
@@ -333,7 +360,12 @@ pub fn bench_conet(
             out.log.display()
         );
     }
-    let r = parse_conet_bench(&out.console);
+    Ok((out.console, out.log))
+}
+
+/// The section of docs/BENCHMARKS.md from the script's console.
+fn render(console: &str, log: &std::path::Path, o: &ConetBenchOptions) -> Result<String> {
+    let r = parse_conet_bench(console);
     let labels = [
         "loop-g2h", "loop-h2g", "loop-rr", "tap-g2h", "tap-h2g", "tap-rr", "nat-g2h", "nat-h2g",
         "nat-rr",
@@ -344,7 +376,7 @@ pub fn bench_conet(
             anyhow::bail!(
                 "{got} measurements of {l}, {} expected (log: {})",
                 o.runs,
-                out.log.display()
+                log.display()
             );
         }
         if let Some(bad) = r.runs[l].iter().find(|x| x.err != 0) {
@@ -352,20 +384,26 @@ pub fn bench_conet(
                 "{l}: netio {} failed with errno {} (log: {})",
                 bad.mode,
                 bad.err,
-                out.log.display()
+                log.display()
             );
         }
     }
+    // A transfer cut short (the connection reset) still has a rate; the
+    // table says so.
     let want_bytes = u64::from(o.mib) << 20;
-    for l in labels.iter().filter(|l| !l.ends_with("-rr")) {
-        if let Some(short) = r.runs[*l].iter().find(|x| x.bytes != want_bytes) {
-            anyhow::bail!(
-                "{l}: {} bytes moved, {want_bytes} expected (log: {})",
-                short.bytes,
-                out.log.display()
-            );
-        }
-    }
+    let short = |l: &str| -> Vec<String> {
+        r.runs[l]
+            .iter()
+            .filter(|x| x.bytes != want_bytes)
+            .map(|x| {
+                format!(
+                    "{:.1} MiB in {:.1} s",
+                    x.bytes as f64 / f64::from(1u32 << 20),
+                    x.secs
+                )
+            })
+            .collect()
+    };
     let rate = |l: &str| median(r.runs[l].iter().map(NetioRun::mb_per_s).collect());
     let rtt = |l: &str| median(r.runs[l].iter().map(NetioRun::us_per_round_trip).collect());
     let runs_of = |l: &str, f: fn(&NetioRun) -> f64, digits: usize| {
@@ -394,8 +432,17 @@ pub fn bench_conet(
                 rate(&l),
                 rate(&base)
             );
+            let cut = short(&l);
+            let note = if cut.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " — cut short (connection reset): {}; the rate is of what moved",
+                    cut.join(", ")
+                )
+            };
             rows.push_str(&format!(
-                "| {what} over the {name} | {:.1} ({}) | {:.1} ({}) | **{ratio:.2}**{target} |\n",
+                "| {what} over the {name} | {:.1} ({}){note} | {:.1} ({}) | **{ratio:.2}**{target} |\n",
                 rate(&l),
                 runs_of(&l, NetioRun::mb_per_s, 1),
                 rate(&base),
@@ -426,7 +473,10 @@ pub fn bench_conet(
          | ping, guest → gateway over the user-mode NAT (iputils `ping -c {p} -i 0.2` in the guest, average; the guest's clock) | {} | {} | – |\n",
         fmt_ms(ping("tap")),
         fmt_ms(ping("loop")),
-        fmt_ms(ping("nat")),
+        match (ping("nat"), r.ping_summaries.get("nat")) {
+            (None, Some(summary)) => format!("no average: {summary}"),
+            (v, _) => fmt_ms(v),
+        },
         fmt_ms(ping("loop")),
         p = o.pings,
     ));
@@ -457,7 +507,15 @@ pub fn bench_conet(
          {rows}\n\
          | latency | median (runs) | loopback | ratio |\n\
          |---|---|---|---|\n\
-         {lat}",
+         {lat}\n\
+         **Reading.** Under TCG the guest's network is one to two orders of magnitude slower than the test \
+         host's loopback, far from the target of 0.5 over the TAP. Each batch of frames costs the guest a \
+         virtio kick or an interrupt, i.e. world switches, which TCG makes very expensive (`bench passage`: \
+         a passage round trip costs about 190 `getppid()` calls there), while the loopback never leaves the \
+         test host's kernel; the receive path also takes one frame per `read()` of the TAP (no receive \
+         offloads, no mergeable buffers). This table says how the paths compare with each other under \
+         emulation; the ratio on hardware, where a world switch does not flush a software TLB and costs \
+         far less next to the rest, is still to be measured.\n",
         runs = o.runs,
         mem = o.mem,
         mib = o.mib,

@@ -324,6 +324,10 @@ enum BenchCmd {
         /// Runs of each measurement (the table shows the median)
         #[arg(long, default_value_t = xtask::bench_conet::ConetBenchOptions::default().runs)]
         runs: u32,
+        /// Only write the table from the test-host log of an earlier run
+        /// (target/test-host/bench-conet.log)
+        #[arg(long)]
+        from_log: Option<PathBuf>,
     },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
@@ -531,7 +535,13 @@ fn run(cli: Cli) -> Result<()> {
             println!("{text}");
         }
         Cmd::Bench {
-            which: BenchCmd::Conet { fetch, mib, runs },
+            which:
+                BenchCmd::Conet {
+                    fetch,
+                    mib,
+                    runs,
+                    from_log,
+                },
         } => {
             let version = fetch.version(&manifest);
             let build =
@@ -539,6 +549,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = xtask::bench_conet::ConetBenchOptions {
                 mib,
                 runs,
+                from_log,
                 ..Default::default()
             };
             let text = xtask::bench_conet::bench_conet(&manifest, &build, &opts)?;
