@@ -44,6 +44,16 @@ pub const TEST_HOST_NET: &[&str] = &["passt"];
 /// package): the libraries it links.
 pub const VIRTIOFSD_BUILD: &[&str] = &["libcap-ng-dev", "libseccomp-dev", "pkg-config"];
 
+/// Packages of the DNS server on the test host's loopback that conet's
+/// test resolves a name through: dnsmasq, copied with its libraries into
+/// the test host (`colinux_testrig::hostpasst`).
+pub const TEST_HOST_DNS: &[&str] = &["dnsmasq-base"];
+
+/// Packages of the X server on the test host that the guest's X clients
+/// display on (conet's test): Xvfb, the keymap compiler it runs and the
+/// keyboard data, copied into the test host (`colinux_testrig::hostpasst`).
+pub const TEST_HOST_X: &[&str] = &["xvfb", "x11-xkb-utils", "xkb-data"];
+
 /// Packages to download the guest's busybox (`colinux_testrig::guest_initrd`):
 /// apt (through a private configuration) and Debian's archive keys.
 pub const GUEST_INITRD: &[&str] = &["apt", "debian-archive-keyring"];

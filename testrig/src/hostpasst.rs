@@ -8,6 +8,11 @@
 //! the same paths — `/usr/bin/passt`, `passt.avx2` (which `passt` runs on
 //! CPUs with AVX2) and the shared libraries `ldd` names, with the ELF
 //! interpreter.
+//!
+//! Other programs of the build machine go into the test host the same way
+//! ([`program_files`]): dnsmasq ([`dnsmasq_files`]), the DNS server on the
+//! test host's loopback that passt forwards the guest's queries to, and
+//! Xvfb ([`xvfb_files`]), the X server the guest's X clients display on.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,25 +23,92 @@ use colinux_buildenv::sysdeps;
 /// Where passt is, on the build machine and in the test host.
 pub const PASST: &str = "/usr/bin/passt";
 
-/// The files passt needs in the test host: (source on the build machine,
-/// path in the test host, mode).
-pub fn files() -> Result<Vec<(PathBuf, String, u32)>> {
+/// Test-host shell lines that make passt usable there and point the
+/// daemon at it (`$COLINUX_PASST`): passt's sandbox `pivot_root()`s, which
+/// fails (EINVAL) while the root is the initramfs itself (rootfs), so the
+/// daemon runs passt through a wrapper that gives it a mount namespace
+/// whose root is a bind mount of `/`.
+pub const WRAPPER_SETUP: &str = r#"cat > /tmp/passt-wrap <<'PASST_WRAP_END'
+#!/bin/sh
+exec unshare -m sh -c 'mkdir -p /tmp/passt-root && mount -o rbind / /tmp/passt-root && cd /tmp/passt-root && mount -o move . / && exec chroot . /usr/bin/passt "$@"' passt "$@"
+PASST_WRAP_END
+chmod +x /tmp/passt-wrap
+export COLINUX_PASST=/tmp/passt-wrap
+"#;
+
+/// Where dnsmasq is, on the build machine and in the test host.
+pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+/// A file for the test host: (source on the build machine, path in the
+/// test host, mode).
+pub type HostFile = (PathBuf, String, u32);
+
+/// The files passt needs in the test host.
+pub fn files() -> Result<Vec<HostFile>> {
     sysdeps::ensure(
         "the user-mode network (passt) in the test host",
         sysdeps::TEST_HOST_NET,
     )?;
-    let mut out: Vec<(PathBuf, String, u32)> = Vec::new();
+    program_files(&[PASST], &["/usr/bin/passt.avx2"])
+}
+
+/// Where Xvfb and the keymap compiler it runs are, and the keyboard data
+/// it reads, on the build machine and in the test host.
+pub const XVFB: &str = "/usr/bin/Xvfb";
+pub const XKBCOMP: &str = "/usr/bin/xkbcomp";
+pub const XKB_DATA: &str = "/usr/share/X11/xkb";
+
+/// The files Xvfb (an X server without a screen, for the guest's X
+/// clients) needs in the test host: Xvfb, xkbcomp, their libraries and
+/// the XKB data. The test host must also have `/var/lib/xkb` (compiled
+/// keymaps go there) before Xvfb starts.
+pub fn xvfb_files() -> Result<Vec<HostFile>> {
+    sysdeps::ensure("the X server (Xvfb) in the test host", sysdeps::TEST_HOST_X)?;
+    let mut out = program_files(&[XVFB, XKBCOMP], &[])?;
+    let mut stack = vec![PathBuf::from(XKB_DATA)];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+            let path = e.path();
+            // Symbolic links are followed: the test host gets a copy.
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                let dest = path.display().to_string();
+                out.push((path, dest, 0o644));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The files dnsmasq needs in the test host.
+pub fn dnsmasq_files() -> Result<Vec<HostFile>> {
+    sysdeps::ensure(
+        "the DNS server (dnsmasq) in the test host",
+        sysdeps::TEST_HOST_DNS,
+    )?;
+    program_files(&[DNSMASQ], &[])
+}
+
+/// `programs` (which must be there) and `optional` ones (taken when they
+/// are), each with the shared libraries it loads, at their own paths.
+pub fn program_files(programs: &[&str], optional: &[&str]) -> Result<Vec<HostFile>> {
+    let mut out: Vec<HostFile> = Vec::new();
     let mut add = |p: &Path, mode: u32| {
         let dest = p.display().to_string();
         if !out.iter().any(|(_, d, _)| *d == dest) {
             out.push((p.to_path_buf(), dest, mode));
         }
     };
-    for prog in [PASST, "/usr/bin/passt.avx2"] {
+    let all = programs.iter().map(|p| (p, true));
+    for (prog, needed) in all.chain(optional.iter().map(|p| (p, false))) {
         let p = Path::new(prog);
         if !p.is_file() {
-            if prog == PASST {
-                bail!("{prog} is not installed (Debian's passt package)");
+            if needed {
+                bail!("{prog} is not installed on this machine");
             }
             continue;
         }

@@ -67,6 +67,11 @@ pub fn gcc_freestanding(what: &str, args: &[std::ffi::OsString], out: &Path) -> 
 /// gets it on a disk.
 pub const DISKIO: &str = "diskio";
 
+/// The TCP benchmark of `cargo xtask bench conet`
+/// (`<GUEST_BENCH_DIR>/netio.c`): like [`DISKIO`], on a disk for the
+/// Debian guest.
+pub const NETIO: &str = "netio";
+
 /// Build the guest benchmark programs ([`GUEST_BENCH_PROGRAMS`], tiny:
 /// every call) into `<target>/guest-bench/`; returns `(name, path)` each.
 /// The same binaries run in the guest and natively in the test host (an

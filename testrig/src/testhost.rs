@@ -339,11 +339,31 @@ impl Scenario {
 
     /// Add passt (conet's user-mode NAT) and its libraries at their
     /// paths ([`crate::hostpasst`]).
-    pub fn with_passt(mut self) -> Result<Self> {
-        for (source, dest, mode) in crate::hostpasst::files()? {
-            self = self.file(source, dest, mode);
+    pub fn with_passt(self) -> Result<Self> {
+        Ok(self.host_files(crate::hostpasst::files()?))
+    }
+
+    /// Add dnsmasq (a DNS server for the test host's loopback) and its
+    /// libraries at their paths ([`crate::hostpasst::dnsmasq_files`]).
+    pub fn with_dnsmasq(self) -> Result<Self> {
+        Ok(self.host_files(crate::hostpasst::dnsmasq_files()?))
+    }
+
+    /// Add Xvfb, xkbcomp, their libraries and the XKB data at their paths
+    /// ([`crate::hostpasst::xvfb_files`]).
+    pub fn with_xvfb(self) -> Result<Self> {
+        Ok(self.host_files(crate::hostpasst::xvfb_files()?))
+    }
+
+    /// Add `files` (source, path in the host, mode), skipping paths
+    /// already there (libraries programs share).
+    pub fn host_files(mut self, files: Vec<crate::hostpasst::HostFile>) -> Self {
+        for (source, dest, mode) in files {
+            if !self.files.iter().any(|f| f.dest == dest) {
+                self = self.file(source, dest, mode);
+            }
         }
-        Ok(self)
+        self
     }
 
     /// Copy virtiofsd (built into the cache from crates.io) and its

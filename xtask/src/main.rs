@@ -329,6 +329,24 @@ enum BenchCmd {
         #[arg(long, default_value_t = xtask::bench::CobdBenchOptions::default().jobs)]
         jobs: u32,
     },
+    /// TCP throughput (guest → host, host → guest) and round trips, and
+    /// pings, between the Debian guest and the QEMU test host over a TAP
+    /// and over the user-mode NAT (passt), against the same over the test
+    /// host's loopback (ratios). Writes docs/BENCHMARKS.md.
+    Conet {
+        #[command(flatten)]
+        fetch: FetchArgs,
+        /// MiB per transfer
+        #[arg(long, default_value_t = xtask::bench_conet::ConetBenchOptions::default().mib)]
+        mib: u32,
+        /// Runs of each measurement (the table shows the median)
+        #[arg(long, default_value_t = xtask::bench_conet::ConetBenchOptions::default().runs)]
+        runs: u32,
+        /// Only write the table from the test-host log of an earlier run
+        /// (target/test-host/bench-conet.log)
+        #[arg(long)]
+        from_log: Option<PathBuf>,
+    },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
     Apply {
@@ -532,6 +550,27 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let text = xtask::bench::bench_cobd(&manifest, &build, &opts)?;
+            println!("{text}");
+        }
+        Cmd::Bench {
+            which:
+                BenchCmd::Conet {
+                    fetch,
+                    mib,
+                    runs,
+                    from_log,
+                },
+        } => {
+            let version = fetch.version(&manifest);
+            let build =
+                kernel_build_options(&manifest, &fetch, version, "tinyconfig".into(), false, None)?;
+            let opts = xtask::bench_conet::ConetBenchOptions {
+                mib,
+                runs,
+                from_log,
+                ..Default::default()
+            };
+            let text = xtask::bench_conet::bench_conet(&manifest, &build, &opts)?;
             println!("{text}");
         }
         Cmd::Bench {

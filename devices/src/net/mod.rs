@@ -14,7 +14,10 @@
 //! transmits go to the back end (a back end that cannot take more makes
 //! the guest's transmit ring wait, never the daemon's run loop or the
 //! console), frames from the back end fill the guest's receive buffers
-//! (while the guest has none posted, the back end is not read). Chains are
+//! (while the guest has none posted, the back end is not read). When the
+//! back end fails (passt exited, the TAP went away) the interface's link
+//! goes down for the guest (`VIRTIO_NET_F_STATUS`: the guest sees no
+//! carrier) besides the error in the log. Chains are
 //! checked as hostile: a chain outside guest RAM, of the wrong direction
 //! or of an absurd length is returned unused and logged, never a panic.
 
@@ -25,6 +28,7 @@ pub mod tap;
 use std::fmt;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -32,7 +36,7 @@ use anyhow::{bail, Context, Result};
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
-    VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU,
+    VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
@@ -261,6 +265,8 @@ pub struct Net {
     passt: Option<passt::Passt>,
     /// TSO/checksum offloads towards the host (TAP only).
     offloads: bool,
+    /// The link is up (the back end works); the config's `status`.
+    link: Arc<AtomicBool>,
     worker: Option<Worker>,
 }
 
@@ -302,6 +308,7 @@ impl Net {
             backend: Some(backend),
             passt,
             offloads,
+            link: Arc::new(AtomicBool::new(true)),
             worker: None,
         })
     }
@@ -322,7 +329,8 @@ impl VirtioDevice for Net {
     }
 
     fn features(&self) -> u64 {
-        let mut f = (1u64 << VIRTIO_NET_F_MAC) | (1 << VIRTIO_NET_F_MTU);
+        let mut f =
+            (1u64 << VIRTIO_NET_F_MAC) | (1 << VIRTIO_NET_F_MTU) | (1 << VIRTIO_NET_F_STATUS);
         if self.offloads {
             f |= (1 << VIRTIO_NET_F_CSUM)
                 | (1 << VIRTIO_NET_F_HOST_TSO4)
@@ -342,6 +350,8 @@ impl VirtioDevice for Net {
         let mut c = vec![0u8; size_of::<C>()];
         c[offset_of!(C, mac)..offset_of!(C, mac) + 6].copy_from_slice(&self.config.mac.0);
         c[offset_of!(C, mtu)..offset_of!(C, mtu) + 2].copy_from_slice(&MTU.to_le_bytes());
+        c[offset_of!(C, status)..offset_of!(C, status) + 2]
+            .copy_from_slice(&link_status(self.link.load(Ordering::SeqCst)));
         c
     }
 
@@ -368,6 +378,7 @@ impl VirtioDevice for Net {
             backend: self.backend.take(),
             interrupt: a.interrupt,
             iface: iface.clone(),
+            link: self.link.clone(),
             pending: None,
             flushing: false,
             dropped: 0,
@@ -421,6 +432,8 @@ struct Serve {
     backend: Option<Box<dyn Backend>>,
     interrupt: Interrupt,
     iface: String,
+    /// The link state the device's config shows.
+    link: Arc<AtomicBool>,
     /// A frame from the back end waiting for a receive buffer.
     pending: Option<Vec<u8>>,
     /// The back end has bytes queued to write.
@@ -429,6 +442,12 @@ struct Serve {
     /// Frames the guest transmitted / received (for the debug log).
     tx_frames: u64,
     rx_frames: u64,
+}
+
+/// The config's `status` field for a link that is up or down.
+fn link_status(up: bool) -> [u8; 2] {
+    let s = if up { VIRTIO_NET_S_LINK_UP as u16 } else { 0 };
+    s.to_le_bytes()
 }
 
 /// Whether frame number `n` (from 1) of a direction is worth a debug
@@ -522,8 +541,8 @@ impl Serve {
         }
     }
 
-    /// The back end failed: report it, and from now on drop what the
-    /// guest sends.
+    /// The back end failed: report it, take the guest's link down, and
+    /// from now on drop what the guest sends.
     fn backend_failed(&mut self, e: std::io::Error) {
         if let Some(b) = self.backend.take() {
             tracing::error!(
@@ -531,6 +550,15 @@ impl Serve {
                 self.iface,
                 b.describe()
             );
+            self.link.store(false, Ordering::SeqCst);
+            use virtio_bindings::virtio_net::virtio_net_config as C;
+            let at = std::mem::offset_of!(C, status) as u64;
+            if let Err(e) = self.interrupt.config_changed(at, &link_status(false)) {
+                tracing::warn!(
+                    "{}: cannot tell the guest its link is down: {e:#}",
+                    self.iface
+                );
+            }
         }
         self.pending = None;
         self.flushing = false;

@@ -182,6 +182,8 @@ fn a_full_stream_stops_taking_frames_until_it_drains() {
 }
 
 const ISR: u64 = 0xf0000;
+const GENERATION: u64 = 0xf0010;
+const CONFIG: u64 = 0xf0100;
 const DATA: u64 = 0x40000;
 
 struct Rig {
@@ -208,8 +210,10 @@ fn rig() -> Rig {
         rx: rx.create_queue().unwrap(),
         tx: tx.create_queue().unwrap(),
         backend: Some(Box::new(backend::Stream::new(a, "peer"))),
-        interrupt: Interrupt::new(mem.clone(), GuestAddress(ISR), irqfd),
+        interrupt: Interrupt::new(mem.clone(), GuestAddress(ISR), irqfd)
+            .with_config(GuestAddress(CONFIG), GuestAddress(GENERATION)),
         iface: "eth9".into(),
+        link: Arc::new(AtomicBool::new(true)),
         pending: None,
         flushing: false,
         dropped: 0,
@@ -334,10 +338,23 @@ fn frames_from_the_peer_fill_the_guests_buffers() {
     // The guest was interrupted.
     let isr: u32 = r.mem.read_obj(GuestAddress(ISR)).unwrap();
     assert_eq!(isr & 1, 1);
-    // The peer going away takes the link down, without an error.
+    // The peer going away takes the link down, without an error: the
+    // config's status says so under a new (even) generation, with a
+    // configuration change interrupt.
+    use virtio_bindings::virtio_net::virtio_net_config as C;
+    let status_at = GuestAddress(CONFIG + std::mem::offset_of!(C, status) as u64);
+    r.mem.write_obj(0u32, GuestAddress(ISR)).unwrap();
+    r.mem.write_obj(1u16, status_at).unwrap();
     drop(r.peer);
     r.serve.receive().unwrap();
     assert!(r.serve.backend.is_none());
+    assert!(!r.serve.link.load(Ordering::SeqCst));
+    let status: u16 = r.mem.read_obj(status_at).unwrap();
+    assert_eq!(status, 0, "the link is down");
+    let generation: u32 = r.mem.read_obj(GuestAddress(GENERATION)).unwrap();
+    assert_eq!(generation, 2);
+    let isr: u32 = r.mem.read_obj(GuestAddress(ISR)).unwrap();
+    assert_eq!(isr, colinux_abi::COOPERATIVE_VIRTIO_ISR_CONFIG);
 }
 
 #[test]

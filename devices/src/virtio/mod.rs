@@ -177,6 +177,9 @@ pub struct Interrupt {
     /// The device's `status` word, where [`Interrupt::needs_reset`] sets
     /// `DEVICE_NEEDS_RESET`.
     status: Option<GuestAddress>,
+    /// The device's config space and its generation word, which
+    /// [`Interrupt::config_changed`] updates.
+    config: Option<(GuestAddress, GuestAddress)>,
 }
 
 impl Interrupt {
@@ -188,7 +191,40 @@ impl Interrupt {
             isr,
             irqfd,
             status: None,
+            config: None,
         }
+    }
+
+    /// The same, with the device's config space at `config` and its
+    /// generation word at `generation`.
+    pub fn with_config(mut self, config: GuestAddress, generation: GuestAddress) -> Interrupt {
+        self.config = Some((config, generation));
+        self
+    }
+
+    /// The device changed its config: write `data` at `offset` of the
+    /// config space under the generation counter (odd while it changes,
+    /// as the ABI says) and send a configuration change interrupt.
+    pub fn config_changed(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let Some((config, gen_at)) = self.config else {
+            bail!("the device's config space is not known here");
+        };
+        if offset + data.len() as u64 > u64::from(abi::COOPERATIVE_VIRTIO_CONFIG_SIZE) {
+            bail!("{} bytes at {offset}: beyond the config space", data.len());
+        }
+        let generation: u32 = self
+            .mem
+            .read_obj(gen_at)
+            .context("the device's config generation is outside guest RAM")?;
+        let w = |r: Result<(), vm_memory::GuestMemoryError>| {
+            r.context("the device's config is outside guest RAM")
+        };
+        w(self.mem.write_obj(generation.wrapping_add(1) | 1, gen_at))?;
+        w(self.mem.write_slice(data, config.unchecked_add(offset)))?;
+        w(self
+            .mem
+            .write_obj((generation.wrapping_add(1) | 1).wrapping_add(1), gen_at))?;
+        self.signal(abi::COOPERATIVE_VIRTIO_ISR_CONFIG)
     }
 
     /// The same, with the device's `status` word at `status`.
@@ -633,7 +669,11 @@ fn activate(mem: &GuestRam, device_mem: &GuestRam, slot: &mut Slot, features: u6
             slot.base.unchecked_add(off::ISR),
             slot.irqfd.clone(),
         )
-        .with_status(slot.base.unchecked_add(off::STATUS)),
+        .with_status(slot.base.unchecked_add(off::STATUS))
+        .with_config(
+            slot.base.unchecked_add(off::CONFIG),
+            slot.base.unchecked_add(off::CONFIG_GENERATION),
+        ),
         features,
     })
 }
