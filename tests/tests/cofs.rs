@@ -193,6 +193,34 @@ fn step(sess: &Session, n: usize, ctx: &str) -> String {
     step_text(sess, n, ctx)
 }
 
+/// On the build machine: the daemon's side of a share alone — virtiofsd
+/// started, greeted over vhost-user (SET_OWNER, features, protocol
+/// features), the config space the guest will read, and virtiofsd gone
+/// (reaped) once the device is dropped.
+#[test]
+#[ignore = "builds virtiofsd (cached); run by `cargo xtask test`"]
+fn virtiofsd_is_started_greeted_and_ended() {
+    use colinux_devices::fs::{config_space, Fs, FsConfig};
+    use colinux_devices::virtio::VirtioDevice;
+    let program = colinux_testrig::hostvirtiofsd::program().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FsConfig::parse(7, dir.path().to_str().unwrap()).unwrap();
+    let fs = Fs::open_with(cfg, &program).unwrap();
+    let pid = fs.virtiofsd_pid();
+    assert!(std::path::Path::new(&format!("/proc/{pid}/exe")).exists());
+    assert_eq!(fs.config(), config_space("cofs7"));
+    assert_eq!(
+        fs.queue_max_sizes().len(),
+        2,
+        "hiprio and one request queue"
+    );
+    drop(fs);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/exe")).exists(),
+        "virtiofsd (pid {pid}) outlived its device"
+    );
+}
+
 #[test]
 #[ignore = "builds the Debian root image (cached) and virtiofsd (cached), boots the guest in the test host; run by `cargo xtask test`"]
 fn debian_guest_shares_host_directories_over_virtiofs() {

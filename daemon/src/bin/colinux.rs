@@ -39,7 +39,8 @@ enum Command {
     /// (coLinux syntax: NAME=VALUE words, `#` comments) and words. Keys:
     /// name=, kernel=, initrd=, mem= (MiB), cocon= (the console socket),
     /// cobdN=PATH[,ro] (disks: image files or host block devices), ethN=,
-    /// cofsN= (not supported yet). Other words (e.g. `root=/dev/cobd0 ro`)
+    /// cofsN=DIR[,ro] (shared host directories: `mount -t virtiofs cofsN`
+    /// in the guest; needs virtiofsd). Other words (e.g. `root=/dev/cobd0 ro`)
     /// are appended to the guest's kernel command line; root=/dev/cobdN is
     /// mapped to the guest's name for that disk. Defaults: the name from the configuration file (else
     /// "colinux"), a quarter of the host's RAM, the console socket

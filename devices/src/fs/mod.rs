@@ -199,11 +199,16 @@ impl Fs {
     /// when virtiofsd is missing, exits at once or does not speak what we
     /// need.
     pub fn open(config: FsConfig) -> Result<Fs> {
+        let program = virtiofsd::program().with_context(|| config.tag())?;
+        Fs::open_with(config, &program)
+    }
+
+    /// [`Fs::open`] with the virtiofsd at `program`.
+    pub fn open_with(config: FsConfig, program: &std::path::Path) -> Result<Fs> {
         let name = config.tag();
-        let program = virtiofsd::program().with_context(|| name.clone())?;
         let (backend, sock) = virtiofsd::Virtiofsd::start(
             &name,
-            &program,
+            program,
             &virtiofsd::Options {
                 dir: config.dir.clone(),
                 read_only: config.read_only,
@@ -236,6 +241,11 @@ impl Fs {
             backend_features,
             worker: None,
         })
+    }
+
+    /// The virtiofsd process the daemon started.
+    pub fn virtiofsd_pid(&self) -> u32 {
+        self.backend.pid()
     }
 
     /// `cofsN`.

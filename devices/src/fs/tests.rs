@@ -132,18 +132,3 @@ fn a_request_is_answered_with_eio_and_its_unique() {
         0
     );
 }
-
-#[test]
-#[ignore = "needs virtiofsd: COLINUX_VIRTIOFSD=… cargo test -p colinux-devices -- --ignored fs::"]
-fn virtiofsd_is_started_greeted_and_ended() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = FsConfig::parse(7, dir.path().to_str().unwrap()).unwrap();
-    let fs = Fs::open(cfg).unwrap();
-    assert!(fs.backend_features & (1 << VIRTIO_F_VERSION_1) != 0);
-    let pid = fs.backend.pid();
-    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
-    assert_eq!(fs.config(), config_space("cofs7"));
-    drop(fs);
-    // Reaped: no such process any more.
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/exe")).exists());
-}
