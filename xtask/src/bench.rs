@@ -1549,6 +1549,17 @@ pub fn parse_cobd_bench(console: &str) -> CobdBench {
     out
 }
 
+/// What follows `what` on the last console line that has it ("not
+/// logged" if none): a disk's summary, not its opening line, which comes
+/// first with the same prefix.
+fn last_said(console: &str, what: &str) -> String {
+    console
+        .lines()
+        .rev()
+        .find_map(|l| l.find(what).map(|i| l[i + what.len()..].trim().to_string()))
+        .unwrap_or_else(|| "not logged".into())
+}
+
 /// `cargo xtask bench cobd`: direct I/O on a cobd disk in the Debian guest
 /// against the same on the same disk in the test host, and the Debian
 /// guest's time to its login prompt.
@@ -1677,14 +1688,7 @@ pub fn bench_cobd(
         .unwrap_or_else(|| "not seen".into());
     // The daemon's own summaries of the run (see `Counts` in
     // devices/src/block and `Stats` in daemon/src/runloop.rs).
-    // The last line that has `what` (a disk's opening line comes first).
-    let said = |what: &str| {
-        out.console
-            .lines()
-            .rev()
-            .find_map(|l| l.find(what).map(|i| l[i + what.len()..].trim().to_string()))
-            .unwrap_or_else(|| "not logged".into())
-    };
+    let said = |what: &str| last_said(&out.console, what);
     let (backend, passages) = (said("INFO cobd1: "), said("INFO guest ran "));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?");
@@ -1736,6 +1740,17 @@ pub fn bench_cobd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_disk_summary_is_its_last_line_not_its_opening() {
+        let console = "colinux| INFO cobd1: /dev/vdb (336 MiB)\nguest| x\n\
+                       colinux| INFO cobd1: 12 requests, 1.0 MiB read\n";
+        assert_eq!(
+            last_said(console, "INFO cobd1: "),
+            "12 requests, 1.0 MiB read"
+        );
+        assert_eq!(last_said(console, "INFO cobd9: "), "not logged");
+    }
 
     /// A console as the `bench boot` script prints it (two boots, two runs
     /// of each program), with host lines mixed in.
