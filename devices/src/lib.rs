@@ -23,6 +23,7 @@
 pub mod block;
 pub mod cocon;
 pub mod fs;
+pub mod helper;
 pub mod net;
 pub mod poll;
 pub mod sock;

@@ -14,29 +14,21 @@
 //! the daemon closes the connection (also when the daemon is killed: the
 //! kernel closes it; `PR_SET_PDEATHSIG` too).
 
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::helper::{Helper, Kind};
 
 /// The environment variable naming the virtiofsd program (else
 /// `virtiofsd` in `PATH`, else Debian's `/usr/libexec/virtiofsd`).
 pub const VIRTIOFSD_ENV: &str = "COLINUX_VIRTIOFSD";
 /// Where Debian's `virtiofsd` package (Debian 13 on) installs it.
 pub const LIBEXEC: &str = "/usr/libexec/virtiofsd";
-/// How long virtiofsd has to exit once its connection is closed before it
-/// is killed.
-const STOP_GRACE: Duration = Duration::from_secs(2);
-/// Lines of virtiofsd's output kept for error messages.
-const KEEP_LINES: usize = 20;
 
 /// The virtiofsd program: `$COLINUX_VIRTIOFSD`, else `virtiofsd` in
 /// `PATH`, else [`LIBEXEC`].
@@ -114,25 +106,19 @@ pub fn arguments(o: &Options) -> Vec<String> {
     args
 }
 
-/// What the supervisor knows about the child.
-#[derive(Debug, Default)]
-struct ChildState {
-    status: Option<ExitStatus>,
-}
-
 /// A running virtiofsd.
 #[derive(Debug)]
 pub struct Virtiofsd {
     name: String,
-    pid: u32,
-    state: Arc<Mutex<ChildState>>,
-    /// Set before the daemon ends virtiofsd itself (its exit is then no
-    /// news).
-    stopping: Arc<AtomicBool>,
-    lines: Arc<Mutex<Vec<String>>>,
-    waiter: Option<JoinHandle<()>>,
-    logger: Option<JoinHandle<()>>,
+    helper: Helper,
 }
+
+/// virtiofsd as a supervised helper.
+const VIRTIOFSD: Kind = Kind {
+    what: "virtiofsd",
+    down: "once its connection hangs up, the share answers the guest with I/O errors",
+    interesting: |line| !line.is_empty(),
+};
 
 /// A listening socket nobody else can reach and our end of a connection
 /// waiting in its backlog.
@@ -158,74 +144,10 @@ impl Virtiofsd {
         let (listener, ours) = private_socket(name)?;
         let fd: RawFd = listener.as_raw_fd();
         let mut cmd = Command::new(program);
-        cmd.arg(format!("--fd={fd}"))
-            .args(arguments(options))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec the closure only makes two system
-        // calls on plain integers (async-signal-safe): the listening socket
-        // is kept open across exec, and virtiofsd is told to end with the
-        // daemon's thread that started it.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("{name}: cannot start {}", program.display()))?;
+        cmd.arg(format!("--fd={fd}")).args(arguments(options));
+        let helper = Helper::spawn(name, VIRTIOFSD, program, cmd, fd)?;
         drop(listener);
-        let pid = child.id();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let logger = child.stderr.take().map(|err| {
-            let (lines, name) = (lines.clone(), name.to_string());
-            std::thread::Builder::new()
-                .name(format!("{name}-virtiofsd-log"))
-                .spawn(move || {
-                    for line in BufReader::new(err).lines() {
-                        let Ok(line) = line else { break };
-                        let line = line.trim_end().to_string();
-                        if line.is_empty() {
-                            continue;
-                        }
-                        tracing::info!("{name}: virtiofsd: {line}");
-                        if let Ok(mut l) = lines.lock() {
-                            if l.len() == KEEP_LINES {
-                                l.remove(0);
-                            }
-                            l.push(line);
-                        }
-                    }
-                })
-        });
-        let logger = match logger {
-            Some(Ok(t)) => Some(t),
-            Some(Err(e)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e).context("cannot start a thread for virtiofsd's log");
-            }
-            None => None,
-        };
-        let state = Arc::new(Mutex::new(ChildState::default()));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let (state, stopping, name, lines) = (
-                state.clone(),
-                stopping.clone(),
-                name.to_string(),
-                lines.clone(),
-            );
-            std::thread::Builder::new()
-                .name(format!("{name}-virtiofsd"))
-                .spawn(move || supervise(child, &name, &state, &stopping, &lines))
-                .context("cannot start a thread to watch virtiofsd")?
-        };
+        let pid = helper.pid();
         tracing::info!(
             "{name}: {} shared by {} (pid {pid}), cache={CACHE}",
             options.dir.display(),
@@ -234,12 +156,7 @@ impl Virtiofsd {
         Ok((
             Virtiofsd {
                 name: name.to_string(),
-                pid,
-                state,
-                stopping,
-                lines,
-                waiter: Some(waiter),
-                logger,
+                helper,
             },
             ours,
         ))
@@ -247,12 +164,12 @@ impl Virtiofsd {
 
     /// virtiofsd's process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.helper.pid()
     }
 
     /// How virtiofsd ended, if it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.state.lock().ok().and_then(|s| s.status)
+        self.helper.exit_status()
     }
 
     /// An error with virtiofsd's last words if it has exited.
@@ -271,110 +188,12 @@ impl Virtiofsd {
 
     /// Its last lines of output, for an error message.
     pub fn last_words(&self) -> String {
-        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
-        if lines.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", lines.join(" / "))
-        }
+        self.helper.last_words()
     }
 
     /// End virtiofsd (its connection should be closed first: it then
     /// exits by itself); wait for it.
     pub fn stop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let until = Instant::now() + STOP_GRACE;
-        let mut signalled = false;
-        while self.exit_status().is_none() {
-            if Instant::now() >= until && !signalled {
-                self.signal(libc::SIGKILL);
-                signalled = true;
-            }
-            if Instant::now() >= until + STOP_GRACE {
-                tracing::error!("{}: virtiofsd (pid {}) does not end", self.name, self.pid);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(w) = self.waiter.take() {
-            let _ = w.join();
-        }
-        if let Some(l) = self.logger.take() {
-            let _ = l.join();
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // The child is reaped only with the state's lock held, after
-        // `status` is set: while it is unset, the pid is still virtiofsd's.
-        if let Ok(s) = self.state.lock() {
-            if s.status.is_none() {
-                if let Ok(pid) = libc::pid_t::try_from(self.pid) {
-                    // SAFETY: kill with plain integers, on our own child
-                    // not yet reaped.
-                    unsafe { libc::kill(pid, sig) };
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Virtiofsd {
-    fn drop(&mut self) {
-        if self.waiter.is_some() {
-            self.stop();
-        }
-    }
-}
-
-/// The supervisor thread: wait for virtiofsd to exit (without reaping
-/// it), then reap it with the state locked and report the exit.
-fn supervise(
-    mut child: Child,
-    name: &str,
-    state: &Mutex<ChildState>,
-    stopping: &AtomicBool,
-    lines: &Mutex<Vec<String>>,
-) {
-    let pid: libc::id_t = child.id();
-    loop {
-        // SAFETY: an all-zero siginfo_t is a valid value for waitid to
-        // fill.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid on our own child with a valid siginfo pointer;
-        // WNOWAIT leaves it unreaped.
-        let rc =
-            unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if rc == 0 {
-            break;
-        }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
-        }
-    }
-    let Ok(mut s) = state.lock() else { return };
-    let status = match child.wait() {
-        Ok(status) => status,
-        Err(e) => {
-            tracing::error!("{name}: cannot wait for virtiofsd: {e}");
-            return;
-        }
-    };
-    s.status = Some(status);
-    drop(s);
-    if !stopping.load(Ordering::SeqCst) {
-        // Give the log thread a moment for virtiofsd's last lines.
-        std::thread::sleep(Duration::from_millis(50));
-        let words = lines.lock().map(|l| l.join(" / ")).unwrap_or_default();
-        tracing::error!(
-            "{name}: virtiofsd exited ({status}): once its connection hangs up, the share answers the guest with I/O errors{}",
-            if words.is_empty() {
-                String::new()
-            } else {
-                format!(" (virtiofsd said: {words})")
-            }
-        );
-    } else {
-        tracing::debug!("{name}: virtiofsd ended ({status})");
+        self.helper.stop();
     }
 }

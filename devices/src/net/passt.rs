@@ -18,20 +18,16 @@
 //! before it starts, because passt itself only warns when it cannot bind
 //! one.
 
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::{Forward, Proto};
+use crate::helper::{Helper, Kind};
 
 /// The environment variable naming the passt program (else `passt` is
 /// looked up in `PATH`).
@@ -42,11 +38,6 @@ pub const MTU: u16 = 1500;
 /// How long a just-started passt is watched for an early exit (a bad
 /// option, no usable host interface) before the guest starts.
 pub const STARTUP_WATCH: Duration = Duration::from_millis(300);
-/// How long passt has to exit once its socket is closed before it is
-/// killed.
-const STOP_GRACE: Duration = Duration::from_secs(2);
-/// Lines of passt's output kept for error messages.
-const KEEP_LINES: usize = 20;
 
 /// The passt program: `$COLINUX_PASST`, else `passt` in `PATH`.
 pub fn program() -> Result<PathBuf> {
@@ -102,24 +93,19 @@ pub fn check_ports_free(forwards: &[Forward]) -> Result<()> {
     Ok(())
 }
 
-/// What the supervisor knows about the child.
-#[derive(Debug, Default)]
-struct ChildState {
-    status: Option<ExitStatus>,
-}
-
 /// A running passt.
 #[derive(Debug)]
 pub struct Passt {
     iface: String,
-    pid: u32,
-    state: Arc<Mutex<ChildState>>,
-    /// Set before the daemon ends passt itself (its exit is then no news).
-    stopping: Arc<AtomicBool>,
-    lines: Arc<Mutex<Vec<String>>>,
-    waiter: Option<JoinHandle<()>>,
-    logger: Option<JoinHandle<()>>,
+    helper: Helper,
 }
+
+/// passt as a supervised helper.
+const PASST: Kind = Kind {
+    what: "passt",
+    down: "the guest's user-mode network is down",
+    interesting,
+};
 
 /// The arguments passt gets besides `--fd`.
 pub fn arguments(forwards: &[Forward]) -> Vec<String> {
@@ -157,73 +143,10 @@ impl Passt {
         let mut cmd = Command::new(program);
         cmd.arg("--fd")
             .arg(fd.to_string())
-            .args(arguments(forwards))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec the closure only makes two system
-        // calls on plain integers (async-signal-safe): passt's end of the
-        // socket is kept open across exec, and passt is told to end with
-        // the daemon's thread that started it.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("{iface}: cannot start {}", program.display()))?;
+            .args(arguments(forwards));
+        let helper = Helper::spawn(iface, PASST, program, cmd, fd)?;
         drop(theirs);
-        let pid = child.id();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let logger = child.stderr.take().map(|err| {
-            let (lines, iface) = (lines.clone(), iface.to_string());
-            std::thread::Builder::new()
-                .name(format!("{iface}-passt-log"))
-                .spawn(move || {
-                    for line in BufReader::new(err).lines() {
-                        let Ok(line) = line else { break };
-                        let line = line.trim_end().to_string();
-                        if !interesting(&line) {
-                            continue;
-                        }
-                        tracing::info!("{iface}: passt: {line}");
-                        if let Ok(mut l) = lines.lock() {
-                            if l.len() == KEEP_LINES {
-                                l.remove(0);
-                            }
-                            l.push(line);
-                        }
-                    }
-                })
-        });
-        let logger = match logger {
-            Some(Ok(t)) => Some(t),
-            Some(Err(e)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e).context("cannot start a thread for passt's log");
-            }
-            None => None,
-        };
-        let state = Arc::new(Mutex::new(ChildState::default()));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let (state, stopping, iface, lines) = (
-                state.clone(),
-                stopping.clone(),
-                iface.to_string(),
-                lines.clone(),
-            );
-            std::thread::Builder::new()
-                .name(format!("{iface}-passt"))
-                .spawn(move || supervise(child, &iface, &state, &stopping, &lines))
-                .context("cannot start a thread to watch passt")?
-        };
+        let pid = helper.pid();
         tracing::info!(
             "{iface}: user-mode network: {} (pid {pid}){}",
             program.display(),
@@ -235,12 +158,7 @@ impl Passt {
         Ok((
             Passt {
                 iface: iface.to_string(),
-                pid,
-                state,
-                stopping,
-                lines,
-                waiter: Some(waiter),
-                logger,
+                helper,
             },
             ours,
         ))
@@ -248,12 +166,12 @@ impl Passt {
 
     /// passt's process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.helper.pid()
     }
 
     /// How passt ended, if it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.state.lock().ok().and_then(|s| s.status)
+        self.helper.exit_status()
     }
 
     /// Watch the new passt for `how_long`: an error (with its last words)
@@ -267,7 +185,7 @@ impl Passt {
                 bail!(
                     "{}: passt exited at once ({status}){}",
                     self.iface,
-                    self.last_words()
+                    self.helper.last_words()
                 );
             }
             if Instant::now() >= until {
@@ -277,111 +195,9 @@ impl Passt {
         }
     }
 
-    fn last_words(&self) -> String {
-        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
-        if lines.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", lines.join(" / "))
-        }
-    }
-
     /// End passt (its socket should be closed first: it then exits by
     /// itself); wait for it.
     pub fn stop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let until = Instant::now() + STOP_GRACE;
-        let mut signalled = false;
-        while self.exit_status().is_none() {
-            if Instant::now() >= until && !signalled {
-                self.signal(libc::SIGKILL);
-                signalled = true;
-            }
-            if Instant::now() >= until + STOP_GRACE {
-                tracing::error!("{}: passt (pid {}) does not end", self.iface, self.pid);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(w) = self.waiter.take() {
-            let _ = w.join();
-        }
-        if let Some(l) = self.logger.take() {
-            let _ = l.join();
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // The child is reaped only with the state's lock held, after
-        // `status` is set: while it is unset, the pid is still passt's.
-        if let Ok(s) = self.state.lock() {
-            if s.status.is_none() {
-                if let Ok(pid) = libc::pid_t::try_from(self.pid) {
-                    // SAFETY: kill with plain integers, on our own child
-                    // not yet reaped.
-                    unsafe { libc::kill(pid, sig) };
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Passt {
-    fn drop(&mut self) {
-        if self.waiter.is_some() {
-            self.stop();
-        }
-    }
-}
-
-/// The supervisor thread: wait for passt to exit (without reaping it),
-/// then reap it with the state locked and report the exit.
-fn supervise(
-    mut child: Child,
-    iface: &str,
-    state: &Mutex<ChildState>,
-    stopping: &AtomicBool,
-    lines: &Mutex<Vec<String>>,
-) {
-    let pid: libc::id_t = child.id();
-    loop {
-        // SAFETY: an all-zero siginfo_t is a valid value for waitid to
-        // fill.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid on our own child with a valid siginfo pointer;
-        // WNOWAIT leaves it unreaped.
-        let rc =
-            unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if rc == 0 {
-            break;
-        }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break;
-        }
-    }
-    let Ok(mut s) = state.lock() else { return };
-    let status = match child.wait() {
-        Ok(status) => status,
-        Err(e) => {
-            tracing::error!("{iface}: cannot wait for passt: {e}");
-            return;
-        }
-    };
-    s.status = Some(status);
-    drop(s);
-    if !stopping.load(Ordering::SeqCst) {
-        // Give the log thread a moment for passt's last lines.
-        std::thread::sleep(Duration::from_millis(50));
-        let words = lines.lock().map(|l| l.join(" / ")).unwrap_or_default();
-        tracing::error!(
-            "{iface}: passt exited ({status}): the guest's user-mode network is down{}",
-            if words.is_empty() {
-                String::new()
-            } else {
-                format!(" (passt said: {words})")
-            }
-        );
-    } else {
-        tracing::debug!("{iface}: passt ended ({status})");
+        self.helper.stop();
     }
 }
