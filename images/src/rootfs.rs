@@ -66,11 +66,9 @@ pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// What `--include` adds to minbase: Debian's init and device manager, the
 /// D-Bus system bus (logind and the `*ctl` tools need it), networking
 /// (`iproute2`, `ping`, `systemd-resolved` for DNS of networkd's DHCP),
-/// `procps`, `kmod`, `netbase`, `less`, an editor, `e2fsprogs` (fsck of
-/// the root at boot) and `x11-utils` (`xdpyinfo` and the X client
-/// libraries: the guest's X clients display on the host's X server, and
-/// conet's test shows it). No kernel: the guest kernel is colinux's own
-/// and has no modules.
+/// `procps`, `kmod`, `netbase`, `less`, an editor and `e2fsprogs` (fsck
+/// of the root at boot). No kernel: the guest kernel is colinux's own and
+/// has no modules.
 pub const PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
@@ -84,7 +82,6 @@ pub const PACKAGES: &[&str] = &[
     "less",
     "vim-tiny",
     "e2fsprogs",
-    "x11-utils",
 ];
 
 /// Bump when the bootstrap step changes in a way [`tree_key`]'s inputs do
