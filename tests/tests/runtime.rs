@@ -3,7 +3,8 @@
 //! Three guests are started detached — from a TOML file, from a coLinux
 //! `@file` and from `name=value` words — and listed; each one's console is
 //! attached in turn, runs a command and is detached from; bad input is
-//! refused with a clear error before anything is allocated; then one guest
+//! refused with a clear error before anything is allocated; one guest's
+//! process is moved between the host's CPUs while its guest computes; then one guest
 //! is stopped cleanly with `colinux stop` (its power button: it runs its
 //! own shutdown), one ended with `colinux kill`, one by SIGKILL of its
 //! process and a fourth with `colinux stop --force`; a fifth runs in the
@@ -44,6 +45,19 @@ wait_for() {{
         n=$((n + 1)); [ $n -le $(($3 * 10)) ] || return 1
         sleep 0.1
     done
+}}
+# typed GUEST LINE MARKER OUT SECONDS: attach to GUEST's console, type LINE,
+# stay attached until MARKER is in the output (at most SECONDS), detach.
+typed() {{
+    {{
+        echo "$2"
+        n=0
+        until grep -qF -- "$3" "$4" 2>/dev/null; do
+            n=$((n + 1)); [ $n -le $(($5 * 10)) ] || break
+            sleep 0.1
+        done
+        printf '\035'
+    }} | timeout $(($5 + 30)) $C console $1 > "$4" 2>&1
 }}
 # refused WANT COMMAND…: the command fails and says WANT.
 refused() {{
@@ -101,10 +115,34 @@ for g in web db cache; do
         n=$((n + 1)); [ $n -le 40 ] || fail "the shell of $g did not answer"
     done
     rc=0
-    {{ echo "echo ran-in-\$(uname -m)-$g-\$((6*7))"; sleep 3; printf '\035'; }} | timeout 60 $C console $g > /tmp/attach-$g 2>&1 || rc=$?
+    typed $g "echo ran-in-\$(uname -m)-$g-\$((6*7))" "ran-in-i686-$g-42" /tmp/attach-$g 60 || rc=$?
     grep -qF "ran-in-i686-$g-42" /tmp/attach-$g || fail "the command typed on $g's console did not run"
     echo "runtime: console $g ok, status $rc"
 done
+# A running guest moves between host CPUs: web's process is pinned to CPU 0
+# and 1 in turn while its guest computes; every running thread sampled is
+# on the CPU it was pinned to, and the guest's result comes out.
+pid=$(sed -n 's/^pid = //p' $R/web/state)
+typed web 'end=$(($(date +%s) + 10)); while [ $(date +%s) -lt $end ]; do :; done; echo moved-$((6*7))' \
+    moved-42 /tmp/attach-move 120 &
+attach=$!
+wait_for /tmp/attach-move 'while [' 60 || fail "web's console did not take the line"
+on0=0; on1=0; off=0
+for i in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    cpu=$((i % 2))
+    taskset -a -p -c $cpu $pid > /dev/null || fail "taskset of web's process"
+    sleep 0.5
+    for st in /proc/$pid/task/*/stat; do
+        set -- $(sed 's/^.*) //' "$st" 2>/dev/null)
+        [ "$1" = R ] || continue
+        shift 36
+        if [ "$1" != $cpu ]; then off=$((off + 1)); elif [ $cpu = 0 ]; then on0=$((on0 + 1)); else on1=$((on1 + 1)); fi
+    done
+done
+taskset -a -p -c 0,1 $pid > /dev/null
+wait $attach
+grep -qF moved-42 /tmp/attach-move || fail "web's computation did not finish across the moves"
+echo "runtime: web moved between CPUs: running on 0 $on0 on 1 $on1 elsewhere $off"
 $C list > /tmp/list2
 echo "runtime: listed $(grep -c running /tmp/list2) running after the consoles"
 
@@ -221,6 +259,20 @@ fn three_named_guests_run_list_attach_and_end() {
         facts(c, "listed"),
         ["3 running after the consoles", "0 after the ends"],
         "{ctx}"
+    );
+    // The guest ran on both CPUs, moved while running, and went on.
+    let moved = facts(c, "web moved between CPUs: running on");
+    let n: Vec<u32> = moved
+        .first()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        n.len() == 5 && n[1] > 0 && n[3] > 0 && n[4] == 0,
+        "web's running threads must be seen on both CPUs and only where pinned: {moved:?}{ctx}"
     );
     // The clean stop: the guest ran its own shutdown and powered off.
     assert_eq!(
