@@ -52,16 +52,7 @@ const MIB: u64 = 1 << 20;
 /// A fresh, empty directory for a test's images:
 /// `target/test-host/disks/<name>/` (emptied if it was there).
 pub fn scratch_dir(name: &str) -> Result<PathBuf> {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe = testhost::file_name_chars(name);
     if safe.is_empty() || safe.starts_with('.') {
         bail!("{name:?} cannot name a directory of disk images");
     }

@@ -1106,9 +1106,11 @@ impl State {
     }
 }
 
-fn sanitize(name: &str) -> String {
-    let s: String = name
-        .chars()
+/// `name` with every character but ASCII letters, digits, `.`, `_` and
+/// `-` replaced by `_`: safe as one file or directory name (unless empty
+/// or starting with `.`, which callers check).
+pub(crate) fn file_name_chars(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
                 c
@@ -1116,7 +1118,11 @@ fn sanitize(name: &str) -> String {
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+fn sanitize(name: &str) -> String {
+    let s = file_name_chars(name);
     if s.is_empty() || s.starts_with('.') {
         format!("scenario{s}")
     } else {
