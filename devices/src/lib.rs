@@ -27,6 +27,7 @@ pub mod helper;
 pub mod net;
 pub mod poll;
 pub mod sock;
+pub mod sparse;
 pub mod virtio;
 
 /// A device back end the run loop serves.

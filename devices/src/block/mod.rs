@@ -41,6 +41,7 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::sparse::Sparse;
 use crate::virtio::{read_chain, Activation, GuestRam, Interrupt, VirtioDevice};
 
 /// Sector size of the virtio-blk protocol.
@@ -605,6 +606,10 @@ struct Shared {
     /// Set when the device stops: queued requests are dropped and no
     /// completion is written to the rings any more.
     stopping: AtomicBool,
+    /// Malformed chains and failed requests: a guest can send millions,
+    /// the log says the first ones and then a count.
+    malformed: Sparse,
+    failed: Sparse,
     /// Called around each request's I/O (tests: to hold requests in
     /// flight and see the order of events).
     #[cfg(test)]
@@ -626,6 +631,8 @@ impl Shared {
             interrupt,
             serial,
             stopping: AtomicBool::new(false),
+            malformed: Sparse::new("malformed chains"),
+            failed: Sparse::new("failed requests"),
             #[cfg(test)]
             hook: None,
         }
@@ -893,10 +900,10 @@ fn request(shared: &Shared, bufs: &[Buf]) -> u32 {
         return 0;
     };
     if !status.writable || status.len < 1 || body.is_empty() || body[0].writable {
-        tracing::warn!(
+        shared.malformed.warn(format_args!(
             "{serial}: malformed request chain ({} descriptors)",
             bufs.len()
-        );
+        ));
         return 0;
     }
     let status_at = status.addr.unchecked_add(u64::from(status.len) - 1);
@@ -904,7 +911,9 @@ fn request(shared: &Shared, bufs: &[Buf]) -> u32 {
         Ok(written) => (VIRTIO_BLK_S_OK, written),
         Err(Failure::Unsupported) => (VIRTIO_BLK_S_UNSUPP, 0),
         Err(Failure::Io(e)) => {
-            tracing::warn!("{serial}: request failed: {e:#}");
+            shared
+                .failed
+                .warn(format_args!("{serial}: request failed: {e:#}"));
             (VIRTIO_BLK_S_IOERR, 0)
         }
     };

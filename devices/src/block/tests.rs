@@ -890,3 +890,21 @@ fn aligned_requests_go_direct_and_misaligned_ones_through_the_page_cache() {
     assert_eq!(buf[p + 4096 + 3..p + 4096 + 19], [0xab; 16]);
     assert_eq!(std::fs::read(&path).unwrap()[8192..12288], [0xab; 4096]);
 }
+
+#[test]
+fn malformed_chains_are_counted_and_logged_sparsely() {
+    let r = rig(64 * 512);
+    let mock = MockSplitQueue::create(&r.mem, GuestAddress(0x1000), 256);
+    // 250 one-descriptor chains: a header with no status byte after it.
+    let descs: Vec<RawDescriptor> = (0..250u64)
+        .map(|k| RawDescriptor::from(Descriptor::new(HDR + 16 * (k % 4), 16, 0, 0)))
+        .collect();
+    mock.add_desc_chains(&descs, 0).unwrap();
+    let (engine, kick) = start(&r, &mock, false, false, None);
+    kick.write(1).unwrap();
+    wait_used(&r, &mock, 250);
+    let malformed = engine.shared.malformed.count();
+    engine.stop();
+    assert_eq!(malformed, 250);
+    assert!(used(&r, &mock).iter().all(|&(_, len)| len == 0));
+}

@@ -45,6 +45,8 @@ use vm_memory::{
 };
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::sparse::Sparse;
+
 /// Guest RAM as back ends see it: guest-physical address = offset.
 pub type GuestRam = GuestMemoryMmap<()>;
 
@@ -333,16 +335,13 @@ pub struct Transport {
     /// Guest RAM without the virtio table: what the back ends get.
     device_mem: GuestRam,
     slots: Vec<Slot>,
-    /// Refused requests so far (the log says the first ones only: a guest
-    /// may send millions).
-    refused: u64,
+    /// Refused requests (the log says the first ones only: a guest may
+    /// send millions).
+    refused: Sparse,
     /// The host driver's file: readable while a line a back end raised
     /// waits for the next RUN (the run loop's wait ends for it).
     wakeup: Option<File>,
 }
-
-/// Refused requests logged one by one (then one in this many).
-pub const REFUSALS_LOGGED: u64 = 100;
 
 /// How [`Transport::request`] went, for the guest (`COOPERATIVE_STATUS_*`).
 pub type Status = u32;
@@ -429,7 +428,7 @@ impl Transport {
             mem,
             device_mem,
             slots,
-            refused: 0,
+            refused: Sparse::new("requests refused"),
             wakeup: None,
         })
     }
@@ -482,15 +481,9 @@ impl Transport {
         }
     }
 
-    /// Log a refused request: the first [`REFUSALS_LOGGED`], then one in
-    /// [`REFUSALS_LOGGED`] with the count.
+    /// Log a refused request, sparsely ([`Sparse`]).
     fn refuse(&mut self, what: std::fmt::Arguments<'_>) {
-        self.refused += 1;
-        if self.refused <= REFUSALS_LOGGED {
-            tracing::warn!("{what}");
-        } else if self.refused.is_multiple_of(REFUSALS_LOGGED) {
-            tracing::warn!("{what} ({} requests refused so far)", self.refused);
-        }
+        self.refused.warn(what);
     }
 
     /// Wake the run loop's wait when `driver` (the host driver's file)
