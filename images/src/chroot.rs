@@ -30,12 +30,27 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// The cached tree of a `suite` chroot with `packages` added to minbase
-/// by debootstrap (from the suite alone) and `updates` installed after it
-/// by apt from the suite, its `-updates` and its security archive (where
-/// Debian's current kernel headers are), bootstrapped now if the cache has
-/// none. Needs root. Do not change the tree: [`copy`] it.
-pub fn ensure(suite: &str, packages: &[String], updates: &[String]) -> Result<PathBuf> {
+/// Where in the chroot the packages of [`Packages::later`] are kept.
+pub const LATER_DIR: &str = "var/cache/colinux-later";
+
+/// What a chroot holds besides minbase.
+#[derive(Debug, Clone, Default)]
+pub struct Packages {
+    /// Added by debootstrap, from the suite alone.
+    pub base: Vec<String>,
+    /// Installed after the bootstrap by apt from the suite, its `-updates`
+    /// and its security archive (where Debian's current kernel headers are).
+    pub updates: Vec<String>,
+    /// Downloaded from the same archives (without the dependencies the
+    /// tree already has) into [`LATER_DIR`], not installed: a test
+    /// installs them later without the network, e.g. a kernel that
+    /// arrives after our packages.
+    pub later: Vec<String>,
+}
+
+/// The cached tree of a `suite` chroot with `packages`, bootstrapped now
+/// if the cache has none. Needs root. Do not change the tree: [`copy`] it.
+pub fn ensure(suite: &str, packages: &Packages) -> Result<PathBuf> {
     if !sysdeps::is_root() {
         bail!("bootstrapping a Debian chroot needs root (debootstrap)");
     }
@@ -46,13 +61,16 @@ pub fn ensure(suite: &str, packages: &[String], updates: &[String]) -> Result<Pa
         suite,
         arch: ARCH,
         variant: rootfs::VARIANT,
-        packages,
+        packages: &packages.base,
     };
     let key = {
         let mut h = Sha256::new();
         h.update(b.key());
-        for u in updates {
+        for u in &packages.updates {
             h.update(format!("\nupdate {u}"));
+        }
+        for l in &packages.later {
+            h.update(format!("\nlater {l}"));
         }
         hex::encode(h.finalize())[..16].to_string()
     };
@@ -65,7 +83,7 @@ pub fn ensure(suite: &str, packages: &[String], updates: &[String]) -> Result<Pa
     let mirror = rootfs::default_mirror();
     let mirror = mirror.trim_end_matches('/');
     rootfs::bootstrap(&dir, &tree_dir, &b, mirror)?;
-    if let Err(e) = install_updates(&tree, suite, mirror, updates) {
+    if let Err(e) = install_updates(&tree, suite, mirror, packages) {
         crate::mounts::remove_tree(&tree_dir)?;
         return Err(e);
     }
@@ -73,9 +91,11 @@ pub fn ensure(suite: &str, packages: &[String], updates: &[String]) -> Result<Pa
 }
 
 /// apt sources for the suite, its updates and security archive; then
-/// `apt-get install updates` in the tree.
-fn install_updates(tree: &Path, suite: &str, mirror: &str, updates: &[String]) -> Result<()> {
-    if updates.is_empty() {
+/// `apt-get install` of the updates in the tree and the download of the
+/// later ones into [`LATER_DIR`].
+fn install_updates(tree: &Path, suite: &str, mirror: &str, packages: &Packages) -> Result<()> {
+    let (updates, later) = (&packages.updates, &packages.later);
+    if updates.is_empty() && later.is_empty() {
         return Ok(());
     }
     let sources = format!(
@@ -85,16 +105,42 @@ fn install_updates(tree: &Path, suite: &str, mirror: &str, updates: &[String]) -
     );
     let list = tree.join("etc/apt/sources.list");
     std::fs::write(&list, sources).with_context(|| format!("cannot write {}", list.display()))?;
-    tracing::info!("installing {} in the chroot (apt)", updates.join(" "));
-    for args in [
-        vec!["apt-get", "update", "-q"],
-        [
-            vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"],
-            updates.iter().map(String::as_str).collect(),
-        ]
-        .concat(),
-        vec!["apt-get", "clean"],
-    ] {
+    tracing::info!(
+        "installing {} in the chroot (apt){}",
+        updates.join(" "),
+        if later.is_empty() {
+            String::new()
+        } else {
+            format!(", keeping {} for later", later.join(" "))
+        }
+    );
+    let later_dir = tree.join(LATER_DIR).join("partial");
+    std::fs::create_dir_all(&later_dir)
+        .with_context(|| format!("cannot create {}", later_dir.display()))?;
+    let archives = format!("Dir::Cache::Archives=/{LATER_DIR}/");
+    let install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    let mut steps = vec![vec!["apt-get", "update", "-q"]];
+    if !updates.is_empty() {
+        steps.push(
+            [
+                &install[..],
+                &updates.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
+        );
+    }
+    steps.push(vec!["apt-get", "clean"]);
+    if !later.is_empty() {
+        steps.push(
+            [
+                &install[..],
+                &["--download-only", "-o", archives.as_str()],
+                &later.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
+        );
+    }
+    for args in steps {
         let o = Command::new("chroot")
             .arg(tree)
             .args(&args)

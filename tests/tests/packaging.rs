@@ -7,12 +7,15 @@
 //! 2. in a Debian 12 amd64 chroot with `dkms` and the stock kernel headers
 //!    (bootstrapped once, cached; a scratch copy per run), `apt-get install
 //!    ./colinux*.deb` builds colinux.ko through DKMS against those headers;
-//!    DKMS asked to build for a kernel without headers says to install them;
+//!    headers of a second kernel installed afterwards get the module built
+//!    for that kernel too (DKMS's header hook); DKMS asked to build for a
+//!    kernel without headers says to install them;
 //! 3. the test host (the same stock kernel) loads that DKMS-built module,
 //!    and the installed `colinux` boots the installed guest kernel on the
 //!    released image (decompressed) to a login;
-//! 4. `apt-get purge` removes module, files and units: the chroot's file
-//!    list is what it was before the install.
+//! 4. `apt-get purge` removes module (for both kernels), files and units:
+//!    with the later kernel purged too, the chroot's file list is what it
+//!    was before the install.
 
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -33,12 +36,24 @@ fn chroot_packages() -> Vec<String> {
 
 /// ... and, from the updates and security archives, the stock kernel
 /// headers (the metapackage, and the test host's release, which is the
-/// one the metapackage names).
-fn chroot_updates(release: &str) -> Vec<String> {
-    vec![
-        "linux-headers-amd64".into(),
-        format!("linux-headers-{release}"),
-    ]
+/// one the metapackage names); kept for later, the headers of a second
+/// kernel, installed after our packages (Debian's cloud flavour of the
+/// same release: a small download).
+fn chroot_packages_for(release: &str) -> colinux_images::chroot::Packages {
+    colinux_images::chroot::Packages {
+        base: chroot_packages(),
+        updates: vec![
+            "linux-headers-amd64".into(),
+            format!("linux-headers-{release}"),
+        ],
+        later: vec![format!("linux-headers-{}", later_release(release))],
+    }
+}
+
+/// The kernel installed after the packages: `6.1.0-N-amd64` →
+/// `6.1.0-N-cloud-amd64`.
+fn later_release(release: &str) -> String {
+    format!("{}-cloud-amd64", release.trim_end_matches("-amd64"))
 }
 
 /// Run `args` inside `root` (chroot), returning status, stdout+stderr.
@@ -151,8 +166,7 @@ fn release_installs_builds_the_module_boots_and_purges_clean() {
     let host = colinux_testrig::hostkernel::ensure().unwrap();
     let release = host.release.clone();
     let cached =
-        colinux_images::chroot::ensure("bookworm", &chroot_packages(), &chroot_updates(&release))
-            .unwrap();
+        colinux_images::chroot::ensure("bookworm", &chroot_packages_for(&release)).unwrap();
     let root = work.path().join("chroot");
     colinux_images::chroot::copy(&cached, &root).unwrap();
     let _proc = ProcMount::new(&root);
@@ -193,6 +207,40 @@ fn release_installs_builds_the_module_boots_and_purges_clean() {
     assert!(
         ok && modinfo.starts_with(&format!("{release} ")),
         "vermagic: {modinfo}"
+    );
+    // A kernel installed after the packages: its headers' postinst hook
+    // has DKMS build the module for it too.
+    let later = later_release(&release);
+    let later_debs: Vec<String> = std::fs::read_dir(root.join(colinux_images::chroot::LATER_DIR))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.ends_with(".deb")
+                .then(|| format!("/{}/{name}", colinux_images::chroot::LATER_DIR))
+        })
+        .collect();
+    assert!(
+        later_debs
+            .iter()
+            .any(|d| d.contains(&format!("linux-headers-{later}_"))),
+        "the chroot keeps no headers of {later}: {later_debs:?}"
+    );
+    let mut args = vec!["apt-get", "install", "-y"];
+    args.extend(later_debs.iter().map(String::as_str));
+    let (ok, log) = in_chroot(&root, &args);
+    assert!(
+        ok,
+        "installing the headers of {later} after colinux:\n{log}"
+    );
+    let later_ko = root.join(format!("lib/modules/{later}/updates/dkms/colinux.ko"));
+    assert!(
+        later_ko.is_file(),
+        "DKMS did not build the module for {later}, installed after colinux-dkms (apt's output:\n{log})"
+    );
+    let (_, status) = in_chroot(&root, &["dkms", "status", "-m", "colinux"]);
+    assert!(
+        status.contains(&format!("colinux/{version}, {later}, x86_64: installed")),
+        "dkms status:\n{status}"
     );
     // A kernel without headers: DKMS says what to install.
     let (ok, nohdr) = in_chroot(
@@ -294,17 +342,36 @@ grep -c colinux /proc/modules || true
         ],
     );
     assert!(ok, "apt-get purge:\n{log}");
+    assert!(
+        !later_ko.exists(),
+        "the module built for {later}, the kernel installed later, outlived the purge"
+    );
+    // The later kernel goes too, so the list can be compared.
+    let (ok, log) = in_chroot(
+        &root,
+        &["apt-get", "purge", "-y", &format!("linux-headers-{later}")],
+    );
+    assert!(ok, "apt-get purge of the later kernel's headers:\n{log}");
     let after = file_list(&root);
     // depmod's indexes of the kernel DKMS built for: the chroot has that
     // kernel's headers but not its image, so DKMS's depmod made them; on a
     // real host they belong to the kernel's package and are rewritten,
     // not added. They must not name the module any more.
+    // The same holds for the later kernel, whose module directory was
+    // made by its headers' package and is left holding only those indexes.
     let depmod_index = |p: &&String| {
-        p.starts_with(&format!("/usr/lib/modules/{release}/modules."))
-            || p.starts_with(&format!("/lib/modules/{release}/modules."))
+        [&release, &later].iter().any(|r| {
+            p.starts_with(&format!("/usr/lib/modules/{r}/modules."))
+                || p.starts_with(&format!("/lib/modules/{r}/modules."))
+        }) || p.as_str() == format!("/usr/lib/modules/{later}")
+            || p.as_str() == format!("/lib/modules/{later}")
     };
     for p in after.iter().filter(depmod_index) {
-        let text = std::fs::read(root.join(p.trim_start_matches('/'))).unwrap();
+        let path = root.join(p.trim_start_matches('/'));
+        if path.is_dir() {
+            continue; // the later kernel's module directory: its files are checked
+        }
+        let text = std::fs::read(&path).unwrap();
         assert!(
             !String::from_utf8_lossy(&text).contains("colinux"),
             "{p} still names colinux after the purge"
