@@ -24,17 +24,10 @@ use colinux_buildenv::sysdeps;
 pub const PASST: &str = "/usr/bin/passt";
 
 /// Test-host shell lines that make passt usable there and point the
-/// daemon at it (`$COLINUX_PASST`): passt's sandbox `pivot_root()`s, which
-/// fails (EINVAL) while the root is the initramfs itself (rootfs), so the
-/// daemon runs passt through a wrapper that gives it a mount namespace
-/// whose root is a bind mount of `/`.
-pub const WRAPPER_SETUP: &str = r#"cat > /tmp/passt-wrap <<'PASST_WRAP_END'
-#!/bin/sh
-exec unshare -m sh -c 'mkdir -p /tmp/passt-root && mount -o rbind / /tmp/passt-root && cd /tmp/passt-root && mount -o move . / && exec chroot . /usr/bin/passt "$@"' passt "$@"
-PASST_WRAP_END
-chmod +x /tmp/passt-wrap
-export COLINUX_PASST=/tmp/passt-wrap
-"#;
+/// daemon at it (`$COLINUX_PASST`): see [`crate::sandboxed`].
+pub fn wrapper_setup() -> String {
+    crate::sandboxed::wrapper_setup(PASST, "COLINUX_PASST")
+}
 
 /// Where dnsmasq is, on the build machine and in the test host.
 pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";

@@ -19,6 +19,12 @@ pub const VERSION: &str = "1.14.0";
 /// Where virtiofsd is in the test host.
 pub const VIRTIOFSD: &str = "/usr/bin/virtiofsd";
 
+/// Test-host shell lines that make virtiofsd usable there and point the
+/// daemon at it (`$COLINUX_VIRTIOFSD`): see [`crate::sandboxed`].
+pub fn wrapper_setup() -> String {
+    crate::sandboxed::wrapper_setup(VIRTIOFSD, "COLINUX_VIRTIOFSD")
+}
+
 /// The built virtiofsd in the cache (built now if it is not there).
 pub fn program() -> Result<PathBuf> {
     let root = paths::cache_dir()?.join(format!("virtiofsd-{VERSION}"));

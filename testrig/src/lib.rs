@@ -34,6 +34,7 @@ pub mod hostvirtiofsd;
 pub mod initramfs;
 pub mod payload;
 pub mod programs;
+pub mod sandboxed;
 pub mod session;
 pub mod testhost;
 pub mod userland;

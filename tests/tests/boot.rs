@@ -447,22 +447,41 @@ GUEST_STEP_WAIT=300
 
 /// The 6.12 LTS guest, whose series is what `cargo xtask rebase --onto
 /// 6.12.100` made of the 6.1 one, boots the same way: shell, typed
-/// command, timed sleep, `poweroff` with exit 0.
+/// command, timed sleep, `poweroff` with exit 0; and its virtio drivers
+/// work over the transport there too: a host folder shared as `cofs0`
+/// (virtiofs through virtiofsd) is read and written from the guest.
 #[test]
 #[ignore = "builds and boots the 6.12 guest in the test host; run by `cargo xtask test`"]
 fn the_6_12_guest_boots_and_powers_off() {
     let _serial = serial();
+    let share = "/tmp/share-6-12";
+    let host_setup = format!(
+        "{}mkdir -p {share}\necho hello-6-12-from-the-host > {share}/from-host\n",
+        colinux_testrig::hostvirtiofsd::wrapper_setup()
+    );
+    let after = format!(
+        "echo \"boot-6-12: the guest wrote: $(cat {share}/from-guest)\"\nrmmod colinux\necho boot-6-12-done"
+    );
+    let script = session::session_script_with(
+        session::Root::Initrd,
+        MEM,
+        &[
+            "uname -r",
+            "time sleep 1",
+            "mkdir -p /mnt && mount -t virtiofs cofs0 /mnt && cat /mnt/from-host && echo written-by-$(uname -r | cut -d. -f1,2) > /mnt/from-guest && umount /mnt && echo share-ok",
+        ],
+        "poweroff",
+        &after,
+        &format!("cofs0={share}"),
+    );
     let s = scenario_with(
         parts_6_12(),
         "boot-6-12",
-        session::session_script(
-            MEM,
-            &["uname -r", "time sleep 1"],
-            "poweroff",
-            "rmmod colinux\necho boot-6-12-done",
-        ),
+        format!("{host_setup}{script}"),
         Duration::from_secs(420),
-    );
+    )
+    .with_virtiofsd()
+    .unwrap();
     let (out, sess) = run_one(&s);
     let ctx = context(&out, &sess);
     let release = step_output(&sess, 1).unwrap_or_else(|| panic!("`uname -r` never finished{ctx}"));
@@ -477,6 +496,20 @@ fn the_6_12_guest_boots_and_powers_off() {
             .iter()
             .any(|l| l.trim().starts_with("real") && l.contains("0m 1.0")),
         "`sleep 1` in the 6.12 guest did not take about 1 s{ctx}"
+    );
+    let shared =
+        step_output(&sess, 3).unwrap_or_else(|| panic!("the share step never finished{ctx}"));
+    assert!(
+        shared
+            .iter()
+            .any(|l| l.contains("hello-6-12-from-the-host"))
+            && shared.iter().any(|l| l.trim() == "share-ok"),
+        "the 6.12 guest did not read the host's file in cofs0: {shared:?}{ctx}"
+    );
+    assert!(
+        out.console
+            .contains("boot-6-12: the guest wrote: written-by-6.12"),
+        "the host does not see the file the 6.12 guest wrote{ctx}"
     );
     assert_eq!(
         sess.status,

@@ -167,7 +167,7 @@ rmmod colinux
         .replace("@AUTOLOGIN@", colinux_testrig::session::AUTOLOGIN_MARKER)
         .replace("@PREFIX@", PREFIX)
         .replace("@NETIO@", n)
-        .replace("@WRAPPER@", colinux_testrig::hostpasst::WRAPPER_SETUP)
+        .replace("@WRAPPER@", &colinux_testrig::hostpasst::wrapper_setup())
         .replace("@TAP_HOST@", TAP_HOST)
         .replace("@TAP_GUEST@", TAP_GUEST)
         .replace("@TAP@", TAP)
