@@ -42,7 +42,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::sparse::Sparse;
-use crate::virtio::{read_chain, Activation, GuestRam, Interrupt, VirtioDevice};
+use crate::virtio::{read_chain, Activation, GuestRam, Interrupt, VirtioDevice, INDEX_WENT_BACK};
 
 /// Sector size of the virtio-blk protocol.
 pub const SECTOR: u64 = 512;
@@ -652,7 +652,15 @@ impl Shared {
         let mem = &self.mem;
         let mut q = self.queue();
         let mut sent = 0;
+        // The ring said more requests were there after the last round.
+        let mut promised = false;
         loop {
+            // A guest whose requests feed themselves (buffers over its own
+            // rings) keeps this loop going: stopping the disk still ends it.
+            if self.stopping.load(Ordering::SeqCst) {
+                return Ok(sent);
+            }
+            let before = sent;
             q.disable_notification(mem).context("ring")?;
             // A broken available ring (its index too far ahead) or chain
             // ends the device: it needs a reset.
@@ -671,9 +679,14 @@ impl Shared {
                 }
                 sent += 1;
             }
+            // More requests, the ring said, yet there were none.
+            if promised && sent == before {
+                bail!("the available ring: {INDEX_WENT_BACK}");
+            }
             if !q.enable_notification(mem).context("ring")? {
                 return Ok(sent);
             }
+            promised = true;
         }
     }
 
@@ -858,6 +871,41 @@ fn dispatcher(
     }
 }
 
+/// Serve one job and complete it.
+fn run_job(shared: &Shared, job: Job) {
+    let started = std::time::Instant::now();
+    let used = request(shared, &job.bufs);
+    let c = &shared.backing.counts;
+    c.requests.fetch_add(1, Ordering::Relaxed);
+    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    c.service_ns.fetch_add(ns, Ordering::Relaxed);
+    if let Err(e) = shared.complete(job.head, used) {
+        tracing::error!("{}: cannot complete a request: {e:#}", shared.serial);
+    }
+}
+
+/// Serve every request `queue`'s available ring holds now, on this
+/// thread, in ring order, with the same code the I/O threads run; the
+/// number served, or why the ring needs a reset. For the fuzzer
+/// (`fuzz/`, `cargo xtask fuzz virtio_blk`), which needs one thread and no
+/// timing; the device itself always serves through [`Engine`].
+#[doc(hidden)]
+pub fn serve_available_now(
+    mem: &GuestRam,
+    queue: Queue,
+    backing: Arc<Backing>,
+    interrupt: Interrupt,
+) -> Result<usize> {
+    let shared = Shared::new(mem.clone(), queue, backing, interrupt, "fuzz".into());
+    let (tx, rx) = mpsc::channel();
+    let dispatched = shared.dispatch(&tx);
+    drop(tx);
+    for job in rx {
+        run_job(&shared, job);
+    }
+    dispatched
+}
+
 /// An I/O thread: serve jobs until the dispatcher is gone.
 fn io_thread(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
     loop {
@@ -871,15 +919,7 @@ fn io_thread(shared: &Shared, jobs: &Mutex<mpsc::Receiver<Job>>) {
         if shared.stopping.load(Ordering::SeqCst) {
             continue;
         }
-        let started = std::time::Instant::now();
-        let used = request(shared, &job.bufs);
-        let c = &shared.backing.counts;
-        c.requests.fetch_add(1, Ordering::Relaxed);
-        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        c.service_ns.fetch_add(ns, Ordering::Relaxed);
-        if let Err(e) = shared.complete(job.head, used) {
-            tracing::error!("{}: cannot complete a request: {e:#}", shared.serial);
-        }
+        run_job(shared, job);
     }
 }
 

@@ -84,7 +84,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::virtio::{Activation, GuestRam, Interrupt, VirtioDevice};
+use crate::virtio::{Activation, GuestRam, Interrupt, VirtioDevice, INDEX_WENT_BACK};
 
 /// Each queue's size.
 pub const QUEUE_SIZE: u16 = 256;
@@ -490,8 +490,12 @@ impl Relay {
             // Drain, then tell the driver where to kick next
             // (EVENT_IDX's avail_event), draining again what came
             // meanwhile.
+            let mut promised = false;
             loop {
                 let any = self.fail_all()?;
+                if promised && !any {
+                    bail!("{INDEX_WENT_BACK}");
+                }
                 let mut again = false;
                 for (_, q, _) in &mut self.queues {
                     again |= q
@@ -504,6 +508,7 @@ impl Relay {
                 if !again {
                     break;
                 }
+                promised = true;
             }
             let mut fds: Vec<_> = std::iter::once(pollfd(stop.as_raw_fd()))
                 .chain(self.queues.iter().map(|(_, _, k)| pollfd(k.as_raw_fd())))

@@ -42,7 +42,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::virtio::{Activation, GuestRam, Interrupt, VirtioDevice};
+use crate::virtio::{Activation, GuestRam, Interrupt, VirtioDevice, INDEX_WENT_BACK};
 use backend::{Backend, HDR_LEN, MAX_FRAME};
 
 /// Each queue's size.
@@ -391,7 +391,10 @@ impl VirtioDevice for Net {
             .name(iface.clone())
             .spawn(move || {
                 if let Err(e) = serve.run(&rx_kick, &tx_kick, &stop2) {
-                    tracing::error!("{iface}: the device stopped: {e:#}");
+                    tracing::error!("{iface}: the device stopped, it needs a reset: {e:#}");
+                    if let Err(e) = serve.interrupt.needs_reset() {
+                        tracing::error!("{iface}: cannot tell the guest: {e:#}");
+                    }
                 }
                 serve.backend
             })
@@ -576,10 +579,13 @@ impl Serve {
         let mut served = 0;
         let mut more = false;
         let mut frame = Vec::new();
+        // The ring said more chains were there after the last round.
+        let mut promised = false;
         'outer: loop {
             self.tx
                 .disable_notification(&mem)
                 .context("transmit ring")?;
+            let before = served;
             loop {
                 if served >= BUDGET {
                     more = true;
@@ -616,9 +622,13 @@ impl Serve {
                 self.tx.add_used(&mem, head, 0).context("transmit ring")?;
                 served += 1;
             }
+            if promised && served == before {
+                bail!("transmit ring: {INDEX_WENT_BACK}");
+            }
             if !self.tx.enable_notification(&mem).context("transmit ring")? {
                 break;
             }
+            promised = true;
         }
         if let Some(b) = self.backend.as_mut() {
             match b.flush() {
@@ -651,6 +661,8 @@ impl Serve {
         let mem = self.mem.clone();
         let mut served = 0;
         let mut more = false;
+        // The ring said more buffers were there, after none were.
+        let mut promised = false;
         self.rx.disable_notification(&mem).context("receive ring")?;
         loop {
             if served >= BUDGET {
@@ -672,13 +684,18 @@ impl Serve {
                 }
             }
             let Some(chain) = self.rx.pop_descriptor_chain(&mem) else {
+                if promised {
+                    bail!("receive ring: {INDEX_WENT_BACK}");
+                }
                 if self.rx.enable_notification(&mem).context("receive ring")? {
                     self.rx.disable_notification(&mem).context("receive ring")?;
+                    promised = true;
                     continue;
                 }
                 // Waits for the guest to post buffers (its kick).
                 break;
             };
+            promised = false;
             let head = chain.head_index();
             let bufs = bufs(chain);
             let Some(mut frame) = self.pending.take() else {

@@ -472,3 +472,53 @@ fn passt_answers_dhcp_through_the_stream_and_ends_with_its_socket() {
     // passt is gone with the device.
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
+
+/// A one-entry queue whose used ring lies over its available ring (the
+/// layout `cargo xtask fuzz virtio_blk` found spinning cobd): writing the
+/// used ring's flags moves the available index back and forth. Returns the
+/// queue, with guest RAM prepared.
+fn overlapping_queue(mem: &GuestRam) -> Queue {
+    mem.write_slice(&[0x28, 0x01, 0x50, 0, 0, 0, 0, 0], GuestAddress(0))
+        .unwrap();
+    let mut q = Queue::new(QUEUE_SIZE).unwrap();
+    q.set_size(1);
+    q.set_desc_table_address(Some(0x5100), Some(0));
+    q.set_avail_ring_address(Some(2), Some(0));
+    q.set_used_ring_address(Some(4), Some(0));
+    q.set_ready(true);
+    assert!(q.is_valid(mem));
+    q
+}
+
+/// `f` on its own thread; its result, or a panic if it did not end.
+fn ends<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("serving the ring did not end: it spins")
+}
+
+#[test]
+fn a_transmit_ring_whose_index_goes_back_is_refused_not_spun_on() {
+    let mut r = rig();
+    r.serve.tx = overlapping_queue(&r.mem);
+    let e = ends(move || r.serve.transmit().map(|_| ())).expect_err("the ring must be refused");
+    assert!(format!("{e:#}").contains("went back"), "{e:#}");
+}
+
+#[test]
+fn a_receive_ring_whose_index_goes_back_is_refused_not_spun_on() {
+    let mut r = rig();
+    for f in [eth(60, 1), eth(60, 2), eth(60, 3)] {
+        r.peer.write_all(&(f.len() as u32).to_be_bytes()).unwrap();
+        r.peer.write_all(&f).unwrap();
+    }
+    r.serve.rx = overlapping_queue(&r.mem);
+    let peer = r.peer;
+    let mut serve = r.serve;
+    let e = ends(move || serve.receive().map(|_| ())).expect_err("the ring must be refused");
+    drop(peer);
+    assert!(format!("{e:#}").contains("went back"), "{e:#}");
+}

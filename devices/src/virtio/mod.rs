@@ -128,6 +128,14 @@ where
     }
 }
 
+/// Why a device gives up on a queue whose available index moved back:
+/// after the ring said more requests were there, the next round found
+/// none. A guest's index only grows; this one moves when the device
+/// writes its own notification fields or used ring (the rings overlap),
+/// and serving on would spin for ever (found by `cargo xtask fuzz`).
+pub const INDEX_WENT_BACK: &str =
+    "its available index went back (do the rings overlap?): the device needs a reset";
+
 /// The virtio feature bits every device offers (VERSION_1, EVENT_IDX).
 pub const TRANSPORT_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_RING_F_EVENT_IDX);
 
