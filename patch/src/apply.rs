@@ -692,7 +692,26 @@ impl<'a> Engine<'a> {
             }
             return 0;
         }
+        // GNU patch tries every offset up to `max_offset`; for a hunk
+        // whose line number lies far beyond the end of the file (a broken
+        // or hostile header, `@@ -55555555550,0 …`) that is billions of
+        // tries of positions past the end (found by `cargo xtask fuzz
+        // patch`). Past the end a pattern line can only match an empty
+        // one, so while the positive side is out of reach (offsets above
+        // `max_pos_offset`) and some compared line is not empty, the
+        // first offset that can match is the one whose first compared
+        // line is inside the file: start there. The first match, and so
+        // the result, is GNU patch's.
         let mut offset = 0;
+        let some_compared_line_is_not_empty = h
+            .old
+            .iter()
+            .skip(usize::try_from(prefix_fuzz).unwrap_or(0))
+            .take(usize::try_from(pat_lines - prefix_fuzz - suffix_fuzz).unwrap_or(0))
+            .any(|(_, text)| !text.is_empty());
+        if max_pos_offset < 0 && some_compared_line_is_not_empty {
+            offset = (first_guess + prefix_fuzz - input_lines).max(0);
+        }
         while offset <= max_offset {
             if offset <= max_pos_offset
                 && self.patch_match(h, first_guess, offset, prefix_fuzz, suffix_fuzz)

@@ -657,3 +657,30 @@ fn gnu_file_operations() {
     compare_with_gnu(&[("x", "1\n")], newname, 0);
     compare_with_gnu(&[("x.orig", "1\n")], newname, 0);
 }
+
+/// A hunk whose line number lies far past the end of the file is placed
+/// (or refused) as GNU patch places it, without trying every position in
+/// between: `cargo xtask fuzz patch` found `@@ -55555555550,0 +1 @@`
+/// spinning for billions of tries.
+#[test]
+fn hunks_numbered_far_past_the_end_are_placed_as_gnu_places_them() {
+    let base = lines(1..=30);
+    let found = "--- a/f\n+++ b/f\n@@ -3000000,3 +3000000,3 @@\n l3\n-l4\n+L4\n l5\n";
+    let missing = "--- a/f\n+++ b/f\n@@ -3000000,3 +3000000,3 @@\n x3\n-x4\n+X4\n x5\n";
+    let fuzzy = "--- a/f\n+++ b/f\n@@ -3000000,3 +3000000,3 @@\n x3\n-l4\n+L4\n l5\n";
+    for fuzz in 0..=2 {
+        for p in [found, missing, fuzzy] {
+            compare_with_gnu(&[("f", &base)], p, fuzz);
+        }
+    }
+    let far = "--- a/f\n+++ b/f\n@@ -55555555550,3 +55555555550,3 @@\n x3\n-x4\n+X4\n x5\n";
+    let t = tree(&[("f", &base)]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&t, far, 2).is_err());
+    });
+    let failed = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("placing the hunk did not end");
+    assert!(failed, "a hunk that is nowhere in the file was applied");
+}
