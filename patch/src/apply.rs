@@ -744,6 +744,14 @@ impl<'a> Engine<'a> {
             return Err(());
         }
         while self.last_frozen_line < last {
+            if self.last_frozen_line >= self.input_lines() {
+                // Past the end every line is empty and copies nothing: a
+                // hunk placed far beyond it (an insertion numbered
+                // 55555555550, found by `cargo xtask fuzz patch`) need not
+                // walk there line by line.
+                self.last_frozen_line = last;
+                break;
+            }
             self.last_frozen_line += 1;
             let s = self.ifetch(self.last_frozen_line);
             if !s.is_empty() {

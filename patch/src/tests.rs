@@ -673,6 +673,22 @@ fn hunks_numbered_far_past_the_end_are_placed_as_gnu_places_them() {
             compare_with_gnu(&[("f", &base)], p, fuzz);
         }
     }
+    // An insertion (no old lines: placed where its header says) that far
+    // away: GNU patch walks there line by line and appends; so do we, at
+    // once.
+    let insertion = "--- a/f\n+++ b/f\n@@ -3000000,0 +3000001,1 @@\n+new\n";
+    compare_with_gnu(&[("f", &base)], insertion, 0);
+    let far_insertion = "--- a/f\n+++ b/f\n@@ -55555555550,0 +55555555551,1 @@\n+new\n";
+    let t = tree(&[("f", &base)]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&t, far_insertion, 0).map(|a| result_tree(&t, &a)));
+    });
+    let applied = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("placing the insertion did not end")
+        .expect("the insertion applies, as with GNU patch");
+    assert_eq!(content(&applied, "f"), format!("{base}new\n"));
     let far = "--- a/f\n+++ b/f\n@@ -55555555550,3 +55555555550,3 @@\n x3\n-x4\n+X4\n x5\n";
     let t = tree(&[("f", &base)]);
     let (tx, rx) = std::sync::mpsc::channel();
