@@ -317,6 +317,15 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let (old_start, old_len, new_start, new_len) = parse_hunk_header(self.lines[start])
             .ok_or_else(|| self.err(start + 1, "malformed hunk header"))?;
+        if [old_start, old_len, new_start, new_len]
+            .iter()
+            .any(|&n| n > MAX_LINE_NUMBER)
+        {
+            return Err(self.err(
+                start + 1,
+                format!("hunk header line number too large (at most {MAX_LINE_NUMBER})"),
+            ));
+        }
         let mut hunk = Hunk {
             old_start,
             old_len,
@@ -423,6 +432,14 @@ fn parse_mode(s: &[u8]) -> Option<u32> {
 }
 
 /// Parses `@@ -a[,b] +c[,d] @@...`; a missing count means 1.
+/// The largest line number or count a hunk header may give: GNU patch
+/// refuses numbers beyond its line type (`ptrdiff_t`); ours stop a
+/// quarter below that, so that the placement's sums and differences of
+/// line numbers and offsets cannot overflow (found by `cargo xtask fuzz
+/// patch`: a start of 17453950555853655608 overflowed). No real file comes
+/// near it.
+pub const MAX_LINE_NUMBER: usize = (isize::MAX / 4) as usize;
+
 pub(crate) fn parse_hunk_header(line: &[u8]) -> Option<(usize, usize, usize, usize)> {
     let s = std::str::from_utf8(trim_eol(line)).ok()?;
     let rest = s.strip_prefix("@@ -")?;
@@ -606,6 +623,19 @@ mod tests {
         assert!(f[4].binary);
         assert_eq!(f[4].new_path.as_deref(), Some("b/t\tb"));
         assert_eq!(f[5].new_path.as_deref(), Some("b/sp ace"));
+    }
+
+    #[test]
+    fn line_numbers_too_large_to_place_are_refused_with_the_line() {
+        for header in [
+            "@@ -17453950555853655608,3 +3,3 @@",
+            "@@ -3,3 +3,9223372036854775807 @@",
+        ] {
+            let text = format!("--- a/x\n+++ b/x\n{header}\n a\n-b\n+c\n a\n");
+            let e = parse_patch(text.as_bytes(), "big.patch").expect_err(header);
+            assert_eq!(e.line, 3, "{e}");
+            assert!(e.message.contains("line number too large"), "{e}");
+        }
     }
 
     #[test]
