@@ -576,10 +576,10 @@ fn fail_request(mem: &GuestRam, descs: &[virtio_queue::desc::split::Descriptor])
         return 0;
     }
     let mut unique = [0u8; 8];
-    if mem
-        .read_slice(&mut unique, req.addr().unchecked_add(8))
-        .is_err()
-    {
+    let Some(at) = req.addr().checked_add(8) else {
+        return 0;
+    };
+    if mem.read_slice(&mut unique, at).is_err() {
         return 0;
     }
     let mut reply = [0u8; OUT_HEADER];
