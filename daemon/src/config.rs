@@ -206,13 +206,19 @@ impl Settings {
     pub fn apply_toml(&mut self, path: &Path) -> Result<()> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the guest configuration {}", path.display()))?;
-        let parsed: TomlGuest = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+        self.apply_toml_text(&text, path)
+    }
+
+    /// Apply the settings of `text`, a TOML file's contents as read from
+    /// `path` (which errors name and relative paths are relative to).
+    pub fn apply_toml_text(&mut self, text: &str, path: &Path) -> Result<()> {
+        let parsed: TomlGuest = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
             anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
         })?;
         let at = |table: Option<&str>, key: &str| Origin::File {
             path: path.to_path_buf(),
-            line: key_line(&text, table, key),
+            line: key_line(text, table, key),
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         // Relative paths in a file are relative to the file.
@@ -252,7 +258,7 @@ impl Settings {
         for (unit, disk) in parsed.cobd.unwrap_or_default() {
             let origin = Origin::File {
                 path: path.to_path_buf(),
-                line: key_line(&text, Some(&format!("cobd.{unit}")), "path"),
+                line: key_line(text, Some(&format!("cobd.{unit}")), "path"),
             };
             let n: u32 = unit
                 .parse()
@@ -271,7 +277,7 @@ impl Settings {
         for (unit, eth) in parsed.eth.unwrap_or_default() {
             let origin = Origin::File {
                 path: path.to_path_buf(),
-                line: key_line(&text, Some(&format!("eth.{unit}")), "kind"),
+                line: key_line(text, Some(&format!("eth.{unit}")), "kind"),
             };
             let n: u32 = unit
                 .parse()
@@ -300,7 +306,7 @@ impl Settings {
         for (unit, share) in parsed.cofs.unwrap_or_default() {
             let origin = Origin::File {
                 path: path.to_path_buf(),
-                line: key_line(&text, Some(&format!("cofs.{unit}")), "path"),
+                line: key_line(text, Some(&format!("cofs.{unit}")), "path"),
             };
             let n: u32 = unit
                 .parse()
@@ -332,6 +338,11 @@ impl Settings {
     pub fn apply_colinux_file(&mut self, path: &Path) -> Result<()> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the guest configuration {}", path.display()))?;
+        self.apply_colinux_text(&text, path)
+    }
+
+    /// [`Settings::apply_colinux_file`] of `text`, the contents of `path`.
+    pub fn apply_colinux_text(&mut self, text: &str, path: &Path) -> Result<()> {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         for (i, line) in text.lines().enumerate() {
             let origin = Origin::File {

@@ -28,6 +28,7 @@ pub mod codegen;
 pub mod docs;
 pub mod driver_build;
 pub mod fetch;
+pub mod fuzz;
 pub mod images;
 pub mod kconfig;
 pub mod manifest;
