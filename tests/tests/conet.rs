@@ -225,6 +225,9 @@ npid=$!
     GUEST_INIT_MARKER='{marker}'
     GUEST_MEM=64
     GUEST_WAIT=600
+    # (the feeder would stop the daemon itself after this long: the kill
+    # below must come first)
+    GUEST_END_WAIT=3000
     guest_boot /tmp/killed.log /tmp/ksteps 'sleep 600' eth0=slirp eth1=tuntap,{TAP} eth2=tuntap
 ) | sed 's/^/killed-/' &
 kbg=$!
@@ -238,7 +241,7 @@ done
 [ -e /sys/class/net/colinux0 ] && echo "conet: created-tap-while-running"
 pidof passt passt.avx2 >/dev/null && echo "conet: passt-while-running"
 echo "conet: killed-mid-transfer tap=$(size /tmp/sink-tap) nat=$(size /tmp/sink-nat)"
-kill -9 $(pidof colinux)
+kpid=$(pidof colinux) && kill -9 $kpid || echo "conet: no-daemon-to-kill"
 # (set -e: the killed daemon's status 137 must not end the script)
 wait $kbg 2>/dev/null || true
 n=0
