@@ -17,6 +17,10 @@
 //! - both interfaces at once: while the guest floods the TAP (a flood ping
 //!   and a TCP blast to a discard listener), a file comes over the NAT and
 //!   the guest's console still answers;
+//! - X through the host: real X clients in the guest (`xsetroot`,
+//!   `xrandr` of Debian's x11-xserver-utils) on an X server of the test
+//!   host (Xvfb) over the NAT: the colour `xsetroot` paints is in Xvfb's
+//!   frame buffer, xrandr shows the server's screen;
 //! - passt killed while the guest runs: the daemon reports it (its log)
 //!   and the guest's eth0 loses its carrier (the link status);
 //! - bad `ethN=` values are refused before a guest starts (malformed, a
@@ -63,6 +67,8 @@ const FWD_GUEST: u16 = 8080;
 /// The made-up name the test host's DNS server knows: the gateway's
 /// address (the host, through passt).
 const NAME: &str = "files.conet.test";
+/// The colour the guest's `xsetroot` paints the host's X screen with.
+const X_COLOUR: &str = "#123456";
 /// Seconds the guest floods the TAP.
 const FLOOD_SECS: u32 = 25;
 
@@ -95,9 +101,12 @@ fn steps(mib: u32) -> Vec<String> {
         format!("echo console-answers-$((6*7)); echo still-flooding-$(pgrep -c -x ping); /usr/lib/apt/apt-helper download-file http://{NAME}:8000/hello.txt /tmp/hello2.txt >/tmp/dl3.log 2>&1; echo nat-status-$?; cat /tmp/hello2.txt"),
         // 9: the flood's end.
         "wait; grep -E 'packets transmitted' /tmp/flood.txt | sed 's/^/flood: /'".to_string(),
-        // 10: X through the host: xdpyinfo on the test host's X server
-        // (Xvfb), by the name, over the NAT.
-        format!("DISPLAY={NAME}:0 xdpyinfo > /tmp/xdpy.txt 2>&1; echo xdpyinfo-status-$?; grep -E '^(name of display|vendor string|number of screens)|dimensions' /tmp/xdpy.txt | sed 's/^ */x: /'"),
+        // 10: X through the host, by the name, over the NAT: real X
+        // clients of the guest (x11-xserver-utils) on the test host's X
+        // server (Xvfb): xsetroot paints the root window, whose pixels the
+        // host reads from Xvfb's frame buffer; xrandr reads the screen's
+        // size from the server.
+        format!("export DISPLAY={NAME}:0; xsetroot -solid '{X_COLOUR}' > /tmp/x.txt 2>&1; echo xsetroot-status-$?; xrandr >> /tmp/x.txt 2>&1; echo xrandr-status-$?; grep -E '^Screen 0|rror|annot' /tmp/x.txt | sed 's/^/x: /'"),
         // 11: the host kills passt once it sees the marker; eth0 loses its
         // carrier.
         "echo kill-passt-$((2*3)); for i in $(seq 120); do [ \"$(cat /sys/class/net/eth0/carrier 2>/dev/null)\" = 0 ] && break; sleep 1; done; echo eth0-carrier-$(cat /sys/class/net/eth0/carrier 2>/dev/null); ip -o link show eth0 | grep -o 'NO-CARRIER'".to_string(),
@@ -145,7 +154,13 @@ echo "conet: down-sum-host-$(sha256sum /tmp/www/down.bin | cut -d' ' -f1)"
 httpd -p 8000 -h /tmp/www
 # The X server the guest's X client displays on, on TCP port 6000.
 mkdir -p /var/lib/xkb /tmp/.X11-unix
-/usr/bin/Xvfb :0 -listen tcp -ac -screen 0 1024x768x24 > /tmp/xvfb.log 2>&1 &
+# Its frame buffer is a file (XWD format: a header, then the pixels,
+# 32 bits each, the bottom-right one last), which the host reads.
+# -noreset: as a desktop's X server with its window manager connected,
+# the screen keeps what a client painted after that client leaves (a
+# server left by its last client would reset and repaint its root).
+mkdir -p /tmp/xfb
+/usr/bin/Xvfb :0 -listen tcp -ac -noreset -screen 0 1024x768x24 -fbdir /tmp/xfb > /tmp/xvfb.log 2>&1 &
 # Bad values: each refused before a guest starts.
 bad() {{
     n=$1; shift
@@ -196,10 +211,15 @@ nc -l -p 9000 > /tmp/up.bin &
 fn host_after() -> String {
     format!(
         r#"
+# When things happened (the test host's uptime), for the log.
+echo "conet: timeline: first console line $(head -1 /tmp/guest.log | cut -d' ' -f1), login $(guest_stamp_of '(automatic login)')"
+for i in 1 2 3 4 5 6 7 8 9 10 11; do echo "conet: timeline: step $i done at $(guest_stamp_of "colinux-run: step-$i-done")"; done
 echo "conet: up-sum-host-$(sha256sum /tmp/up.bin | cut -d' ' -f1)"
 echo "conet: blast-bytes-$(cat /tmp/blast.count 2>/dev/null)"
 echo "conet: dns-queries-$(grep -c 'query\[A\] {NAME}' /tmp/dnsmasq.log)"
 sed 's/^/conet: xvfb: /' /tmp/xvfb.log | tail -5
+# The bottom-right pixel of the X screen, its bytes in file order.
+echo "conet: x-pixel-$(tail -c 4 /tmp/xfb/Xvfb_screen0 | od -An -tx1 | tr -d ' \n')"
 pidof passt passt.avx2 >/dev/null && echo "conet: passt-left-after-poweroff" || echo "conet: no-passt-after-poweroff"
 [ -e /sys/class/net/{TAP} ] && echo "conet: persistent-tap-stays"
 # SIGKILL mid-transfer: an initramfs guest (quick to boot) with passt,
@@ -415,13 +435,28 @@ fn debian_guest_networks_over_passt_and_a_tap() {
         blast >= 64 << 10,
         "the TCP blast reached the host: {blast} bytes{ctx}"
     );
-    // X: a client in the guest on the test host's X server.
+    // X: clients in the guest on the test host's X server. xrandr reads
+    // the screen from the server; xsetroot's colour is in the server's
+    // frame buffer (a pixel of 32 bits, little-endian: blue, green, red,
+    // unused).
     let s10 = step(&sess, 10, &ctx);
     assert!(
-        s10.contains("xdpyinfo-status-0")
-            && s10.contains(&format!("x: name of display:    {NAME}:0"))
-            && s10.contains("x: dimensions:    1024x768 pixels"),
-        "xdpyinfo in the guest on the host's Xvfb: {s10}{ctx}"
+        s10.contains("xsetroot-status-0") && s10.contains("xrandr-status-0"),
+        "X clients in the guest on the host's Xvfb: {s10}{ctx}"
+    );
+    assert!(
+        s10.contains("x: Screen 0:") && s10.contains("current 1024 x 768"),
+        "xrandr in the guest shows the host's X screen: {s10}{ctx}"
+    );
+    let pixel = host("x-pixel-").unwrap_or_default();
+    let rgb = u32::from_str_radix(X_COLOUR.trim_start_matches('#'), 16).unwrap();
+    let want: String = rgb.to_le_bytes()[..3]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        pixel.len() == 8 && pixel.starts_with(&want),
+        "the host's X screen shows the guest's {X_COLOUR}: pixel {pixel:?}, want {want}..{ctx}"
     );
     // passt killed: reported by the daemon, and the guest's link is down.
     let s11 = step(&sess, 11, &ctx);
