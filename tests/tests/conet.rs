@@ -110,6 +110,8 @@ fn steps(mib: u32) -> Vec<String> {
         // 11: the host kills passt once it sees the marker; eth0 loses its
         // carrier.
         "echo kill-passt-$((2*3)); for i in $(seq 120); do [ \"$(cat /sys/class/net/eth0/carrier 2>/dev/null)\" = 0 ] && break; sleep 1; done; echo eth0-carrier-$(cat /sys/class/net/eth0/carrier 2>/dev/null); ip -o link show eth0 | grep -o 'NO-CARRIER'".to_string(),
+        // 12: (for the log) where the boot's time went.
+        "systemd-analyze 2>&1 | head -1; systemd-analyze blame 2>&1 | head -6; journalctl -b -o short-monotonic --no-pager -u systemd-resolved -u systemd-networkd 2>&1 | head -12".to_string(),
     ]
 }
 
