@@ -56,7 +56,7 @@ pub const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 /// The file system's label; `/etc/fstab` mounts the root by it.
 pub const LABEL: &str = "colinux-root";
 /// The image's size unless asked otherwise (the file is sparse: about
-/// 270 MiB of it is written).
+/// 310 MiB of it is written).
 pub const DEFAULT_SIZE: u64 = 2 << 30;
 /// debootstrap's variant: only `Priority: required` packages and apt.
 pub const VARIANT: &str = "minbase";
@@ -66,9 +66,12 @@ pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// What `--include` adds to minbase: Debian's init and device manager, the
 /// D-Bus system bus (logind and the `*ctl` tools need it), networking
 /// (`iproute2`, `ping`, `systemd-resolved` for DNS of networkd's DHCP),
-/// `procps`, `kmod`, `netbase`, `less`, an editor and `e2fsprogs` (fsck
-/// of the root at boot). No kernel: the guest kernel is colinux's own and
-/// has no modules.
+/// `procps`, `kmod`, `netbase`, `less`, an editor, `e2fsprogs` (fsck of
+/// the root at boot) and `x11-xserver-utils` (`xsetroot`, `xset`,
+/// `xrandr`, `xhost` and the X client libraries: the guest's X clients
+/// display on the host's X server, and conet's test shows it; not
+/// `x11-utils`, whose `glxinfo` pulls Mesa and LLVM, ~220 MiB). No
+/// kernel: the guest kernel is colinux's own and has no modules.
 pub const PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
@@ -82,6 +85,7 @@ pub const PACKAGES: &[&str] = &[
     "less",
     "vim-tiny",
     "e2fsprogs",
+    "x11-xserver-utils",
 ];
 
 /// Bump when the bootstrap step changes in a way [`tree_key`]'s inputs do

@@ -17,6 +17,11 @@ pub const GUEST_BENCH_DIR: &str = "tests/guest-bench";
 /// hostile guest user (sysenter, syscall, a user segment in DS).
 pub const GUEST_BENCH_PROGRAMS: &[&str] = &["cpuloop", "ppidloop", "hostile"];
 
+/// The programs of the guest initramfs "with test programs": those of
+/// [`GUEST_BENCH_PROGRAMS`] and [`NETIO`] (a TCP client and server the
+/// busybox guest lacks: conet's test streams with it).
+pub const GUEST_INITRD_PROGRAMS: &[&str] = &["cpuloop", "ppidloop", "hostile", NETIO];
+
 /// gcc flags of every freestanding i386 program the rig builds (these and
 /// the test payload): static, no libc, no libgcc, no FPU or vector
 /// registers in generated code.

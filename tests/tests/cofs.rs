@@ -85,19 +85,12 @@ fn steps() -> Vec<String> {
 fn host_setup() -> String {
     let c = session::HOST_COLINUX;
     let v = session::HOST_VMLINUX;
+    let wrapper = colinux_testrig::hostvirtiofsd::wrapper_setup();
     format!(
         r#"
 export RUST_LOG=colinux_devices::fs=debug,info
-# virtiofsd's sandbox pivot_root()s, which fails (EINVAL) while the root
-# is the initramfs itself (rootfs): the daemon runs it through a wrapper
-# that gives it a mount namespace whose root is a bind mount of /.
-cat > /tmp/virtiofsd-wrap <<'EOF'
-#!/bin/sh
-exec unshare -m sh -c 'mkdir -p /tmp/vfs-root && mount -o rbind / /tmp/vfs-root && cd /tmp/vfs-root && mount -o move . / && exec chroot . /usr/bin/virtiofsd "$@"' virtiofsd "$@"
-EOF
-chmod +x /tmp/virtiofsd-wrap
-export COLINUX_VIRTIOFSD=/tmp/virtiofsd-wrap
-mkdir -p {RW} {RO}
+# virtiofsd through its wrapper (see colinux_testrig::sandboxed).
+{wrapper}mkdir -p {RW} {RO}
 # The read-write share belongs to a user: root in the guest is that user
 # there, not host root.
 chown 1000:1000 {RW}
