@@ -16,9 +16,11 @@
 //! bug: each run replays them first) and what earlier runs found
 //! (`<cache>/fuzz/corpus/<target>/`, kept outside the clone). A crash, a
 //! hang (`-timeout`) or runaway memory (`-rss_limit_mb`) fails the run and
-//! names the input libFuzzer saved and the command that replays it. CI runs
-//! every target briefly (`cargo xtask test`); `--record` writes the run's
-//! figures into docs/RELIABILITY.md.
+//! names the input libFuzzer saved and the command that replays it.
+//! `--runs N` is the deterministic form CI uses (`cargo xtask test`): N
+//! inputs per target from a fixed random seed, mutating the committed seeds
+//! alone, so a CI failure is the change's and replays anywhere. `--record`
+//! writes the run's figures into docs/RELIABILITY.md.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,6 +71,11 @@ pub struct FuzzOptions {
     pub targets: Vec<String>,
     /// How long each target runs.
     pub seconds: u64,
+    /// Instead of a time: this many inputs per target from a fixed random
+    /// seed, mutating the committed seeds only (not the cache's corpus),
+    /// so that a run finds the same as any other run of the same tree. CI
+    /// runs this way: a failure there is the change's, not luck's.
+    pub runs: Option<u64>,
     /// Write the figures into docs/RELIABILITY.md when every target passed.
     pub record: bool,
 }
@@ -112,7 +119,7 @@ pub fn fuzz(opts: &FuzzOptions) -> Result<Vec<Stats>> {
     let mut all = Vec::new();
     let started = Instant::now();
     for t in &targets {
-        all.push(run_one(&bins, t, opts.seconds)?);
+        all.push(run_one(&bins, t, opts.seconds, opts.runs)?);
     }
     if opts.record {
         let text = report(&all, opts.seconds, started.elapsed().as_secs());
@@ -144,22 +151,39 @@ fn build() -> Result<PathBuf> {
     Ok(target_dir.join(HOST_TARGET).join("release"))
 }
 
-fn run_one(bins: &Path, target: &str, seconds: u64) -> Result<Stats> {
+fn run_one(bins: &Path, target: &str, seconds: u64, runs: Option<u64>) -> Result<Stats> {
     let root = paths::repo_root();
     let seeds = root.join("fuzz/seeds").join(target);
-    let corpus = paths::cache_dir()?.join("fuzz/corpus").join(target);
+    // A deterministic run starts from the seeds alone: its corpus is new.
+    let scratch;
+    let corpus = match runs {
+        Some(_) => {
+            scratch = tempfile::tempdir_in(paths::target_dir())
+                .context("cannot make a scratch corpus directory")?;
+            scratch.path().to_path_buf()
+        }
+        None => paths::cache_dir()?.join("fuzz/corpus").join(target),
+    };
     let artifacts = paths::target_dir().join("fuzz/artifacts").join(target);
     for d in [&corpus, &artifacts] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
     let bin = bins.join(target);
-    tracing::info!(
-        "fuzzing {target} for {seconds} s (corpus {})",
-        corpus.display()
-    );
     let mut cmd = Command::new(&bin);
-    cmd.arg(format!("-max_total_time={seconds}"))
-        .arg("-timeout=10")
+    match runs {
+        Some(n) => {
+            tracing::info!("fuzzing {target}: {n} inputs from seed 1 (deterministic)");
+            cmd.arg(format!("-runs={n}")).arg("-seed=1");
+        }
+        None => {
+            tracing::info!(
+                "fuzzing {target} for {seconds} s (corpus {})",
+                corpus.display()
+            );
+            cmd.arg(format!("-max_total_time={seconds}"));
+        }
+    }
+    cmd.arg("-timeout=10")
         .arg("-rss_limit_mb=2048")
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
@@ -231,13 +255,18 @@ fn parse_stats(log: &str) -> Stats {
 fn report(all: &[Stats], seconds: u64, took: u64) -> String {
     let mut t = format!(
         "## fuzz\n\n`cargo xtask fuzz --seconds {seconds} --record`: every target {seconds} s \
-         ({} min in all, {} CPUs), no crash, hang or leak found. The corpus grows between runs \
-         (kept in the cache); the committed seeds in `fuzz/seeds/` are replayed first.\n\n\
+         ({} min in all, {} CPUs, load average at the end {}), no crash, hang or leak found. \
+         Inputs run depend on the machine and its load. The corpus grows between runs (kept in \
+         the cache); the committed seeds in `fuzz/seeds/` are replayed first.\n\n\
          | target | what it feeds | inputs run | coverage (cov / ft) | corpus |\n|---|---|---|---|---|\n",
         took.div_ceil(60),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into()),
     );
     for s in all {
         let what = TARGETS

@@ -197,6 +197,10 @@ enum Cmd {
         /// Seconds per target
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Deterministic instead: N inputs per target from a fixed random
+        /// seed, mutating the committed seeds only (what CI runs)
+        #[arg(long, conflicts_with = "record")]
+        runs: Option<u64>,
         /// Write the figures into docs/RELIABILITY.md (section "fuzz")
         #[arg(long)]
         record: bool,
@@ -714,11 +718,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Fuzz {
             targets,
             seconds,
+            runs,
             record,
         } => {
             xtask::fuzz::fuzz(&xtask::fuzz::FuzzOptions {
                 targets,
                 seconds,
+                runs,
                 record,
             })?;
         }
@@ -904,10 +910,11 @@ fn run_tests(no_kernel: bool) -> Result<()> {
     xshell::cmd!(sh, "cargo test --workspace -- --include-ignored")
         .run()
         .context("tests failed")?;
-    step("cargo xtask fuzz --seconds 10 (the long run: cargo xtask fuzz)");
+    step("cargo xtask fuzz --runs 50000 (deterministic; the long run: cargo xtask fuzz)");
     xtask::fuzz::fuzz(&xtask::fuzz::FuzzOptions {
         targets: Vec::new(),
         seconds: 10,
+        runs: Some(50_000),
         record: false,
     })?;
     if !no_kernel {
