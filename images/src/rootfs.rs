@@ -67,8 +67,9 @@ pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// What `--include` adds to minbase: Debian's init and device manager, the
 /// D-Bus system bus (logind and the `*ctl` tools need it), networking
 /// (`iproute2`, `ping`, `systemd-resolved` for DNS of networkd's DHCP),
-/// `procps`, `kmod`, `netbase`, `less`, an editor and `e2fsprogs` (fsck
-/// of the root at boot). No kernel: the guest kernel is colinux's own and
+/// `procps`, `kmod`, `netbase`, `less`, an editor, `e2fsprogs` (fsck
+/// of the root at boot) and `git` (the cofs test works in a repository in
+/// a share; without its recommends, which debootstrap does not install). No kernel: the guest kernel is colinux's own and
 /// has no modules.
 pub const PACKAGES: &[&str] = &[
     "systemd-sysv",
@@ -83,6 +84,7 @@ pub const PACKAGES: &[&str] = &[
     "less",
     "vim-tiny",
     "e2fsprogs",
+    "git",
 ];
 
 /// Bump when the bootstrap step changes in a way [`tree_key`]'s inputs do
