@@ -57,7 +57,7 @@ pub const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 /// The file system's label; `/etc/fstab` mounts the root by it.
 pub const LABEL: &str = "colinux-root";
 /// The image's size unless asked otherwise (the file is sparse: about
-/// 270 MiB of it is written).
+/// 365 MiB of it is written).
 pub const DEFAULT_SIZE: u64 = 2 << 30;
 /// debootstrap's variant: only `Priority: required` packages and apt.
 pub const VARIANT: &str = "minbase";
