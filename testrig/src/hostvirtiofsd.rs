@@ -19,6 +19,20 @@ pub const VERSION: &str = "1.14.0";
 /// Where virtiofsd is in the test host.
 pub const VIRTIOFSD: &str = "/usr/bin/virtiofsd";
 
+/// Test-host shell lines that make virtiofsd usable there and point the
+/// daemon at it (`$COLINUX_VIRTIOFSD`): virtiofsd's sandbox
+/// `pivot_root()`s, which fails (EINVAL) while the root is the initramfs
+/// itself (rootfs), so the daemon runs it through a wrapper that gives it a
+/// mount namespace whose root is a bind mount of `/` (as passt's,
+/// [`crate::hostpasst::WRAPPER_SETUP`]).
+pub const WRAPPER_SETUP: &str = r#"cat > /tmp/virtiofsd-wrap <<'VIRTIOFSD_WRAP_END'
+#!/bin/sh
+exec unshare -m sh -c 'mkdir -p /tmp/vfs-root && mount -o rbind / /tmp/vfs-root && cd /tmp/vfs-root && mount -o move . / && exec chroot . /usr/bin/virtiofsd "$@"' virtiofsd "$@"
+VIRTIOFSD_WRAP_END
+chmod +x /tmp/virtiofsd-wrap
+export COLINUX_VIRTIOFSD=/tmp/virtiofsd-wrap
+"#;
+
 /// The built virtiofsd in the cache (built now if it is not there).
 pub fn program() -> Result<PathBuf> {
     let root = paths::cache_dir()?.join(format!("virtiofsd-{VERSION}"));
