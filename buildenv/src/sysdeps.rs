@@ -54,6 +54,10 @@ pub const TEST_HOST_DNS: &[&str] = &["dnsmasq-base"];
 /// keyboard data, copied into the test host (`colinux_testrig::hostpasst`).
 pub const TEST_HOST_X: &[&str] = &["xvfb", "x11-xkb-utils", "xkb-data"];
 
+/// Packages for git in the test host (`colinux_testrig::hostpasst::git_files`):
+/// the cofs test checks there a repository the guest made in a share.
+pub const TEST_HOST_GIT: &[&str] = &["git"];
+
 /// Packages to download the guest's busybox (`colinux_testrig::guest_initrd`):
 /// apt (through a private configuration) and Debian's archive keys.
 pub const GUEST_INITRD: &[&str] = &["apt", "debian-archive-keyring"];

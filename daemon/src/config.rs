@@ -128,6 +128,9 @@ struct TomlShare {
     path: PathBuf,
     #[serde(default)]
     readonly: bool,
+    /// `never` (the default) or `auto`: `cache=` of `cofsN=`.
+    #[serde(default)]
+    cache: Option<String>,
 }
 
 /// An `[eth.N]` table: the `ethN=` value's parts by name.
@@ -318,7 +321,10 @@ impl Settings {
                         DeviceKind::Cofs.max_unit()
                     )
                 })?;
-            let value = disk_value(&rel(share.path), share.readonly);
+            let mut value = disk_value(&rel(share.path), share.readonly);
+            if let Some(mode) = &share.cache {
+                value.push_str(&format!(",cache={mode}"));
+            }
             self.devices
                 .insert((DeviceKind::Cofs, n), Set { value, origin });
         }
@@ -801,6 +807,7 @@ fn split_words(line: &str) -> std::result::Result<Vec<String>, String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use colinux_devices::fs::Cache;
 
     fn defaults() -> Defaults {
         Defaults {
@@ -1137,7 +1144,7 @@ mod tests {
         let t = write(
             &dir,
             "g.toml",
-            "kernel = \"vmlinux\"\n[cofs.0]\npath = \"src\"\n[cofs.4]\npath = \"docs\"\nreadonly = true\n",
+            "kernel = \"vmlinux\"\n[cofs.0]\npath = \"src\"\n[cofs.4]\npath = \"docs\"\nreadonly = true\ncache = \"auto\"\n",
         );
         let mut m = Settings::default();
         m.apply_toml(&t).unwrap();
@@ -1148,12 +1155,14 @@ mod tests {
                 FsConfig {
                     unit: 0,
                     dir: canon("src"),
-                    read_only: false
+                    read_only: false,
+                    cache: Cache::Never,
                 },
                 FsConfig {
                     unit: 4,
                     dir: canon("docs"),
-                    read_only: true
+                    read_only: true,
+                    cache: Cache::Auto,
                 }
             ]
         );

@@ -28,7 +28,8 @@
 //! - `debootstrap.log`: the last debootstrap's output;
 //! - `colinux-root-<suite>-i386.img`: the default image;
 //! - `outputs/<hash>.txt`: for each image written, its inputs, size and
-//!   modification time. An image whose inputs are unchanged is left as it
+//!   modification time (an image in the cache is named relative to it, so
+//!   a copied or moved cache keeps its records). An image whose inputs are unchanged is left as it
 //!   is; one a guest has written to since (its time or size differ) is
 //!   replaced only with `force`: the user's data is never lost silently.
 
@@ -56,7 +57,8 @@ pub const SECURITY_MIRROR: &str = "http://deb.debian.org/debian-security";
 /// The file system's label; `/etc/fstab` mounts the root by it.
 pub const LABEL: &str = "colinux-root";
 /// The image's size unless asked otherwise (the file is sparse: about
-/// 310 MiB of it is written).
+/// about 410 MiB of it is written, with git and x11-xserver-utils; measured
+/// after the merge: see docs/rootfs.md).
 pub const DEFAULT_SIZE: u64 = 2 << 30;
 /// debootstrap's variant: only `Priority: required` packages and apt.
 pub const VARIANT: &str = "minbase";
@@ -67,11 +69,13 @@ pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// D-Bus system bus (logind and the `*ctl` tools need it), networking
 /// (`iproute2`, `ping`, `systemd-resolved` for DNS of networkd's DHCP),
 /// `procps`, `kmod`, `netbase`, `less`, an editor, `e2fsprogs` (fsck of
-/// the root at boot) and `x11-xserver-utils` (`xsetroot`, `xset`,
-/// `xrandr`, `xhost` and the X client libraries: the guest's X clients
-/// display on the host's X server, and conet's test shows it; not
-/// `x11-utils`, whose `glxinfo` pulls Mesa and LLVM, ~220 MiB). No
-/// kernel: the guest kernel is colinux's own and has no modules.
+/// the root at boot), `x11-xserver-utils` (`xsetroot`, `xset`, `xrandr`,
+/// `xhost` and the X client libraries: the guest's X clients display on the
+/// host's X server, and conet's test shows it; not `x11-utils`, whose
+/// `glxinfo` pulls Mesa and LLVM, ~220 MiB) and `git` (the cofs test works
+/// in a repository in a share; without its recommends, which debootstrap
+/// does not install). No kernel: the guest kernel is colinux's own and has
+/// no modules.
 pub const PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
@@ -86,6 +90,7 @@ pub const PACKAGES: &[&str] = &[
     "vim-tiny",
     "e2fsprogs",
     "x11-xserver-utils",
+    "git",
 ];
 
 /// Bump when the bootstrap step changes in a way [`tree_key`]'s inputs do
@@ -281,8 +286,8 @@ pub fn build(opts: &RootfsOptions) -> Result<Rootfs> {
         mirror,
     });
     let inputs = image_inputs(&key, &actions, opts.size);
-    let stamp = stamp_path(&dir, &output);
-    match output_state(&output, &stamp, &inputs)? {
+    let rec = record(&dir, &output);
+    match output_state(&output, &rec, &inputs)? {
         OutputState::UpToDate if !opts.force => {
             tracing::info!("{} is up to date", output.display());
             return Ok(Rootfs {
@@ -303,7 +308,7 @@ pub fn build(opts: &RootfsOptions) -> Result<Rootfs> {
         state => tracing::debug!("writing {}: {state:?}", output.display()),
     }
     make_image(&dir, &tree, &actions, &output, opts.size)?;
-    write_stamp(&stamp, &output, &inputs)?;
+    write_stamp(&rec, &output, &inputs)?;
     let allocated = allocated(&output)?;
     Ok(Rootfs {
         image: output,
@@ -890,10 +895,38 @@ fn image_inputs(key: &str, actions: &[Action], size: u64) -> String {
     hex::encode(h.finalize())
 }
 
-/// Where the record of the image at `output` is kept.
-fn stamp_path(dir: &Path, output: &Path) -> PathBuf {
-    let hash = hex::encode(Sha256::digest(output.to_string_lossy().as_bytes()));
-    dir.join("outputs").join(format!("{}.txt", &hash[..16]))
+/// Where the record of the image at `output` is kept, and the name it
+/// gives the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    /// `outputs/<hash of name>.txt`.
+    stamp: PathBuf,
+    /// The image's path relative to the cache's `rootfs/` directory
+    /// (`cache:colinux-root-bookworm-i386.img`) when it is inside it, so
+    /// that a cache copied or moved elsewhere (a helper's copy, a CI
+    /// cache restored under another home) still knows its images; else
+    /// its absolute path.
+    name: String,
+    /// The record as written before names were relative (keyed and
+    /// named by the absolute path), read when `stamp` is absent.
+    legacy: PathBuf,
+}
+
+fn record(dir: &Path, output: &Path) -> Record {
+    let keyed = |name: &str| {
+        let hash = hex::encode(Sha256::digest(name.as_bytes()));
+        dir.join("outputs").join(format!("{}.txt", &hash[..16]))
+    };
+    let absolute = output.to_string_lossy().into_owned();
+    let name = match output.strip_prefix(dir) {
+        Ok(rel) if !rel.as_os_str().is_empty() => format!("cache:{}", rel.display()),
+        _ => absolute.clone(),
+    };
+    Record {
+        stamp: keyed(&name),
+        name,
+        legacy: keyed(&absolute),
+    }
 }
 
 /// What is at the output path.
@@ -908,14 +941,18 @@ enum OutputState {
     Changed,
 }
 
-fn output_state(output: &Path, stamp: &Path, inputs: &str) -> Result<OutputState> {
+fn output_state(output: &Path, rec: &Record, inputs: &str) -> Result<OutputState> {
     let meta = match std::fs::metadata(output) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OutputState::Absent),
         Err(e) => return Err(e).with_context(|| format!("cannot stat {}", output.display())),
     };
-    let Ok(text) = std::fs::read_to_string(stamp) else {
-        return Ok(OutputState::Changed);
+    let (text, name) = match std::fs::read_to_string(&rec.stamp) {
+        Ok(t) => (t, rec.name.clone()),
+        Err(_) => match std::fs::read_to_string(&rec.legacy) {
+            Ok(t) => (t, output.to_string_lossy().into_owned()),
+            Err(_) => return Ok(OutputState::Changed),
+        },
     };
     let field = |k: &str| {
         text.lines()
@@ -923,7 +960,7 @@ fn output_state(output: &Path, stamp: &Path, inputs: &str) -> Result<OutputState
             .unwrap_or_default()
             .to_string()
     };
-    if field("path") != output.to_string_lossy()
+    if field("path") != name
         || field("size") != meta.len().to_string()
         || field("mtime") != mtime_ns(&meta).to_string()
     {
@@ -940,7 +977,8 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
     i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
 }
 
-fn write_stamp(stamp: &Path, output: &Path, inputs: &str) -> Result<()> {
+fn write_stamp(rec: &Record, output: &Path, inputs: &str) -> Result<()> {
+    let stamp = &rec.stamp;
     let meta =
         std::fs::metadata(output).with_context(|| format!("cannot stat {}", output.display()))?;
     if let Some(parent) = stamp.parent() {
@@ -949,7 +987,7 @@ fn write_stamp(stamp: &Path, output: &Path, inputs: &str) -> Result<()> {
     }
     let text = format!(
         "path: {}\ninputs: {inputs}\nsize: {}\nmtime: {}\n",
-        output.display(),
+        rec.name,
         meta.len(),
         mtime_ns(&meta)
     );
@@ -1255,31 +1293,81 @@ mod tests {
     fn the_output_is_replaced_only_when_it_is_ours_and_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("root.img");
-        let stamp = dir.path().join("stamp.txt");
+        let rec = record(dir.path(), &out);
         assert_eq!(
-            output_state(&out, &stamp, "in1").unwrap(),
+            output_state(&out, &rec, "in1").unwrap(),
             OutputState::Absent
         );
         std::fs::write(&out, "image").unwrap();
         assert_eq!(
-            output_state(&out, &stamp, "in1").unwrap(),
+            output_state(&out, &rec, "in1").unwrap(),
             OutputState::Changed
         );
-        write_stamp(&stamp, &out, "in1").unwrap();
+        write_stamp(&rec, &out, "in1").unwrap();
         assert_eq!(
-            output_state(&out, &stamp, "in1").unwrap(),
+            output_state(&out, &rec, "in1").unwrap(),
             OutputState::UpToDate
         );
-        assert_eq!(
-            output_state(&out, &stamp, "in2").unwrap(),
-            OutputState::Stale
-        );
+        assert_eq!(output_state(&out, &rec, "in2").unwrap(), OutputState::Stale);
         // A guest writes to it.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&out, "image, changed").unwrap();
         assert_eq!(
-            output_state(&out, &stamp, "in1").unwrap(),
+            output_state(&out, &rec, "in1").unwrap(),
             OutputState::Changed
+        );
+    }
+
+    #[test]
+    fn a_cache_moved_elsewhere_still_knows_its_image() {
+        let top = tempfile::tempdir().unwrap();
+        let old = top.path().join("old-cache");
+        std::fs::create_dir(&old).unwrap();
+        let out = old.join("root.img");
+        std::fs::write(&out, "image").unwrap();
+        write_stamp(&record(&old, &out), &out, "in1").unwrap();
+        // Moved (a copy with `cp -a` keeps the time the same way).
+        let new = top.path().join("new-cache");
+        std::fs::rename(&old, &new).unwrap();
+        let moved = new.join("root.img");
+        let rec = record(&new, &moved);
+        assert_eq!(rec.name, "cache:root.img");
+        assert_eq!(
+            output_state(&moved, &rec, "in1").unwrap(),
+            OutputState::UpToDate
+        );
+        // An image outside the cache is known by its absolute path.
+        let outside = top.path().join("elsewhere.img");
+        std::fs::write(&outside, "image").unwrap();
+        let rec = record(&new, &outside);
+        assert_eq!(rec.name, outside.to_string_lossy());
+        write_stamp(&rec, &outside, "in1").unwrap();
+        let moved_out = top.path().join("moved.img");
+        std::fs::rename(&outside, &moved_out).unwrap();
+        assert_eq!(
+            output_state(&moved_out, &record(&new, &moved_out), "in1").unwrap(),
+            OutputState::Changed,
+            "another file at another path is not ours"
+        );
+    }
+
+    #[test]
+    fn a_record_written_with_the_absolute_path_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("root.img");
+        std::fs::write(&out, "image").unwrap();
+        let rec = record(dir.path(), &out);
+        // The form before names were relative.
+        let legacy = Record {
+            stamp: rec.legacy.clone(),
+            name: out.to_string_lossy().into_owned(),
+            legacy: rec.legacy.clone(),
+        };
+        write_stamp(&legacy, &out, "in1").unwrap();
+        assert_ne!(rec.stamp, rec.legacy);
+        assert_eq!(
+            output_state(&out, &rec, "in1").unwrap(),
+            OutputState::UpToDate
         );
     }
 

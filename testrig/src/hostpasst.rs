@@ -12,7 +12,9 @@
 //! Other programs of the build machine go into the test host the same way
 //! ([`program_files`]): dnsmasq ([`dnsmasq_files`]), the DNS server on the
 //! test host's loopback that passt forwards the guest's queries to, and
-//! Xvfb ([`xvfb_files`]), the X server the guest's X clients display on.
+//! Xvfb ([`xvfb_files`]), the X server the guest's X clients display on,
+//! and git ([`git_files`]), which checks a repository the guest made in a
+//! shared directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +45,18 @@ pub fn files() -> Result<Vec<HostFile>> {
         sysdeps::TEST_HOST_NET,
     )?;
     program_files(&[PASST], &["/usr/bin/passt.avx2"])
+}
+
+/// Where git is, on the build machine (Debian's `git` package) and in
+/// the test host.
+pub const GIT: &str = "/usr/bin/git";
+
+/// The files git needs in the test host: the program and its libraries.
+/// Its built-in commands (`fsck`, `rev-parse`, `log`) are all there;
+/// commands in `/usr/lib/git-core` and templates are not copied.
+pub fn git_files() -> Result<Vec<HostFile>> {
+    sysdeps::ensure("git in the test host", sysdeps::TEST_HOST_GIT)?;
+    program_files(&[GIT], &[])
 }
 
 /// Where Xvfb and the keymap compiler it runs are, and the keyboard data

@@ -72,6 +72,14 @@ pub fn gcc_freestanding(what: &str, args: &[std::ffi::OsString], out: &Path) -> 
 /// gets it on a disk.
 pub const DISKIO: &str = "diskio";
 
+/// The mapped-file tool of the cofs test
+/// (`<GUEST_BENCH_DIR>/mmapio.c`): the Debian guest runs it from a share.
+pub const MMAPIO: &str = "mmapio";
+
+/// The metadata workload of `cargo xtask bench cofs`
+/// (`<GUEST_BENCH_DIR>/fsmeta.c`): create, stat and unlink many files.
+pub const FSMETA: &str = "fsmeta";
+
 /// The TCP benchmark of `cargo xtask bench conet`
 /// (`<GUEST_BENCH_DIR>/netio.c`): like [`DISKIO`], on a disk for the
 /// Debian guest.

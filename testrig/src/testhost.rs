@@ -355,6 +355,12 @@ impl Scenario {
         Ok(self.host_files(crate::hostpasst::xvfb_files()?))
     }
 
+    /// Add git and its libraries at their paths
+    /// ([`crate::hostpasst::git_files`]).
+    pub fn with_git(self) -> Result<Self> {
+        Ok(self.host_files(crate::hostpasst::git_files()?))
+    }
+
     /// Add `files` (source, path in the host, mode), skipping paths
     /// already there (libraries programs share).
     pub fn host_files(mut self, files: Vec<crate::hostpasst::HostFile>) -> Self {

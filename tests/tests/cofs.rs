@@ -21,6 +21,16 @@
 //!   unpacked into the share, is the
 //!   same tree in the guest (`diff -r`) and, file by file (MD5 list), on
 //!   the host;
+//! - mmap (`tests/guest-bench/mmapio.c`, run from cofs1): on cofs0
+//!   (cache `never`) a private mapping reads the file and a shared one is
+//!   refused with ENODEV (the 6.1 guest's FUSE for direct I/O files); on
+//!   cofs2 (`,cache=auto`) a shared mapping reads what the host wrote,
+//!   bytes written through one and `msync`ed are on the host, and the
+//!   host's rewrite is seen by the next mapping;
+//! - git in cofs0: init, commit, branch, merge, repack, clone,
+//!   `git fsck --full` clean in the guest, and the test host's git (copied
+//!   in from the build machine) finds the same repository clean, at the
+//!   same HEAD, with the clone's branches;
 //! - virtiofsd killed mid-use: the guest's next operations on the share
 //!   fail with an I/O error instead of hanging, the other share goes on,
 //!   and the daemon's log says virtiofsd exited;
@@ -41,6 +51,11 @@ use colinux_tests::guest::{context, root_image, run_one, scenario, serial, step_
 /// The shares in the test host.
 const RW: &str = "/tmp/share";
 const RO: &str = "/tmp/roshare";
+/// A read-write share with `cache=auto` (shared mappings work there).
+const AUTO: &str = "/tmp/autoshare";
+/// The mapped-file tool (tests/guest-bench/mmapio.c) in the test host; the
+/// host copies it into the read-only share, the guest runs it from there.
+const MMAPIO: &str = "/root/mmapio";
 
 /// Wait (in the guest) until `file` exists, at most 120 s.
 fn wait_for(file: &str) -> String {
@@ -50,7 +65,7 @@ fn wait_for(file: &str) -> String {
 fn steps() -> Vec<String> {
     vec![
         // 1: both shares mounted; the host's files there.
-        "systemctl is-system-running --wait >/dev/null; mkdir -p /mnt/rw /mnt/ro && mount -t virtiofs cofs0 /mnt/rw && mount -t virtiofs cofs1 /mnt/ro; echo mount-rc-$?; grep virtiofs /proc/mounts; cat /mnt/rw/from-host.txt /mnt/ro/ro.txt".to_string(),
+        "systemctl is-system-running --wait >/dev/null; mkdir -p /mnt/rw /mnt/ro /mnt/auto && mount -t virtiofs cofs0 /mnt/rw && mount -t virtiofs cofs1 /mnt/ro && mount -t virtiofs cofs2 /mnt/auto; echo mount-rc-$?; grep virtiofs /proc/mounts; cat /mnt/rw/from-host.txt /mnt/ro/ro.txt".to_string(),
         // 2: the guest's changes; the host checks them and answers with
         // its own (host-ready); the guest looks.
         format!(
@@ -70,7 +85,23 @@ fn steps() -> Vec<String> {
             "cd /mnt/rw && ln -s g.txt sym && ln g.txt hard && stat -c links-%h g.txt && truncate -s 5G huge && printf Z | dd of=huge bs=1 seek=5368709120 conv=notrunc 2>/dev/null && stat -c huge-size-%s huge && tail -c 1 huge | sed 's/^/huge-last-/'; echo; mkdir -p /tmp/src/doc && cp -a /usr/share/doc/[a-f]* /tmp/src/doc/ && tar -C /tmp/src -cf /tmp/doc.tar doc && mkdir unpacked && tar -C unpacked -xf /tmp/doc.tar; echo untar-rc-$?; diff -r /tmp/src/doc unpacked/doc && echo tree-same; (cd /tmp/src && find doc -type f | LC_ALL=C sort | xargs md5sum | md5sum | sed 's/ .*//; s/^/tree-sum-/'); touch links-ready; {}; cat hsym; cd /",
             wait_for("/mnt/rw/host-links-ready")
         ),
-        // 6: virtiofsd of cofs0 killed (the host does it on kill-me): the
+        // 6: mmap. The tool runs from cofs1 (exec maps it MAP_PRIVATE).
+        // cache=never (cofs0): a private mapping reads the file, a shared
+        // one is refused (ENODEV, the 6.1 guest's FUSE for direct I/O
+        // files). cache=auto (cofs2): a shared mapping reads what the host
+        // wrote; bytes written through one and msync'ed are on the host
+        // (map-ready → host-map-ready); the host's rewrite of a file is
+        // seen by the next mapping.
+        format!(
+            "M=/mnt/ro/mmapio; $M read /mnt/rw/h.txt private | head -1 | sed 's/^/never-private-/'; $M read /mnt/rw/h.txt shared; echo never-shared-rc-$?; $M read /mnt/auto/host-map.txt shared | sed 's/^/auto-shared-/'; head -c 4096 /dev/zero | tr '\\0' . > /mnt/auto/guest-map.bin && $M write /mnt/auto/guest-map.bin 100 written-through-a-mapping; touch /mnt/auto/map-ready; {}; $M read /mnt/auto/host-map.txt shared | sed 's/^/auto-again-/'",
+            wait_for("/mnt/auto/host-map-ready")
+        ),
+        // 7: git in the share: a repository made, committed, branched,
+        // merged, repacked (pack files are read through mmap), cloned,
+        // and `git fsck --full` clean; the host checks the same
+        // repository with its own git (git-ready).
+        "cd /mnt/rw && git config --global user.email guest@colinux && git config --global user.name guest && git config --global init.defaultBranch main && git init -q repo && cd repo && cp -a /usr/share/doc/[a-b]* . && git add -A && git commit -qm first && git checkout -qb topic && echo topic > topic.txt && git add topic.txt && git commit -qm topic && git checkout -q main && echo main > main.txt && git add main.txt && git commit -qm main && git merge -q --no-edit topic && git repack -adq && git fsck --full && cd .. && git clone -q repo clone && git -C clone fsck --full && git -C clone checkout -q -b from-clone && echo git-rc-$?; git -C repo rev-parse HEAD | sed 's/^/git-head-/'; git -C clone rev-list --count HEAD | sed 's/^/git-commits-/'; git -C repo count-objects -v | grep -E '^(count|in-pack)'; touch git-ready; cd /".to_string(),
+        // 8: virtiofsd of cofs0 killed (the host does it on kill-me): the
         // guest's operations fail, and do not hang (SIGKILL after 90 s
         // would give 137); cofs1 goes on.
         format!(
@@ -90,7 +121,9 @@ fn host_setup() -> String {
         r#"
 export RUST_LOG=colinux_devices::fs=debug,info
 # virtiofsd through its wrapper (see colinux_testrig::sandboxed).
-{wrapper}mkdir -p {RW} {RO}
+{wrapper}mkdir -p {RW} {RO} {AUTO}
+cp {MMAPIO} {RO}/mmapio
+echo host-mapped-v1 > {AUTO}/host-map.txt
 # The read-write share belongs to a user: root in the guest is that user
 # there, not host root.
 chown 1000:1000 {RW}
@@ -133,6 +166,18 @@ pidof virtiofsd >/dev/null && echo "cofs: virtiofsd-left-after-bad"
     echo "cofs: host-tree-sum-$(cd {RW}/unpacked && find doc -type f | sort | xargs md5sum | md5sum | sed 's/ .*//')"
     ln -s h.txt {RW}/hsym
     touch {RW}/host-links-ready
+    w {AUTO}/map-ready || exit 0
+    echo "cofs: host-sees-mapped-$(dd if={AUTO}/guest-map.bin bs=1 skip=100 count=25 2>/dev/null)-size-$(stat -c %s {AUTO}/guest-map.bin)"
+    echo host-mapped-v2 > {AUTO}/host-map.txt
+    touch {AUTO}/host-map-ready
+    w {RW}/git-ready || exit 0
+    # The repository is user 1000's: git wants to be told it may read it.
+    export HOME=/tmp/git-home
+    mkdir -p $HOME && git config --global --add safe.directory '*'
+    git -C {RW}/repo fsck --full >/tmp/fsck.out 2>&1 && git -C {RW}/clone fsck --full >>/tmp/fsck.out 2>&1 && echo "cofs: host-git-fsck-clean"
+    sed 's/^/cofs: host-fsck: /' /tmp/fsck.out | head -5
+    echo "cofs: host-git-head-$(git -C {RW}/repo rev-parse HEAD)"
+    echo "cofs: host-git-branches-$(git -C {RW}/clone branch --list | tr -d ' *' | sort | tr '\n' +)"
     w {RW}/kill-me || exit 0
     for p in $(pidof virtiofsd); do
         grep -q 'shared-dir={RW}' /proc/$p/cmdline 2>/dev/null && kill -9 $p && echo "cofs: killed-virtiofsd-$p"
@@ -228,7 +273,7 @@ fn debian_guest_shares_host_directories_over_virtiofs() {
         &step_refs,
         "poweroff",
         &host_after(),
-        &format!("cofs0={RW} cofs1={RO},ro"),
+        &format!("cofs0={RW} cofs1={RO},ro cofs2={AUTO},cache=auto"),
     )
     .replacen(
         "guest_boot ",
@@ -238,9 +283,14 @@ fn debian_guest_shares_host_directories_over_virtiofs() {
         ),
         1,
     );
+    let mmapio =
+        colinux_testrig::programs::build_guest_program(colinux_testrig::programs::MMAPIO).unwrap();
     let s = scenario("cofs", script, Duration::from_secs(3600))
         .disk(&root)
+        .file(mmapio, MMAPIO, 0o755)
         .with_virtiofsd()
+        .unwrap()
+        .with_git()
         .unwrap();
     let (out, sess) = run_one(&s);
     let ctx = context(&out, &sess);
@@ -353,9 +403,56 @@ fn debian_guest_shares_host_directories_over_virtiofs() {
         s5.contains("host-line"),
         "the host's symlink, followed in the guest: {s5}{ctx}"
     );
+    // mmap: private on a cache=never share, shared on a cache=auto one.
+    let s6 = step(&sess, 6, &ctx);
+    assert!(
+        s6.contains("never-private-host-line"),
+        "a private mapping of a cache=never file: {s6}{ctx}"
+    );
+    assert!(
+        s6.contains("mmapio-err-mmap-19") && s6.contains("never-shared-rc-1"),
+        "a shared mapping of a cache=never file is refused with ENODEV (19) by the 6.1 guest: {s6}{ctx}"
+    );
+    assert!(
+        s6.contains("auto-shared-host-mapped-v1"),
+        "the host's file through a shared mapping (cache=auto): {s6}{ctx}"
+    );
+    assert!(
+        s6.contains("mmapio-write-ok"),
+        "a write through a shared mapping, msync'ed: {s6}{ctx}"
+    );
+    assert_eq!(
+        host("host-sees-mapped-"),
+        Some("written-through-a-mapping-size-4096"),
+        "the bytes written through the guest's mapping, on the host{ctx}"
+    );
+    assert!(
+        s6.contains("auto-again-host-mapped-v2"),
+        "the host's rewrite, seen by the next mapping (close-to-open): {s6}{ctx}"
+    );
+    // git in the share, checked by the guest's git and the host's.
+    let s7 = step(&sess, 7, &ctx);
+    assert!(s7.contains("git-rc-0"), "git in the share: {s7}{ctx}");
+    assert!(
+        s7.contains("git-commits-4"),
+        "first, topic, main and the merge, in the clone: {s7}{ctx}"
+    );
+    assert!(
+        s7.contains("count: 0") && !s7.contains("in-pack: 0"),
+        "repacked: every object in a pack: {s7}{ctx}"
+    );
+    let head = after(&s7, "git-head-").unwrap_or_default();
+    assert_eq!(head.len(), 40, "{s7}{ctx}");
+    assert!(has("host-git-fsck-clean"), "git fsck on the host{ctx}");
+    assert_eq!(host("host-git-head-"), Some(head), "{ctx}");
+    assert_eq!(
+        host("host-git-branches-"),
+        Some("from-clone+main+"),
+        "the clone's branches, seen by the host{ctx}"
+    );
     // virtiofsd killed: errors, not a hang; the other share still works.
     assert!(has("killed-virtiofsd-"), "virtiofsd was not killed{ctx}");
-    let s5 = step(&sess, 6, &ctx);
+    let s5 = step(&sess, 8, &ctx);
     for op in ["cat", "touch"] {
         let rc = after(&s5, &format!("after-kill-{op}-rc-")).unwrap_or_default();
         assert!(

@@ -1317,6 +1317,68 @@ pub fn bench_rebase_flow(manifest: &Manifest, v1: &str, v2: &str, runs: usize) -
     Ok(text)
 }
 
+/// The Debian root image of `cargo xtask rootfs` (built if needed), copied
+/// sparse to `<dir>/root.img` for a benchmark's guest to boot from (and
+/// write to: the cached image stays as it is).
+pub fn scratch_root_image(dir: &Path) -> Result<PathBuf> {
+    let rootfs = colinux_images::rootfs::build(&colinux_images::rootfs::RootfsOptions::default())?;
+    let root = dir.join("root.img");
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&rootfs.image)
+        .arg(&root)
+        .status()
+        .context("cannot run cp")?;
+    if !st.success() {
+        anyhow::bail!(
+            "cannot copy {} to {}",
+            rootfs.image.display(),
+            root.display()
+        );
+    }
+    Ok(root)
+}
+
+/// A 16 MiB ext4 image `<dir>/tools.img` (label `tools`) with `programs`
+/// (name in the image, file on the build machine) at its root, mode 0755:
+/// how a benchmark's programs reach the Debian guest (as a read-only
+/// disk).
+pub fn tools_image(dir: &Path, programs: &[(&str, &Path)]) -> Result<PathBuf> {
+    let tools = dir.join("tools.img");
+    let mut image = colinux_testrig::diskimage::Ext4Image::new(16).label("tools");
+    for (name, path) in programs {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        image = image.file_mode(*name, data, 0o755);
+    }
+    image.create(&tools)?;
+    Ok(tools)
+}
+
+/// Run a benchmark's scenario in the test host: its console and log; an
+/// error naming the log if the run failed.
+pub fn run_in_test_host(s: &colinux_testrig::testhost::Scenario) -> Result<(String, PathBuf)> {
+    let out = colinux_testrig::testhost::run(s)?;
+    if !out.passed {
+        anyhow::bail!(
+            "the benchmark run failed: {} (log: {})",
+            out.reason,
+            out.log.display()
+        );
+    }
+    Ok((out.console, out.log))
+}
+
+/// The build machine's load average over the last minute, as
+/// `/proc/loadavg` says it ("?" if it cannot be read): other jobs share
+/// its cores with a benchmark's QEMU.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 /// What `cargo xtask bench cobd` does.
 #[derive(Debug, Clone)]
 pub struct CobdBenchOptions {
@@ -1552,7 +1614,7 @@ pub fn parse_cobd_bench(console: &str) -> CobdBench {
 /// What follows `what` on the last console line that has it ("not
 /// logged" if none): a disk's summary, not its opening line, which comes
 /// first with the same prefix.
-fn last_said(console: &str, what: &str) -> String {
+pub(crate) fn last_said(console: &str, what: &str) -> String {
     console
         .lines()
         .rev()
@@ -1568,30 +1630,15 @@ pub fn bench_cobd(
     build: &crate::build::BuildOptions,
     o: &CobdBenchOptions,
 ) -> Result<String> {
-    use colinux_testrig::diskimage::{self, Ext4Image};
-    use colinux_testrig::testhost;
+    use colinux_testrig::diskimage;
     let parts = crate::run::GuestParts::build(
         manifest,
         build,
         &colinux_testrig::guest_initrd::InitrdOptions::default(),
     )?;
     let diskio = colinux_testrig::programs::build_guest_program(colinux_testrig::programs::DISKIO)?;
-    let rootfs = colinux_images::rootfs::build(&colinux_images::rootfs::RootfsOptions::default())?;
     let dir = diskimage::scratch_dir("bench-cobd")?;
-    let root = dir.join("root.img");
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&rootfs.image)
-        .arg(&root)
-        .status()
-        .context("cannot run cp")?;
-    if !st.success() {
-        anyhow::bail!(
-            "cannot copy {} to {}",
-            rootfs.image.display(),
-            root.display()
-        );
-    }
+    let root = scratch_root_image(&dir)?;
     // The benchmark disk: written through (not sparse), so that every
     // phase reads real blocks of the image file.
     let (phases, disk_mib) = cobd_phases(o);
@@ -1606,15 +1653,7 @@ pub fn bench_cobd(
                 .with_context(|| format!("cannot write {}", bench_disk.display()))?;
         }
     }
-    let tools = dir.join("tools.img");
-    Ext4Image::new(16)
-        .label("tools")
-        .file_mode(
-            "diskio",
-            std::fs::read(&diskio).with_context(|| format!("cannot read {}", diskio.display()))?,
-            0o755,
-        )
-        .create(&tools)?;
+    let tools = tools_image(&dir, &[("diskio", &diskio)])?;
     let s = parts
         .scenario("bench-cobd", cobd_bench_script(o))
         .file(diskio, HOST_DISKIO, 0o755)
@@ -1626,22 +1665,15 @@ pub fn bench_cobd(
         "bench cobd: {} phases in the test host and in the Debian guest (QEMU TCG; takes minutes)",
         phases.len()
     );
-    let out = testhost::run(&s)?;
-    if !out.passed {
-        anyhow::bail!(
-            "the benchmark run failed: {} (log: {})",
-            out.reason,
-            out.log.display()
-        );
-    }
-    let r = parse_cobd_bench(&out.console);
+    let (console, log) = run_in_test_host(&s)?;
+    let r = parse_cobd_bench(&console);
     if r.host.len() != phases.len() || r.guest.len() != phases.len() {
         anyhow::bail!(
             "{} host and {} guest measurements of {} phases (log: {})",
             r.host.len(),
             r.guest.len(),
             phases.len(),
-            out.log.display()
+            log.display()
         );
     }
     if let Some(bad) = r.host.iter().chain(&r.guest).find(|x| x.err != 0) {
@@ -1649,7 +1681,7 @@ pub fn bench_cobd(
             "{} failed with errno {} (log: {})",
             bad.mode,
             bad.err,
-            out.log.display()
+            log.display()
         );
     }
     let release = colinux_testrig::hostkernel::ensure()?.release;
@@ -1688,10 +1720,9 @@ pub fn bench_cobd(
         .unwrap_or_else(|| "not seen".into());
     // The daemon's own summaries of the run (see `Counts` in
     // devices/src/block and `Stats` in daemon/src/runloop.rs).
-    let said = |what: &str| last_said(&out.console, what);
+    let said = |what: &str| last_said(&console, what);
     let (backend, passages) = (said("INFO cobd1: "), said("INFO guest ran "));
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("?");
+    let load = load_average();
     let text = format!(
         "## bench cobd\n\n\
          `cargo xtask bench cobd` — measured **in the QEMU test host** (Debian {release}, TCG, 2 vCPUs). \

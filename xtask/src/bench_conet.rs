@@ -3,8 +3,6 @@
 //! NAT (passt), against the same over the test host's loopback, all timed
 //! by the test host's clock.
 
-use std::process::Command;
-
 use anyhow::{Context, Result};
 
 use crate::bench::write_section;
@@ -307,39 +305,17 @@ fn run_bench(
     build: &crate::build::BuildOptions,
     o: &ConetBenchOptions,
 ) -> Result<(String, std::path::PathBuf)> {
-    use colinux_testrig::diskimage::{self, Ext4Image};
-    use colinux_testrig::testhost;
+    use crate::bench::{run_in_test_host, scratch_root_image, tools_image};
+    use colinux_testrig::diskimage;
     let parts = crate::run::GuestParts::build(
         manifest,
         build,
         &colinux_testrig::guest_initrd::InitrdOptions::default(),
     )?;
     let netio = colinux_testrig::programs::build_guest_program(colinux_testrig::programs::NETIO)?;
-    let rootfs = colinux_images::rootfs::build(&colinux_images::rootfs::RootfsOptions::default())?;
     let dir = diskimage::scratch_dir("bench-conet")?;
-    let root = dir.join("root.img");
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&rootfs.image)
-        .arg(&root)
-        .status()
-        .context("cannot run cp")?;
-    if !st.success() {
-        anyhow::bail!(
-            "cannot copy {} to {}",
-            rootfs.image.display(),
-            root.display()
-        );
-    }
-    let tools = dir.join("tools.img");
-    Ext4Image::new(16)
-        .label("tools")
-        .file_mode(
-            "netio",
-            std::fs::read(&netio).with_context(|| format!("cannot read {}", netio.display()))?,
-            0o755,
-        )
-        .create(&tools)?;
+    let root = scratch_root_image(&dir)?;
+    let tools = tools_image(&dir, &[("netio", &netio)])?;
     let s = parts
         .scenario("bench-conet", conet_bench_script(o))
         .file(netio, HOST_NETIO, 0o755)
@@ -352,15 +328,7 @@ fn run_bench(
         o.mib,
         o.runs
     );
-    let out = testhost::run(&s)?;
-    if !out.passed {
-        anyhow::bail!(
-            "the benchmark run failed: {} (log: {})",
-            out.reason,
-            out.log.display()
-        );
-    }
-    Ok((out.console, out.log))
+    run_in_test_host(&s)
 }
 
 /// The section of docs/BENCHMARKS.md from the script's console.

@@ -16,12 +16,13 @@
 //!   names.
 //! - [`images`]: the glue of `rootfs` and `image import` (the work is in
 //!   `colinux-images`).
-//! - [`run`]: the main job; [`bench`] (and [`bench_conet`]): the
+//! - [`run`]: the main job; [`bench`] (and [`bench_conet`], [`bench_cofs`]): the
 //!   benchmarks behind `docs/BENCHMARKS.md`; [`soak`]: the long reliability runs behind
 //!   `docs/RELIABILITY.md` ([`docs`] writes their sections);
 //!   [`testhost_cli`]: `cargo xtask test-host`.
 
 pub mod bench;
+pub mod bench_cofs;
 pub mod bench_conet;
 pub mod build;
 pub mod codegen;

@@ -367,6 +367,25 @@ enum BenchCmd {
         #[arg(long)]
         from_log: Option<PathBuf>,
     },
+    /// A shared directory (cofs, virtio-fs) in the Debian guest against
+    /// the same directory natively in the QEMU test host, and a cobd disk
+    /// for contrast: sequential write/read, create/stat/unlink of many
+    /// files, unpacking the kernel source tarball (each tree compared by
+    /// SHA-256 lists). Writes docs/BENCHMARKS.md.
+    Cofs {
+        #[command(flatten)]
+        fetch: FetchArgs,
+        /// MiB of the sequential file
+        #[arg(long, default_value_t = xtask::bench_cofs::CofsBenchOptions::default().seq_mib)]
+        seq_mib: u32,
+        /// Small files of the metadata workload
+        #[arg(long, default_value_t = xtask::bench_cofs::CofsBenchOptions::default().files)]
+        files: u32,
+        /// Unpack only this directory of the kernel tree (e.g. fs); the
+        /// whole tree (~1.3 GB, ~80 000 files: hours under TCG) by default
+        #[arg(long, default_value = "")]
+        subtree: String,
+    },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
     Apply {
@@ -591,6 +610,39 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let text = xtask::bench_conet::bench_conet(&manifest, &build, &opts)?;
+            println!("{text}");
+        }
+        Cmd::Bench {
+            which:
+                BenchCmd::Cofs {
+                    fetch,
+                    seq_mib,
+                    files,
+                    subtree,
+                },
+        } => {
+            let version = fetch.version(&manifest);
+            let build = kernel_build_options(
+                &manifest,
+                &fetch,
+                version.clone(),
+                "tinyconfig".into(),
+                false,
+                None,
+            )?;
+            let opts = xtask::bench_cofs::CofsBenchOptions {
+                seq_mib,
+                files,
+                subtree,
+                ..Default::default()
+            };
+            let text = xtask::bench_cofs::bench_cofs(
+                &manifest,
+                &build,
+                &fetch.options(),
+                &version,
+                &opts,
+            )?;
             println!("{text}");
         }
         Cmd::Bench {

@@ -1,7 +1,7 @@
 //! cofs: host directories shared with the guest, as virtio-fs devices
 //! served by virtiofsd over vhost-user.
 //!
-//! A share (`cofsN=HOSTDIR[,ro]`) is a virtio-fs device whose tag is
+//! A share (`cofsN=HOSTDIR[,ro][,cache=never|auto]`) is a virtio-fs device whose tag is
 //! `cofsN`; the guest mounts it with Linux's own file system
 //! (`mount -t virtiofs cofs0 /mnt`: FUSE over a virtio device).
 //!
@@ -44,9 +44,13 @@
 //! host root, and files of the owner look like root's in the guest. Other
 //! ids pass as they are.
 //!
-//! **Cache mode**: `never` ([`virtiofsd::CACHE`]): the guest caches no
-//! data, attributes or names of the share, so what one side does is seen
-//! by the other at its next system call.
+//! **Cache mode** ([`virtiofsd::Cache`], per share): `never` (the
+//! default): the guest caches no data, attributes or names of the share,
+//! so what one side does is seen by the other at its next system call;
+//! the 6.1 guest cannot map its files `MAP_SHARED` (FUSE direct I/O).
+//! `cache=auto`: data through the guest's page cache, dropped at each
+//! open, attributes and names kept for up to a second; shared mappings
+//! work.
 //!
 //! **When virtiofsd dies** (killed, crashed), the guest's requests would
 //! wait forever. The device sees its vhost-user connection hang up (the
@@ -85,6 +89,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::virtio::{Activation, GuestRam, Interrupt, VirtioDevice, INDEX_WENT_BACK};
+pub use virtiofsd::Cache;
 
 /// Each queue's size.
 pub const QUEUE_SIZE: u16 = 256;
@@ -103,21 +108,43 @@ pub struct FsConfig {
     /// The host directory (absolute, as given after checking it).
     pub dir: PathBuf,
     pub read_only: bool,
+    /// The cache mode (`cache=`).
+    pub cache: Cache,
 }
 
 impl FsConfig {
-    /// `HOSTDIR[,ro|,rw]` of a `cofsN=` value, checked: the directory
-    /// must exist and be a directory we can read. Relative paths are
-    /// made absolute (virtiofsd may run elsewhere).
+    /// `HOSTDIR[,ro|,rw][,cache=never|auto]` of a `cofsN=` value,
+    /// checked: the directory must exist and be a directory we can read.
+    /// Relative paths are made absolute (virtiofsd may run elsewhere).
+    /// Options are the comma-separated words at the end that have no `/`
+    /// (an unknown last word is an error; an unknown word before an option
+    /// is part of the directory's name).
     pub fn parse(unit: u32, value: &str) -> Result<FsConfig> {
-        let (dir, read_only) = match value.rsplit_once(',') {
-            Some((d, "ro")) => (d, true),
-            Some((d, "rw")) => (d, false),
-            Some((_, opt)) if !opt.contains('/') => {
-                bail!("{opt:?} is not an option of a share (ro or rw)")
+        let mut dir = value;
+        let mut read_only = None;
+        let mut cache = None;
+        while let Some((d, opt)) = dir.rsplit_once(',') {
+            if opt.contains('/') {
+                break;
             }
-            _ => (value, false),
-        };
+            let (what, new) = match opt {
+                "ro" | "rw" => ("ro/rw", read_only.replace(opt == "ro").is_some()),
+                _ => match opt.strip_prefix("cache=") {
+                    Some(mode) => ("cache=", cache.replace(Cache::parse(mode)?).is_some()),
+                    // Before an option: part of the directory's name.
+                    None if dir.len() < value.len() => break,
+                    None => bail!(
+                        "{opt:?} is not an option of a share (ro, rw, cache=never or cache=auto)"
+                    ),
+                },
+            };
+            if new {
+                bail!("{what} given twice");
+            }
+            dir = d;
+        }
+        let read_only = read_only.unwrap_or(false);
+        let cache = cache.unwrap_or_default();
         if dir.is_empty() {
             bail!("no host directory given");
         }
@@ -131,6 +158,7 @@ impl FsConfig {
             unit,
             dir,
             read_only,
+            cache,
         })
     }
 
@@ -141,11 +169,14 @@ impl FsConfig {
 
     /// The `cofsN=` value it stands for.
     pub fn value(&self) -> String {
+        let mut v = self.dir.display().to_string();
         if self.read_only {
-            format!("{},ro", self.dir.display())
-        } else {
-            self.dir.display().to_string()
+            v.push_str(",ro");
         }
+        if self.cache != Cache::Never {
+            v.push_str(&format!(",cache={}", self.cache));
+        }
+        v
     }
 }
 
@@ -212,6 +243,7 @@ impl Fs {
             &virtiofsd::Options {
                 dir: config.dir.clone(),
                 read_only: config.read_only,
+                cache: config.cache,
                 // SAFETY: geteuid cannot fail and touches no memory.
                 guest_root_as: virtiofsd::guest_root_as(&config.dir, unsafe { libc::geteuid() })?,
             },
@@ -228,9 +260,10 @@ impl Fs {
             }
         };
         tracing::info!(
-            "{name}: {}{} (virtiofsd pid {})",
+            "{name}: {}{}, cache={} (virtiofsd pid {})",
             config.dir.display(),
             if config.read_only { ", read-only" } else { "" },
+            config.cache,
             backend.pid()
         );
         Ok(Fs {

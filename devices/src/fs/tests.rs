@@ -32,6 +32,43 @@ fn a_share_is_an_existing_directory() {
 }
 
 #[test]
+fn a_share_has_a_cache_mode_never_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert_eq!(FsConfig::parse(0, d).unwrap().cache, Cache::Never);
+    let auto = FsConfig::parse(0, &format!("{d},cache=auto")).unwrap();
+    assert_eq!(auto.cache, Cache::Auto);
+    assert!(!auto.read_only);
+    assert_eq!(auto.value(), format!("{},cache=auto", auto.dir.display()));
+    // Both options, in either order; the value round-trips.
+    for v in [format!("{d},ro,cache=auto"), format!("{d},cache=auto,ro")] {
+        let c = FsConfig::parse(1, &v).unwrap();
+        assert!(c.read_only && c.cache == Cache::Auto, "{v}: {c:?}");
+        assert_eq!(FsConfig::parse(1, &c.value()).unwrap(), c);
+    }
+    assert_eq!(
+        FsConfig::parse(0, &format!("{d},cache=never"))
+            .unwrap()
+            .value(),
+        std::fs::canonicalize(d).unwrap().display().to_string()
+    );
+    let e = FsConfig::parse(0, &format!("{d},cache=always")).unwrap_err();
+    assert!(
+        e.to_string().contains("\"always\" is not a cache mode"),
+        "{e:#}"
+    );
+    let e = FsConfig::parse(0, &format!("{d},ro,rw")).unwrap_err();
+    assert!(e.to_string().contains("ro/rw given twice"), "{e:#}");
+    let e = FsConfig::parse(0, &format!("{d},cache=auto,cache=never")).unwrap_err();
+    assert!(e.to_string().contains("cache= given twice"), "{e:#}");
+    // A directory whose name has a comma is still a directory.
+    let comma = dir.path().join("a,b");
+    std::fs::create_dir(&comma).unwrap();
+    let c = FsConfig::parse(0, &format!("{},ro", comma.display())).unwrap();
+    assert!(c.read_only && c.dir.ends_with("a,b"), "{c:?}");
+}
+
+#[test]
 fn the_config_space_is_the_tag_then_one_request_queue() {
     let c = config_space("cofs12");
     assert_eq!(c.len(), 40);
@@ -46,6 +83,7 @@ fn virtiofsd_gets_the_share_and_the_cache_mode() {
         dir: "/srv/share".into(),
         read_only: true,
         guest_root_as: Some((1000, 100)),
+        cache: Cache::Never,
     });
     assert!(a.contains(&"--translate-uid=map:0:1000:1".to_string()));
     assert!(a.contains(&"--translate-gid=map:0:100:1".to_string()));
@@ -57,8 +95,11 @@ fn virtiofsd_gets_the_share_and_the_cache_mode() {
         dir: "/srv/share".into(),
         read_only: false,
         guest_root_as: None,
+        cache: Cache::Auto,
     });
     assert!(!rw.contains(&"--readonly".to_string()));
+    assert!(rw.contains(&"--cache=auto".to_string()));
+    assert!(!rw.contains(&"--cache=never".to_string()));
     assert!(!rw.iter().any(|a| a.starts_with("--translate")));
 }
 

@@ -61,6 +61,8 @@ pub struct Options {
     /// guest does not create host root's files there (nor set-uid-root
     /// programs).
     pub guest_root_as: Option<(u32, u32)>,
+    /// The cache mode.
+    pub cache: Cache,
 }
 
 /// Who the guest's root is on a share in `dir` when virtiofsd runs with
@@ -72,21 +74,64 @@ pub fn guest_root_as(dir: &Path, euid: u32) -> Result<Option<(u32, u32)>> {
     Ok((euid == 0 && meta.uid() != 0).then(|| (meta.uid(), meta.gid())))
 }
 
-/// The cache mode every share gets: `never`. The guest keeps no data,
-/// no attributes and no directory entries of the share in its caches
-/// (FUSE's direct I/O, zero timeouts), so a change on either side is seen
-/// by the other side's next system call — the "no cache surprises"
-/// promise — at the price of a host round trip per operation.
-pub const CACHE: &str = "never";
+/// A share's cache mode: what the guest may keep of it, so what the two
+/// sides see of each other's changes, and when. docs/config.md says what
+/// each promises; docs/ARCHITECTURE.md ("cofs") why there are two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cache {
+    /// virtiofsd's `never` (the default): the guest keeps no data, no
+    /// attributes and no directory entries of the share in its caches
+    /// (FUSE direct I/O, zero timeouts), so a change on either side is
+    /// seen by the other side's next system call, at the price of a host
+    /// round trip per operation. Direct I/O files cannot be mapped
+    /// `MAP_SHARED` by a 6.1 guest (its FUSE answers `ENODEV`; 6.6 and
+    /// later accept it when the server allows it: `--allow-mmap`);
+    /// `MAP_PRIVATE` works.
+    #[default]
+    Never,
+    /// virtiofsd's `auto`: file data go through the guest's page cache
+    /// (so `MAP_SHARED` works), dropped at every `open()`
+    /// (close-to-open); attributes and names are kept for at most one
+    /// second; a write is sent to the host at once (no write-back cache),
+    /// a write through a shared mapping at `msync()` or when the guest
+    /// writes its dirty pages back.
+    Auto,
+}
+
+impl Cache {
+    /// The name in `cache=` and virtiofsd's `--cache=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cache::Never => "never",
+            Cache::Auto => "auto",
+        }
+    }
+
+    /// `never` or `auto`.
+    pub fn parse(s: &str) -> Result<Cache> {
+        match s {
+            "never" => Ok(Cache::Never),
+            "auto" => Ok(Cache::Auto),
+            _ => bail!("{s:?} is not a cache mode of a share (never or auto)"),
+        }
+    }
+}
+
+impl std::fmt::Display for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// virtiofsd's arguments besides `--fd`.
 pub fn arguments(o: &Options) -> Vec<String> {
     let mut args = vec![
         format!("--shared-dir={}", o.dir.display()),
-        format!("--cache={CACHE}"),
-        // With --cache=never, a guest mmap() of a shared file needs this
-        // (git, for one, maps its pack files); the guest's page cache then
-        // holds the mapped pages only.
+        format!("--cache={}", o.cache),
+        // With --cache=never, lets a guest whose FUSE knows
+        // FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6 and later: the 6.12 line)
+        // map a shared file MAP_SHARED. The 6.1 guest does not offer it:
+        // there only `cache=auto` shares allow shared mappings.
         "--allow-mmap".to_string(),
         // One request at a time, answered in the order the guest posted
         // them: if virtiofsd dies, the requests it had not answered are
@@ -149,9 +194,10 @@ impl Virtiofsd {
         drop(listener);
         let pid = helper.pid();
         tracing::info!(
-            "{name}: {} shared by {} (pid {pid}), cache={CACHE}",
+            "{name}: {} shared by {} (pid {pid}), cache={}",
             options.dir.display(),
-            program.display()
+            program.display(),
+            options.cache
         );
         Ok((
             Virtiofsd {
