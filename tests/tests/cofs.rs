@@ -19,7 +19,7 @@
 //!   4 GiB by the i386 guest has its size and last byte on the host; the
 //!   guest's /usr/share/doc/[a-f]* (about 130 files), tarred and
 //!   unpacked into the share, is the
-//!   same tree in the guest (`diff -r`) and, file by file (MD5 list), on
+//!   same tree in the guest (`diff -r --no-dereference`: symlinks as links) and, file by file (MD5 list), on
 //!   the host;
 //! - mmap (`tests/guest-bench/mmapio.c`, run from cofs1): on cofs0
 //!   (cache `never`) a private mapping reads the file and a shared one is
@@ -82,7 +82,7 @@ fn steps() -> Vec<String> {
         // host checks them (links-ready → host-links-ready) and adds a
         // symlink of its own.
         format!(
-            "cd /mnt/rw && ln -s g.txt sym && ln g.txt hard && stat -c links-%h g.txt && truncate -s 5G huge && printf Z | dd of=huge bs=1 seek=5368709120 conv=notrunc 2>/dev/null && stat -c huge-size-%s huge && tail -c 1 huge | sed 's/^/huge-last-/'; echo; mkdir -p /tmp/src/doc && cp -a /usr/share/doc/[a-f]* /tmp/src/doc/ && tar -C /tmp/src -cf /tmp/doc.tar doc && mkdir unpacked && tar -C unpacked -xf /tmp/doc.tar; echo untar-rc-$?; diff -r /tmp/src/doc unpacked/doc && echo tree-same; (cd /tmp/src && find doc -type f | LC_ALL=C sort | xargs md5sum | md5sum | sed 's/ .*//; s/^/tree-sum-/'); touch links-ready; {}; cat hsym; cd /",
+            "cd /mnt/rw && ln -s g.txt sym && ln g.txt hard && stat -c links-%h g.txt && truncate -s 5G huge && printf Z | dd of=huge bs=1 seek=5368709120 conv=notrunc 2>/dev/null && stat -c huge-size-%s huge && tail -c 1 huge | sed 's/^/huge-last-/'; echo; mkdir -p /tmp/src/doc && cp -a /usr/share/doc/[a-f]* /tmp/src/doc/ && tar -C /tmp/src -cf /tmp/doc.tar doc && mkdir unpacked && tar -C unpacked -xf /tmp/doc.tar; echo untar-rc-$?; diff -r --no-dereference /tmp/src/doc unpacked/doc && echo tree-same; (cd /tmp/src && find doc -type f | LC_ALL=C sort | xargs md5sum | md5sum | sed 's/ .*//; s/^/tree-sum-/'); touch links-ready; {}; cat hsym; cd /",
             wait_for("/mnt/rw/host-links-ready")
         ),
         // 6: mmap. The tool runs from cofs1 (exec maps it MAP_PRIVATE).
