@@ -56,6 +56,8 @@ const SLACK: Duration = Duration::from_secs(2);
 const MARGIN: Duration = Duration::from_secs(2);
 /// Console lines quoted in a failure reason.
 const TAIL_LINES: usize = 20;
+/// How often the log of a run gets a `### +Ns` time mark.
+const TIME_MARK: Duration = Duration::from_secs(10);
 
 /// One run of the test host: a script run as root inside it, and the files
 /// it needs.
@@ -99,6 +101,13 @@ pub struct Scenario {
     pub monitor: Vec<MonitorAction>,
     /// Disks attached to the host, in order: the first is `/dev/vda`.
     pub disks: Vec<Disk>,
+    /// How long the boot may take to reach the scenario's start before it
+    /// counts as stuck and is tried once more (default 150 s; no retry
+    /// when it is not below [`Scenario::timeout`]).
+    pub boot_limit: Duration,
+    /// For the rig's own tests: this many boots stall before the
+    /// scenario's start (the init sleeps), as a hung emulator would.
+    pub stall_boots: u32,
 }
 
 /// A file or block device of the build machine attached to the test host
@@ -309,6 +318,8 @@ impl Scenario {
             klog_ignore: Vec::new(),
             monitor: Vec::new(),
             disks: Vec::new(),
+            boot_limit: BOOT_LIMIT,
+            stall_boots: 0,
         }
     }
 
@@ -398,6 +409,12 @@ impl Scenario {
         self.timeout = timeout;
         self
     }
+
+    /// Set the boot limit (builder style; see [`Scenario::boot_limit`]).
+    pub fn boot_limit(mut self, limit: Duration) -> Self {
+        self.boot_limit = limit;
+        self
+    }
 }
 
 /// A file copied from the build machine into the initramfs.
@@ -462,6 +479,14 @@ pub struct Outcome {
     pub boot_time: Option<Duration>,
 }
 
+/// How long a test host gets from starting QEMU to the scenario's start
+/// (`START`) before the boot counts as stuck: the host kernel and the
+/// rig's init take seconds even on a loaded machine, so a boot that has not
+/// started the scenario by then is an emulator hang, not the product's
+/// doing (nothing of the project runs before `START`). A stuck boot is
+/// killed and tried once more; the log says so.
+const BOOT_LIMIT: Duration = Duration::from_secs(150);
+
 /// Run `s` in the test host. `Err` means the rig could not run it (QEMU
 /// missing, no kernel, unreadable files, …); a failing scenario is
 /// `Ok(Outcome { passed: false, .. })`.
@@ -470,7 +495,49 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     let log_path = prepared.dir.join(format!("{}.log", prepared.name));
     let mut log =
         File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let mut cmd = prepared.qemu_command(s, false);
+    let boot_limit = (s.boot_limit < s.timeout).then_some(s.boot_limit);
+    match attempt(s, &prepared, &log_path, &mut log, boot_limit, 0)? {
+        Attempt::Done(outcome) => Ok(outcome),
+        Attempt::Stuck { lines, qemu_stderr } => {
+            let why = format!(
+                "the test host printed {lines} console lines and did not start the scenario \
+                 within {}s{}",
+                s.boot_limit.as_secs(),
+                if qemu_stderr.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" (QEMU said: {})", qemu_stderr.trim())
+                }
+            );
+            writeln!(log, "### {why}: QEMU killed, booting once more")?;
+            tracing::warn!("test host: scenario {:?}: {why}; booting once more", s.name);
+            match attempt(s, &prepared, &log_path, &mut log, boot_limit, 1)? {
+                Attempt::Done(outcome) => Ok(outcome),
+                Attempt::Stuck { .. } => bail!("scenario {:?}: {why}, twice", s.name),
+            }
+        }
+    }
+}
+
+/// One boot of the test host for [`run`].
+enum Attempt {
+    Done(Outcome),
+    /// No `START` within the boot limit; QEMU was killed.
+    Stuck {
+        lines: usize,
+        qemu_stderr: String,
+    },
+}
+
+fn attempt(
+    s: &Scenario,
+    prepared: &Prepared,
+    log_path: &Path,
+    log: &mut File,
+    boot_limit: Option<Duration>,
+    boot: u32,
+) -> Result<Attempt> {
+    let mut cmd = prepared.qemu_command(s, false, boot < s.stall_boots);
     writeln!(log, "### colinux test host: scenario {}", s.name)?;
     writeln!(log, "### host kernel {}", prepared.kernel.release)?;
     writeln!(log, "### {}", render_command(&cmd))?;
@@ -514,17 +581,31 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     let marker = init::marker(&prepared.nonce);
     let mut monitor = Monitor::new(prepared.monitor_socket(s));
     let deadline = started + s.timeout + SLACK;
+    let boot_deadline = boot_limit.map(|b| started + b);
     let mut st = State::default();
     let mut console = String::new();
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut killed_at_limit = false;
+    let mut stuck = false;
+    let mut lines = 0usize;
+    // A time mark in the log every TIME_MARK, to see where a run's time went.
+    let mut next_mark = TIME_MARK;
     loop {
-        let limit = match st.result_at {
+        let mut limit = match st.result_at {
             Some(t) => deadline.min(t + GRACE),
             None => deadline,
         };
+        if let (Some(b), None) = (boot_deadline, st.start_at) {
+            limit = limit.min(b);
+        }
         match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
             Ok(line) => {
+                lines += 1;
+                let at = started.elapsed();
+                if at >= next_mark {
+                    writeln!(log, "### +{}s", at.as_secs())?;
+                    next_mark = at + TIME_MARK;
+                }
                 writeln!(log, "{line}")?;
                 for a in s.monitor.iter().filter(|a| line.contains(&a.trigger)) {
                     let sent = monitor.send(&a.command);
@@ -541,11 +622,20 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
                 tail.push_back(line);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                killed_at_limit = st.result_at.is_none();
+                if st.start_at.is_none() && boot_deadline.is_some_and(|b| Instant::now() >= b) {
+                    stuck = true;
+                } else {
+                    killed_at_limit = st.result_at.is_none();
+                }
                 break;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
+    }
+    if stuck {
+        qemu.kill();
+        let qemu_stderr = stderr_reader.join().unwrap_or_default();
+        return Ok(Attempt::Stuck { lines, qemu_stderr });
     }
     let status = if killed_at_limit {
         qemu.kill();
@@ -565,7 +655,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
     }
     let outcome = st.outcome(OutcomeInput {
         s,
-        log: log_path.clone(),
+        log: log_path.to_path_buf(),
         console,
         tail: tail.into_iter().collect(),
         killed_at_limit,
@@ -591,7 +681,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
             format!(": {} (log: {})", outcome.reason, log_path.display())
         }
     );
-    Ok(outcome)
+    Ok(Attempt::Done(outcome))
 }
 
 /// Boot the test host with an interactive shell on this terminal, after
@@ -599,7 +689,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
 /// quits QEMU. No time limit; the kernel log is checked at the end.
 pub fn shell(s: &Scenario) -> Result<()> {
     let prepared = prepare(s, true)?;
-    let mut cmd = prepared.qemu_command(s, true);
+    let mut cmd = prepared.qemu_command(s, true, false);
     tracing::info!(
         "test host: booting {}; exit the shell to power off, Ctrl-A X quits QEMU",
         prepared.kernel.release
@@ -626,11 +716,14 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn qemu_command(&self, s: &Scenario, interactive: bool) -> Command {
+    /// `stall`: the init sleeps before the scenario's start
+    /// ([`Scenario::stall_boots`]).
+    fn qemu_command(&self, s: &Scenario, interactive: bool, stall: bool) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         let append = format!(
-            "console=ttyS0,115200 panic=-1 loglevel=4 rdinit=/init {}",
-            s.append
+            "console=ttyS0,115200 panic=-1 loglevel=4 rdinit=/init {}{}",
+            s.append,
+            if stall { " colinux_testhost.stall" } else { "" }
         );
         cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", &s.cpu_model])
             .args(["-smp", &s.cpus.to_string(), "-m", &s.memory_mb.to_string()])
@@ -1032,8 +1125,13 @@ impl State {
         if i.killed_at_limit {
             timed_out = true;
             problems.push(format!(
-                "timed out: no result within the {}s limit (QEMU killed); last console lines:\n{}",
+                "timed out: no result within the {}s limit (QEMU killed){}; last console lines:\n{}",
                 i.s.timeout.as_secs(),
+                if i.qemu_stderr.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" (QEMU said: {})", i.qemu_stderr.trim())
+                },
                 tail()
             ));
         } else if self.result.is_none() {
@@ -1288,7 +1386,7 @@ mod tests {
             initramfs: "/t/d.cpio".into(),
             nonce: "n".into(),
         };
-        let cmd = prepared.qemu_command(&s, false);
+        let cmd = prepared.qemu_command(&s, false, false);
         let args: Vec<String> = cmd
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())

@@ -166,7 +166,7 @@ fn debian_boots_from_cobd0_with_systemd_and_uses_its_disks() {
 
 /// Kill-and-boot cycles in one test-host run ([`CYCLES`] in CI; the soak
 /// length is the 20, `COLINUX_COBD_CYCLES=20`).
-const CYCLES: u32 = 3;
+const CYCLES: u32 = 1;
 
 /// The test-host script of [`synced_data_survives_sigkill_of_the_daemon`]:
 /// `cycles` times, the Debian guest boots detached from cobd0 with a data

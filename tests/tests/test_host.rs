@@ -105,3 +105,36 @@ fn kernel_warning_makes_the_log_dirty() {
     let out = testhost::run(&s).unwrap();
     assert!(out.passed, "{}", out.reason);
 }
+
+/// A boot that never reaches the scenario (a hung emulator: CI once saw
+/// QEMU print nothing for 300 s) is killed at the boot limit and tried once
+/// more, instead of eating the scenario's whole time limit.
+#[test]
+#[ignore = "boots Debian's kernel in QEMU; run by `cargo xtask test`"]
+fn a_boot_stuck_before_the_scenario_is_tried_once_more() {
+    let mut s = Scenario::new("stuck-once", "echo second-boot-ran\n")
+        .timeout(Duration::from_secs(240))
+        .boot_limit(Duration::from_secs(45));
+    s.stall_boots = 1;
+    let started = Instant::now();
+    let out = testhost::run(&s).unwrap();
+    assert!(out.passed, "{}\nlog: {}", out.reason, out.log.display());
+    assert!(out.console.contains("second-boot-ran"));
+    let log = std::fs::read_to_string(&out.log).unwrap();
+    assert!(
+        log.contains("did not start the scenario within 45s: QEMU killed, booting once more"),
+        "the log does not say the first boot was retried:\n{log}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(240));
+
+    // Stuck twice: an error that says so, long before the scenario's limit.
+    s.name = "stuck-twice".to_string();
+    s.stall_boots = 2;
+    let started = Instant::now();
+    let err = testhost::run(&s).unwrap_err().to_string();
+    assert!(
+        err.contains("did not start the scenario within 45s") && err.contains("twice"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(200), "{err}");
+}

@@ -34,9 +34,28 @@ const COBD: Soak = Soak {
            image must then pass `e2fsck -fn` on the build machine.",
 };
 
+const BOOT: Soak = Soak {
+    name: "soak boot",
+    test_file: "boot",
+    test: "boots_in_a_row",
+    cycles_var: "COLINUX_BOOT_CYCLES",
+    what: "One test host boots the initramfs guest (`colinux-daemon --boot`, 6.1) to its shell, \
+           runs `uname -m` and powers it off, again and again; each boot must reach the \
+           guest's init and end with the daemon's exit 0, and the host's free memory after \
+           the last must be within 16 MiB of before the second. Rows: boots after the first.",
+};
+
 /// `cargo xtask soak cobd --cycles N`.
 pub fn soak_cobd(cycles: u32) -> Result<String> {
     run(&COBD, cycles)
+}
+
+/// `cargo xtask soak boot --cycles N`.
+pub fn soak_boot(cycles: u32) -> Result<String> {
+    if cycles < 2 {
+        bail!("--cycles must be at least 2 for soak boot");
+    }
+    run(&BOOT, cycles)
 }
 
 fn run(soak: &Soak, cycles: u32) -> Result<String> {
