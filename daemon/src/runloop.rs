@@ -81,22 +81,32 @@ fn say(devices: &mut [&mut dyn Device], line: &str) {
 
 /// Wait up to `timeout` for any device's or the control socket's
 /// descriptors; then let them serve what came. A signal ends the wait early.
-fn wait(svc: &mut Services<'_>, timeout: Duration) -> Result<()> {
-    let mut fds = Vec::with_capacity(8);
-    let mut ranges = Vec::with_capacity(svc.devices.len());
+/// The wait's lists, kept between waits: the run loop allocates nothing
+/// per round (an allocation can wait for the allocator's lock while a
+/// device thread holds it).
+#[derive(Default)]
+struct WaitLists {
+    fds: Vec<libc::pollfd>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+fn wait(svc: &mut Services<'_>, lists: &mut WaitLists, timeout: Duration) -> Result<()> {
+    let WaitLists { fds, ranges } = lists;
+    fds.clear();
+    ranges.clear();
     for d in svc.devices.iter() {
         let start = fds.len();
-        d.poll_fds(&mut fds);
+        d.poll_fds(fds);
         ranges.push(start..fds.len());
     }
     let control_slot = svc.control.as_deref().map(|c| {
         fds.push(c.poll_fd());
         fds.len() - 1
     });
-    if !colinux_devices::poll::poll(&mut fds, timeout).context("waiting for the devices")? {
+    if !colinux_devices::poll::poll(fds, timeout).context("waiting for the devices")? {
         return Ok(()); // a signal: the loop looks at it
     }
-    for (d, range) in svc.devices.iter_mut().zip(ranges) {
+    for (d, range) in svc.devices.iter_mut().zip(ranges.iter().cloned()) {
         d.ready(fds.get(range).unwrap_or_default())
             .with_context(|| format!("serving {}", d.name()))?;
     }
@@ -141,6 +151,7 @@ fn serve(
 ) -> Result<End> {
     let mut unsupported = BTreeSet::new();
     let mut stats = Stats::default();
+    let mut lists = WaitLists::default();
     if kind == Kind::Payload {
         // The payload's report counts from its first RUN call.
         stats.started = Some(Instant::now());
@@ -195,7 +206,7 @@ fn serve(
         arg.status = abi::COOPERATIVE_STATUS_OK;
         match arg.exit_reason {
             abi::COOPERATIVE_RUN_EXIT_INTERRUPTED => {}
-            abi::COOPERATIVE_RUN_EXIT_YIELD => wait(svc, Duration::ZERO)?,
+            abi::COOPERATIVE_RUN_EXIT_YIELD => wait(svc, &mut lists, Duration::ZERO)?,
             abi::COOPERATIVE_RUN_EXIT_IDLE => {
                 let left = source.is_some() && taken > 0;
                 // Input the ring could not take yet goes in at once.
@@ -205,7 +216,7 @@ fn serve(
                         (Kind::Payload, ns) => Duration::from_nanos(ns.clamp(1, 1_000_000_000)),
                         (Kind::Linux, ns) => Duration::from_nanos(ns),
                     };
-                    wait(svc, timeout)?;
+                    wait(svc, &mut lists, timeout)?;
                 }
             }
             abi::COOPERATIVE_RUN_EXIT_FAULT => {

@@ -76,6 +76,13 @@ guest_stop() {
     while kill -0 "$GUEST_PID" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
     kill -9 "$GUEST_PID" 2>/dev/null || true
 }
+# guest_nap: sleep a tenth of a second while $n (tenths waited so far) is
+# below 20, then half a second, and count it in $n. Each look costs a fork
+# and an exec, which under emulation take CPU time the guest and its devices
+# need: long waits look less often.
+guest_nap() {
+    if [ "$n" -lt 20 ]; then sleep 0.1; n=$((n + 1)); else sleep 0.5; n=$((n + 5)); fi
+}
 # guest_wait_for PATTERN SECONDS: 0 when the console showed PATTERN, 1 on
 # time-out, 2 when the daemon is gone.
 guest_wait_for() {
@@ -87,9 +94,8 @@ guest_wait_for() {
             grep -qF -- "$1" "$GUEST_LOG" && return 0
             return 2
         fi
-        n=$((n + 1))
         [ $n -le $(($2 * 10)) ] || return 1
-        sleep 0.1
+        guest_nap
     done
 }
 guest_fail() {
@@ -134,10 +140,9 @@ guest_feed() {
     # Keep the input open until the daemon exits.
     n=0
     while kill -0 "$GUEST_PID" 2>/dev/null; do
-        n=$((n + 1))
         [ $n -le $((GUEST_END_WAIT * 10)) ] ||
             guest_fail "the daemon did not exit within $GUEST_END_WAIT s after '$2'"
-        sleep 0.1
+        guest_nap
     done
 }
 guest_boot() {

@@ -380,6 +380,8 @@ impl VirtioDevice for Net {
             iface: iface.clone(),
             link: self.link.clone(),
             pending: None,
+            spare: Vec::new(),
+            tx_frame: Vec::new(),
             flushing: false,
             dropped: 0,
             tx_frames: 0,
@@ -439,6 +441,13 @@ struct Serve {
     link: Arc<AtomicBool>,
     /// A frame from the back end waiting for a receive buffer.
     pending: Option<Vec<u8>>,
+    /// The buffers frames are received into and transmitted from, kept
+    /// between frames: a frame buffer (up to 64 KiB) allocated per frame
+    /// costs an mmap and a munmap with musl's allocator, and a munmap in
+    /// a threaded process interrupts every CPU running one of its threads
+    /// (a TLB shootdown) — the guest's CPU among them.
+    spare: Vec<u8>,
+    tx_frame: Vec<u8>,
     /// The back end has bytes queued to write.
     flushing: bool,
     dropped: u64,
@@ -508,11 +517,14 @@ impl Serve {
                 more |= self.transmit()?;
                 more |= self.receive()?;
             }
-            let mut fds = vec![
+            // (an array: nothing allocated per round)
+            let mut fds = [
                 pollfd(stop.as_raw_fd(), libc::POLLIN),
                 pollfd(rx_kick.as_raw_fd(), libc::POLLIN),
                 pollfd(tx_kick.as_raw_fd(), libc::POLLIN),
+                pollfd(-1, 0),
             ];
+            let mut n = 3;
             if let Some(b) = &self.backend {
                 let mut ev = 0;
                 if self.pending.is_none() {
@@ -521,10 +533,11 @@ impl Serve {
                 if self.flushing {
                     ev |= libc::POLLOUT;
                 }
-                fds.push(pollfd(b.fd(), ev));
+                fds[3] = pollfd(b.fd(), ev);
+                n = 4;
             }
             let timeout = if more { Some(Default::default()) } else { None };
-            if !crate::poll::poll(&mut fds, timeout).context("poll")? {
+            if !crate::poll::poll(&mut fds[..n], timeout).context("poll")? {
                 continue;
             }
             if fds[0].revents != 0 {
@@ -538,7 +551,7 @@ impl Serve {
                 let _ = tx_kick.read();
                 more = true;
             }
-            if fds.get(3).is_some_and(|f| f.revents != 0) {
+            if n == 4 && fds[3].revents != 0 {
                 more = true;
             }
         }
@@ -578,7 +591,7 @@ impl Serve {
         let mem = self.mem.clone();
         let mut served = 0;
         let mut more = false;
-        let mut frame = Vec::new();
+        let mut frame = std::mem::take(&mut self.tx_frame);
         // The ring said more chains were there after the last round.
         let mut promised = false;
         'outer: loop {
@@ -636,6 +649,7 @@ impl Serve {
                 Err(e) => self.backend_failed(e),
             }
         }
+        self.tx_frame = frame;
         if served > 0 && self.tx.needs_notification(&mem).context("transmit ring")? {
             self.interrupt.signal_used()?;
         }
@@ -673,11 +687,15 @@ impl Serve {
                 let Some(b) = self.backend.as_mut() else {
                     break;
                 };
-                let mut frame = Vec::new();
+                let mut frame = std::mem::take(&mut self.spare);
                 match b.recv(&mut frame) {
                     Ok(true) => self.pending = Some(frame),
-                    Ok(false) => break,
+                    Ok(false) => {
+                        self.spare = frame;
+                        break;
+                    }
                     Err(e) => {
+                        self.spare = frame;
                         self.backend_failed(e);
                         break;
                     }
@@ -723,6 +741,7 @@ impl Serve {
                     0
                 }
             };
+            self.spare = frame;
             self.rx.add_used(&mem, head, used).context("receive ring")?;
             served += 1;
         }

@@ -215,6 +215,8 @@ fn rig() -> Rig {
         iface: "eth9".into(),
         link: Arc::new(AtomicBool::new(true)),
         pending: None,
+        spare: Vec::new(),
+        tx_frame: Vec::new(),
         flushing: false,
         dropped: 0,
         tx_frames: 0,
@@ -521,4 +523,80 @@ fn a_receive_ring_whose_index_goes_back_is_refused_not_spun_on() {
     let e = ends(move || serve.receive().map(|_| ())).expect_err("the ring must be refused");
     drop(peer);
     assert!(format!("{e:#}").contains("went back"), "{e:#}");
+}
+
+/// A back end that hands out `frames` and records, for each `recv`, the
+/// capacity of the buffer it was given.
+#[derive(Debug)]
+struct Recorder {
+    frames: std::collections::VecDeque<Vec<u8>>,
+    capacities: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl backend::Backend for Recorder {
+    fn describe(&self) -> String {
+        "recorder".into()
+    }
+    fn fd(&self) -> std::os::fd::RawFd {
+        -1
+    }
+    fn can_send(&self) -> bool {
+        true
+    }
+    fn send(&mut self, _frame: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+    fn recv(&mut self, out: &mut Vec<u8>) -> std::io::Result<bool> {
+        self.capacities.lock().unwrap().push(out.capacity());
+        let Some(f) = self.frames.pop_front() else {
+            return Ok(false);
+        };
+        // As the TAP does: room for the largest frame, then the frame.
+        out.resize(HDR_LEN + backend::MAX_FRAME, 0);
+        out.clear();
+        out.extend_from_slice(&f);
+        Ok(true)
+    }
+}
+
+/// The receive path keeps its frame buffer: a buffer of the largest
+/// frame's size allocated per frame (and per empty poll) was an mmap and a
+/// munmap each with the daemon's allocator (musl), and a munmap in a
+/// threaded process interrupts the CPU running the guest (a TLB
+/// shootdown). Before the fix every `recv` got an empty buffer.
+#[test]
+fn receiving_reuses_one_frame_buffer() {
+    let mut r = rig();
+    let capacities = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut frame = backend::plain_header().to_vec();
+    frame.extend_from_slice(&eth(60, 5));
+    r.serve.backend = Some(Box::new(Recorder {
+        frames: std::iter::repeat_n(frame, 3).collect(),
+        capacities: capacities.clone(),
+    }));
+    let size = (HDR_LEN + 1514) as u32;
+    r.rx.add_desc_chains(
+        &[
+            desc(DATA, size, true, None),
+            desc(DATA + 0x1000, size, true, None),
+            desc(DATA + 0x2000, size, true, None),
+        ],
+        0,
+    )
+    .unwrap();
+    r.serve.rx = r.rx.create_queue().unwrap();
+    r.serve.receive().unwrap();
+    assert_eq!(used_idx(&r.mem, &r.rx), 3);
+    // Nothing more: the next rounds poll an empty back end.
+    r.serve.receive().unwrap();
+    r.serve.receive().unwrap();
+    let caps = capacities.lock().unwrap().clone();
+    assert!(caps.len() >= 5, "{caps:?}");
+    assert!(
+        caps[1..].iter().all(|&c| c >= HDR_LEN + backend::MAX_FRAME),
+        "a recv after the first got a fresh buffer: capacities {caps:?}"
+    );
 }
