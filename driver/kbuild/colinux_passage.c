@@ -711,8 +711,11 @@ int colinux_passage_selftest_run(unsigned long rounds)
 		u32 reason = passage_switch(p);
 
 		if (reason != PASSAGE_EXIT_CALL) {
-			pr_err("passage self-test: guest exit reason %u (vector %u)\n",
-			       reason, V(u32, P_EXIT_VECTOR));
+			pr_err("passage self-test: guest exit reason %u (vector %u)%s\n",
+			       reason, V(u32, P_EXIT_VECTOR),
+			       reason == PASSAGE_EXIT_FAULT &&
+			       V(u32, P_EXIT_VECTOR) == 6 ?
+			       ": the guest did not find its CR2 again" : "");
 			passage_free(p);
 			return -EIO;
 		}
@@ -726,6 +729,8 @@ int colinux_passage_selftest_run(unsigned long rounds)
 			last_cpu = raw_smp_processor_id();
 			cpus_seen++;
 		}
+		/* As a page fault of the host would (the guest checks). */
+		native_write_cr2(0x5a5a5000 + (i & 0xfff));
 		if (need_resched())
 			cond_resched();
 	}

@@ -174,6 +174,14 @@
  */
 #define H_TSC_AUX		0xce4	/* u32 */
 #define P_TSC_AUX_SAVED		0xce8	/* u32 */
+/*
+ * The guest's CR2 while the host runs: a world switch can come between a
+ * guest page fault and its handler's read of CR2 (an NMI or a machine
+ * check leaves the guest world whatever its interrupt flag), and the host
+ * overwrites CR2 with its own page faults meanwhile; the way in puts the
+ * guest's back.
+ */
+#define G_CR2			0xcec	/* u32 */
 
 /* The self-test guest's stack grows down from here. */
 #define P_SELFTEST_STACK_TOP	0xf00

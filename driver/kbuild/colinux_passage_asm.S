@@ -351,6 +351,8 @@ colinux_passage_template:
 	mov	G_CR4(%ebx), %eax
 	or	$CP_CR4_MCE, %eax	/* machine checks stay exceptions */
 	mov	%eax, %cr4
+	mov	G_CR2(%ebx), %eax	/* the host's faults changed it */
+	mov	%eax, %cr2
 	lgdt	G_GDTR(%ebx)
 	lldt	G_LDT(%ebx)
 	movzwl	G_TR(%ebx), %eax
@@ -439,6 +441,8 @@ colinux_passage_guest_entry:
 	mov	%es, G_ES(%ebx)
 	mov	%fs, G_FS(%ebx)
 	mov	%gs, G_GS(%ebx)
+	mov	%cr2, %eax
+	mov	%eax, G_CR2(%ebx)
 	mov	%cr0, %eax
 	mov	%eax, G_CR0(%ebx)
 	mov	%cr3, %eax
@@ -616,19 +620,29 @@ colinux_passage_mce64:
 
 /*
  * ---- the self-test guest ----
- * Counts, then calls the passage; forever. The host checks the count
- * after each round trip.
+ * Counts, puts a value made of the count in CR2, then calls the passage;
+ * forever. The host checks the count after each round trip and
+ * overwrites its own CR2 before the next; the guest must find its CR2
+ * again (else an invalid opcode: a fault exit).
  */
 colinux_passage_selftest:
 	call	1f
 1:	pop	%ebx
 	sub	$OFF(1b), %ebx
 2:	incl	P_SELFTEST_COUNT(%ebx)
+	mov	P_SELFTEST_COUNT(%ebx), %eax
+	xor	$0xc2c2c2c2, %eax
+	mov	%eax, %cr2
 	pushfl
 	cli
 	push	%cs
 	call	colinux_passage_guest_entry
-	jmp	2b
+	mov	P_SELFTEST_COUNT(%ebx), %eax
+	xor	$0xc2c2c2c2, %eax
+	mov	%cr2, %ecx
+	cmp	%eax, %ecx
+	je	2b
+	ud2
 
 /*
  * ---- the busy self-test guest ----
