@@ -476,12 +476,13 @@ fn render(console: &str, log: &std::path::Path, o: &ConetBenchOptions) -> Result
          | latency | median (runs) | loopback | ratio |\n\
          |---|---|---|---|\n\
          {lat}\n\
-         **Reading.** Under TCG the guest's network is one to two orders of magnitude slower than the test \
-         host's loopback, far from the target of 0.5 over the TAP. Each batch of frames costs the guest a \
+         **Reading.** The ratios above are this run's; the target is 0.5 over the TAP, both ways. Each \
+         batch of frames costs the guest a \
          virtio kick or an interrupt, i.e. world switches, which TCG makes very expensive (`bench passage`: \
          a passage round trip costs about 190 `getppid()` calls there), while the loopback never leaves the \
          test host's kernel; the receive path also takes one frame per `read()` of the TAP (no receive \
-         offloads, no mergeable buffers). This table says how the paths compare with each other under \
+         offloads, no mergeable buffers), which is why host → guest trails guest → host. The user-mode NAT \
+         adds passt's own copies and its socket round trips. This table says how the paths compare with each other under \
          emulation; the ratio on hardware, where a world switch does not flush a software TLB and costs \
          far less next to the rest, is still to be measured.\n",
         runs = o.runs,
