@@ -79,8 +79,6 @@ fn say(devices: &mut [&mut dyn Device], line: &str) {
     }
 }
 
-/// Wait up to `timeout` for any device's or the control socket's
-/// descriptors; then let them serve what came. A signal ends the wait early.
 /// The wait's lists, kept between waits: the run loop allocates nothing
 /// per round (an allocation can wait for the allocator's lock while a
 /// device thread holds it).
@@ -90,6 +88,8 @@ struct WaitLists {
     ranges: Vec<std::ops::Range<usize>>,
 }
 
+/// Wait up to `timeout` for any device's or the control socket's
+/// descriptors; then let them serve what came. A signal ends the wait early.
 fn wait(svc: &mut Services<'_>, lists: &mut WaitLists, timeout: Duration) -> Result<()> {
     let WaitLists { fds, ranges } = lists;
     fds.clear();

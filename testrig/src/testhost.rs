@@ -503,11 +503,7 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
                 "the test host printed {lines} console lines and did not start the scenario \
                  within {}s{}",
                 s.boot_limit.as_secs(),
-                if qemu_stderr.trim().is_empty() {
-                    String::new()
-                } else {
-                    format!(" (QEMU said: {})", qemu_stderr.trim())
-                }
+                qemu_said(&qemu_stderr)
             );
             writeln!(log, "### {why}: QEMU killed, booting once more")?;
             tracing::warn!("test host: scenario {:?}: {why}; booting once more", s.name);
@@ -516,6 +512,15 @@ pub fn run(s: &Scenario) -> Result<Outcome> {
                 Attempt::Stuck { .. } => bail!("scenario {:?}: {why}, twice", s.name),
             }
         }
+    }
+}
+
+/// `" (QEMU said: …)"` when QEMU wrote to its stderr, else nothing.
+fn qemu_said(stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" (QEMU said: {})", stderr.trim())
     }
 }
 
@@ -587,7 +592,6 @@ fn attempt(
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut killed_at_limit = false;
     let mut stuck = false;
-    let mut lines = 0usize;
     // A time mark in the log every TIME_MARK, to see where a run's time went.
     let mut next_mark = TIME_MARK;
     loop {
@@ -600,7 +604,6 @@ fn attempt(
         }
         match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
             Ok(line) => {
-                lines += 1;
                 let at = started.elapsed();
                 if at >= next_mark {
                     writeln!(log, "### +{}s", at.as_secs())?;
@@ -635,7 +638,10 @@ fn attempt(
     if stuck {
         qemu.kill();
         let qemu_stderr = stderr_reader.join().unwrap_or_default();
-        return Ok(Attempt::Stuck { lines, qemu_stderr });
+        return Ok(Attempt::Stuck {
+            lines: console.lines().count(),
+            qemu_stderr,
+        });
     }
     let status = if killed_at_limit {
         qemu.kill();
@@ -1127,11 +1133,7 @@ impl State {
             problems.push(format!(
                 "timed out: no result within the {}s limit (QEMU killed){}; last console lines:\n{}",
                 i.s.timeout.as_secs(),
-                if i.qemu_stderr.trim().is_empty() {
-                    String::new()
-                } else {
-                    format!(" (QEMU said: {})", i.qemu_stderr.trim())
-                },
+                qemu_said(&i.qemu_stderr),
                 tail()
             ));
         } else if self.result.is_none() {
@@ -1143,11 +1145,7 @@ impl State {
             } else if self.start_at.is_none() {
                 problems.push(format!(
                     "QEMU {how} before the scenario started{}; last console lines:\n{}",
-                    if i.qemu_stderr.trim().is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (QEMU said: {})", i.qemu_stderr.trim())
-                    },
+                    qemu_said(&i.qemu_stderr),
                     tail()
                 ));
             } else {
