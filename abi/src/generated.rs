@@ -117,6 +117,8 @@ pub const COOPERATIVE_RUN_EXIT_IDLE: u32 = 4;
 pub const COOPERATIVE_RUN_EXIT_YIELD: u32 = 5;
 pub const COOPERATIVE_EVENTFD_DEASSIGN: u32 = 1;
 pub const COOPERATIVE_EVENTFD_FLAGS: u32 = 1;
+pub const COOPERATIVE_IRQFD_ISR: u32 = 2;
+pub const COOPERATIVE_IRQFD_FLAGS: u32 = 3;
 pub const COOPERATIVE_IRQFD_MAX: u32 = 256;
 pub const COOPERATIVE_GUEST_STATE_NONE: u32 = 0;
 pub const COOPERATIVE_GUEST_STATE_CREATED: u32 = 1;
@@ -667,7 +669,9 @@ pub struct cooperative_ioctl_irqfd {
     pub flags: __u32,
     pub fd: __s32,
     pub line: __u32,
-    pub reserved: [__u64; 2usize],
+    pub isr: __u64,
+    pub isr_bits: __u32,
+    pub reserved: __u32,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -683,6 +687,10 @@ const _: () = {
         [::core::mem::offset_of!(cooperative_ioctl_irqfd, fd) - 8usize];
     ["Offset of field: cooperative_ioctl_irqfd::line"]
         [::core::mem::offset_of!(cooperative_ioctl_irqfd, line) - 12usize];
+    ["Offset of field: cooperative_ioctl_irqfd::isr"]
+        [::core::mem::offset_of!(cooperative_ioctl_irqfd, isr) - 16usize];
+    ["Offset of field: cooperative_ioctl_irqfd::isr_bits"]
+        [::core::mem::offset_of!(cooperative_ioctl_irqfd, isr_bits) - 24usize];
     ["Offset of field: cooperative_ioctl_irqfd::reserved"]
-        [::core::mem::offset_of!(cooperative_ioctl_irqfd, reserved) - 16usize];
+        [::core::mem::offset_of!(cooperative_ioctl_irqfd, reserved) - 28usize];
 };

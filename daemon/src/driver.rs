@@ -162,6 +162,28 @@ impl Driver {
         })
     }
 
+    /// The same, each signal first ORing `bits` into the 32-bit word at
+    /// guest-physical `isr` (a virtio device's ISR word): another process
+    /// that signals `fd` (a vhost-user back end's call eventfd) then
+    /// interrupts the guest with no thread of the daemon in between.
+    pub fn irqfd_with_isr(&self, line: u32, fd: BorrowedFd<'_>, isr: u64, bits: u32) -> Result<()> {
+        let mut arg = abi::cooperative_ioctl_irqfd {
+            abi_version: abi::COOPERATIVE_ABI_VERSION,
+            flags: abi::COOPERATIVE_IRQFD_ISR,
+            fd: fd.as_raw_fd(),
+            line,
+            isr,
+            isr_bits: bits,
+            ..Default::default()
+        };
+        ioctl(&self.file, abi::ioctl::IRQFD, &mut arg, "IRQFD").with_context(|| {
+            format!(
+                "binding eventfd {} to interrupt line {line} with ISR bits {bits:#x} at {isr:#x}",
+                fd.as_raw_fd()
+            )
+        })
+    }
+
     /// Remove the binding of the eventfd `fd` to line `line` (`ENOENT` if
     /// there is none).
     pub fn irqfd_remove(&self, line: u32, fd: BorrowedFd<'_>) -> Result<()> {

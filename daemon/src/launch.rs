@@ -129,15 +129,25 @@ pub fn virtio_devices(
             .try_clone()
             .context("cannot duplicate the driver's file")?,
     );
-    for (index, name, line, irqfd, kicks) in transport.bindings() {
-        // SAFETY: the eventfds are the transport's, open while it lives,
-        // which is longer than these calls.
+    for b in transport.bindings() {
+        let name = &b.name;
+        // SAFETY: the eventfds are the transport's and its devices', open
+        // while they live, which is longer than these calls.
         let fd =
             |e: &vmm_sys_util::eventfd::EventFd| unsafe { BorrowedFd::borrow_raw(e.as_raw_fd()) };
-        drv.irqfd(line, fd(irqfd))
+        drv.irqfd(b.line, fd(b.irqfd))
             .with_context(|| format!("binding the interrupt of {name}"))?;
-        for (queue, kick) in kicks.into_iter().enumerate() {
-            drv.ioeventfd(index, queue as u32, fd(kick))
+        for used in &b.used {
+            drv.irqfd_with_isr(
+                b.line,
+                fd(used),
+                b.isr,
+                colinux_abi::COOPERATIVE_VIRTIO_ISR_QUEUE,
+            )
+            .with_context(|| format!("binding the back end's interrupt of {name}"))?;
+        }
+        for (queue, kick) in b.kicks.into_iter().enumerate() {
+            drv.ioeventfd(b.index, queue as u32, fd(kick))
                 .with_context(|| format!("binding queue {queue} of {name}"))?;
         }
     }

@@ -122,6 +122,13 @@ struct colinux_irqfd {
 	wait_queue_entry_t wait;	/* on the eventfd's wait queue */
 	poll_table pt;
 	u32 line;
+	/*
+	 * COOPERATIVE_IRQFD_ISR: the word in guest RAM (its page stays until
+	 * the guest ends, after its bindings) and the bits ORed into it
+	 * before the line is raised; NULL: none.
+	 */
+	u32 *isr;
+	u32 isr_bits;
 };
 
 /*
@@ -429,6 +436,13 @@ static int colinux_irqfd_wake(wait_queue_entry_t *wait, unsigned int mode,
 
 	if (key_to_poll(key) & EPOLLIN) {
 		eventfd_ctx_do_read(irqfd->ctx, &count);
+		/*
+		 * A locked OR: the guest reads and clears the word at once
+		 * (xchg); raising the line orders it before the guest sees
+		 * the line.
+		 */
+		if (irqfd->isr)
+			atomic_or(irqfd->isr_bits, (atomic_t *)irqfd->isr);
 		colinux_events_raise(irqfd->ev, irqfd->line);
 	}
 	return 0;
@@ -540,7 +554,8 @@ static long colinux_ioeventfd(struct colinux_file *cf,
 }
 
 static long colinux_irqfd_assign(struct colinux_events *ev, u32 id,
-				 const struct cooperative_ioctl_irqfd *arg)
+				 const struct cooperative_ioctl_irqfd *arg,
+				 u32 *isr)
 {
 	struct colinux_irqfd *irqfd, *other;
 	struct eventfd_ctx *ctx;
@@ -583,6 +598,8 @@ static long colinux_irqfd_assign(struct colinux_events *ev, u32 id,
 	irqfd->ev = ev;
 	irqfd->ctx = ctx;
 	irqfd->line = arg->line;
+	irqfd->isr = isr;
+	irqfd->isr_bits = arg->isr_bits;
 	init_waitqueue_func_entry(&irqfd->wait, colinux_irqfd_wake);
 	init_poll_funcptr(&irqfd->pt, colinux_irqfd_queue);
 	list_add_tail(&irqfd->link, &ev->irqfds);
@@ -590,8 +607,11 @@ static long colinux_irqfd_assign(struct colinux_events *ev, u32 id,
 	/* From here on the wake function may run, on any CPU. */
 	events = vfs_poll(f.file, &irqfd->pt);
 	/* A count already there raises the line once (it stays unread). */
-	if (events & EPOLLIN)
+	if (events & EPOLLIN) {
+		if (isr)
+			atomic_or(irqfd->isr_bits, (atomic_t *)isr);
 		colinux_events_raise(ev, irqfd->line);
+	}
 	goto out;
 put:
 	eventfd_ctx_put(ctx);
@@ -610,8 +630,23 @@ static long colinux_irqfd(struct colinux_file *cf,
 
 	if (id < 0)
 		return id;
-	if (!(arg->flags & COOPERATIVE_EVENTFD_DEASSIGN))
-		return colinux_irqfd_assign(ev, id, arg);
+	if (!(arg->flags & COOPERATIVE_EVENTFD_DEASSIGN)) {
+		u32 *isr = NULL;
+
+		if (arg->flags & COOPERATIVE_IRQFD_ISR) {
+			const u64 *frames;
+			u64 count;
+
+			/* The core checked the word lies inside guest RAM. */
+			if (colinux_core_frames(&cf->guest, &frames, &count) ||
+			    arg->isr >> PAGE_SHIFT >= count)
+				return -EINVAL;
+			isr = page_address(pfn_to_page(frames[arg->isr >>
+							      PAGE_SHIFT])) +
+			      offset_in_page(arg->isr);
+		}
+		return colinux_irqfd_assign(ev, id, arg, isr);
+	}
 	ctx = colinux_eventfd(arg->fd, "IRQFD");
 	if (IS_ERR(ctx))
 		return PTR_ERR(ctx);

@@ -11,8 +11,9 @@
 
 use colinux_abi::{
     cooperative_ioctl_ioeventfd, cooperative_ioctl_irqfd, COOPERATIVE_ABI_VERSION,
-    COOPERATIVE_EVENTFD_DEASSIGN, COOPERATIVE_EVENTFD_FLAGS, COOPERATIVE_NR_IRQS,
-    COOPERATIVE_VIRTIO_MAX_DEVICES, COOPERATIVE_VIRTIO_MAX_QUEUES,
+    COOPERATIVE_EVENTFD_DEASSIGN, COOPERATIVE_EVENTFD_FLAGS, COOPERATIVE_IRQFD_FLAGS,
+    COOPERATIVE_IRQFD_ISR, COOPERATIVE_NR_IRQS, COOPERATIVE_VIRTIO_MAX_DEVICES,
+    COOPERATIVE_VIRTIO_MAX_QUEUES,
 };
 
 use crate::guest::{Slot, NO_GUEST};
@@ -32,6 +33,8 @@ fn refuse<H: Host>(host: &mut H, guest: u32, ioctl: &str, what: &str, e: Errno) 
 struct Common {
     abi_version: u32,
     flags: u32,
+    /// The flags this ioctl knows.
+    known_flags: u32,
     reserved_zero: bool,
     /// The descriptor, when the request needs one.
     fd: Option<i32>,
@@ -43,6 +46,7 @@ fn check_common<H: Host>(host: &mut H, slot: &Slot, ioctl: &str, a: Common) -> R
     let Common {
         abi_version,
         flags,
+        known_flags,
         reserved_zero,
         fd,
     } = a;
@@ -70,7 +74,7 @@ fn check_common<H: Host>(host: &mut H, slot: &Slot, ioctl: &str, a: Common) -> R
         ));
     };
     let id = g.id();
-    if flags & !COOPERATIVE_EVENTFD_FLAGS != 0 || !reserved_zero {
+    if flags & !known_flags != 0 || !reserved_zero {
         return Err(refuse(
             host,
             id,
@@ -101,6 +105,7 @@ pub fn check_ioeventfd<H: Host>(
         Common {
             abi_version: arg.abi_version,
             flags: arg.flags,
+            known_flags: COOPERATIVE_EVENTFD_FLAGS,
             reserved_zero: arg.reserved0 == 0 && arg.reserved.iter().all(|&r| r == 0),
             // Removing a queue's binding names the queue, not the eventfd.
             fd: (arg.flags & COOPERATIVE_EVENTFD_DEASSIGN == 0).then_some(arg.fd),
@@ -138,7 +143,9 @@ pub fn check_ioeventfd<H: Host>(
 }
 
 /// IRQFD's argument for the slot's guest: as [`check_ioeventfd`], with the
-/// line below `COOPERATIVE_NR_IRQS` and `fd` needed for DEASSIGN too.
+/// line below `COOPERATIVE_NR_IRQS`, `fd` needed for DEASSIGN too, and
+/// with `COOPERATIVE_IRQFD_ISR` (binding only) an `isr` word 4-byte
+/// aligned inside guest RAM and nonzero `isr_bits`; without it both zero.
 /// Returns the guest's id.
 pub fn check_irqfd<H: Host>(
     host: &mut H,
@@ -152,7 +159,8 @@ pub fn check_irqfd<H: Host>(
         Common {
             abi_version: arg.abi_version,
             flags: arg.flags,
-            reserved_zero: arg.reserved.iter().all(|&r| r == 0),
+            known_flags: COOPERATIVE_IRQFD_FLAGS,
+            reserved_zero: arg.reserved == 0,
             // Removing a binding names the eventfd too.
             fd: Some(arg.fd),
         },
@@ -167,6 +175,51 @@ pub fn check_irqfd<H: Host>(
                 .s(" is not below COOPERATIVE_NR_IRQS (")
                 .u(COOPERATIVE_NR_IRQS.into())
                 .s(")")
+                .as_bytes(),
+        );
+        return Err(Errno::EINVAL);
+    }
+    if arg.flags & COOPERATIVE_IRQFD_ISR == 0 {
+        if arg.isr != 0 || arg.isr_bits != 0 {
+            return Err(refuse(
+                host,
+                id,
+                "IRQFD",
+                "isr or isr_bits set without COOPERATIVE_IRQFD_ISR",
+                Errno::EINVAL,
+            ));
+        }
+        return Ok(id);
+    }
+    if arg.flags & COOPERATIVE_EVENTFD_DEASSIGN != 0 {
+        return Err(refuse(
+            host,
+            id,
+            "IRQFD",
+            "COOPERATIVE_IRQFD_ISR with DEASSIGN (a binding is named by fd and line)",
+            Errno::EINVAL,
+        ));
+    }
+    if arg.isr_bits == 0 {
+        return Err(refuse(
+            host,
+            id,
+            "IRQFD",
+            "COOPERATIVE_IRQFD_ISR with no isr_bits",
+            Errno::EINVAL,
+        ));
+    }
+    let ram = slot.guest().map_or(0, |g| g.memory_size());
+    if !arg.isr.is_multiple_of(4) || arg.isr.checked_add(4).is_none_or(|end| end > ram) {
+        host.log(
+            Level::Warn,
+            id,
+            Msg::new()
+                .s("IRQFD refused: the isr word at guest-physical ")
+                .x(arg.isr)
+                .s(" is not 4-byte aligned inside guest RAM (")
+                .u(ram)
+                .s(" bytes)")
                 .as_bytes(),
         );
         return Err(Errno::EINVAL);

@@ -31,11 +31,14 @@
 //! - kicks: the queue's eventfd the host driver signals (IOEVENTFD) goes
 //!   straight to virtiofsd (`SET_VRING_KICK`): a guest's notification
 //!   never passes through the daemon;
-//! - interrupts: virtiofsd signals a call eventfd (`SET_VRING_CALL`); a
-//!   relay thread of the daemon turns it into the device's [`Interrupt`],
-//!   which sets the device's `isr` word before raising its line (our
-//!   transport's guest driver reads `isr` to know a queue has work, so the
-//!   line's eventfd cannot be handed to virtiofsd directly).
+//! - interrupts: virtiofsd signals a call eventfd (`SET_VRING_CALL`)
+//!   that the host driver has bound to the device's line with its ISR
+//!   word (IRQFD with `COOPERATIVE_IRQFD_ISR`,
+//!   [`VirtioDevice::used_eventfds`]): virtiofsd's signal sets the
+//!   used-buffer bit and raises the line in the kernel, so an answer
+//!   reaches the guest with no daemon thread woken on the way (our
+//!   transport's guest driver reads `isr` to know a queue has work, so
+//!   a plain line eventfd would not do).
 //!
 //! **Ownership**: when the daemon (so virtiofsd) runs as root and the
 //! share belongs to another user, the guest's root is that user on the
@@ -202,6 +205,8 @@ pub struct Fs {
     conn: Option<UnixStream>,
     /// The virtio features virtiofsd offers.
     backend_features: u64,
+    /// virtiofsd's call eventfd (all queues), bound by the host driver.
+    call: Arc<EventFd>,
     worker: Option<Worker>,
 }
 
@@ -272,6 +277,7 @@ impl Fs {
             frontend,
             conn: Some(conn),
             backend_features,
+            call: Arc::new(EventFd::new(EFD_NONBLOCK).context("cannot make an eventfd")?),
             worker: None,
         })
     }
@@ -372,6 +378,10 @@ impl VirtioDevice for Fs {
         config_space(&self.tag())
     }
 
+    fn used_eventfds(&self) -> Vec<Arc<EventFd>> {
+        vec![self.call.clone()]
+    }
+
     fn activate(&mut self, a: Activation) -> Result<()> {
         self.reset();
         if a.queues.len() != 1 + REQUEST_QUEUES as usize {
@@ -381,7 +391,7 @@ impl VirtioDevice for Fs {
                 1 + REQUEST_QUEUES
             );
         }
-        let call = EventFd::new(EFD_NONBLOCK).context("cannot make an eventfd")?;
+        let call = self.call.clone();
         let stop = Arc::new(EventFd::new(EFD_NONBLOCK).context("cannot make an eventfd")?);
         let conn = self
             .conn
@@ -401,7 +411,7 @@ impl VirtioDevice for Fs {
             }
         }
         let queues: Vec<usize> = a.queues.iter().map(|(i, _, _)| *i).collect();
-        let mut relay = Relay {
+        let mut takeover = Takeover {
             mem: a.mem,
             queues: a.queues,
             interrupt: a.interrupt,
@@ -412,7 +422,7 @@ impl VirtioDevice for Fs {
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                if let Err(e) = relay.run(&call, &stop2, &conn) {
+                if let Err(e) = takeover.run(&stop2, &conn) {
                     tracing::error!("{name}: the device stopped: {e:#}");
                 }
             })
@@ -456,10 +466,10 @@ impl Drop for Fs {
     }
 }
 
-/// The share's thread: relays virtiofsd's calls to the guest's
-/// interrupt; once virtiofsd is gone, answers the guest's requests with
-/// errors.
-struct Relay {
+/// The share's thread: waits for virtiofsd's connection to hang up (its
+/// answers reach the guest through the host driver, not this thread);
+/// then answers the guest's requests with errors.
+struct Takeover {
     mem: GuestRam,
     queues: Vec<(usize, Queue, Arc<EventFd>)>,
     interrupt: Interrupt,
@@ -476,12 +486,11 @@ fn pollfd(fd: i32) -> libc::pollfd {
     }
 }
 
-impl Relay {
-    fn run(&mut self, call: &EventFd, stop: &EventFd, conn: &UnixStream) -> Result<()> {
+impl Takeover {
+    fn run(&mut self, stop: &EventFd, conn: &UnixStream) -> Result<()> {
         loop {
             let mut fds = [
                 pollfd(stop.as_raw_fd()),
-                pollfd(call.as_raw_fd()),
                 // Only the hang-up: replies are read by the front end.
                 libc::pollfd {
                     fd: conn.as_raw_fd(),
@@ -495,19 +504,12 @@ impl Relay {
             if fds[0].revents != 0 {
                 return Ok(());
             }
-            if fds[1].revents != 0 {
-                let _ = call.read();
-                self.interrupt.signal_used()?;
-            }
-            if fds[2].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            if fds[1].revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
                 break;
             }
         }
-        // No virtiofsd serves the queues any more: its last answers
-        // first, then ours.
-        if call.read().is_ok() {
-            self.interrupt.signal_used()?;
-        }
+        // No virtiofsd serves the queues any more (its last answers were
+        // signalled through the host driver): ours from here.
         for (_, q, _) in &mut self.queues {
             let used = q
                 .used_idx(&self.mem, std::sync::atomic::Ordering::Acquire)

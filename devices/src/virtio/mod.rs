@@ -171,10 +171,39 @@ pub trait VirtioDevice: Send + std::fmt::Debug {
         let _ = data;
         bail!("{}: config is read-only (write at {offset})", self.name())
     }
+    /// Eventfds another process signals when it has used buffers of this
+    /// device's queues (a vhost-user back end's call eventfd): the host
+    /// driver binds each to the device's line with its used-buffer ISR
+    /// bit, so such a signal interrupts the guest without passing through
+    /// a thread of the daemon. The same eventfds for the device's life.
+    fn used_eventfds(&self) -> Vec<Arc<EventFd>> {
+        Vec::new()
+    }
     /// The driver is ready: start serving the queues.
     fn activate(&mut self, a: Activation) -> Result<()>;
     /// Stop using the queues and guest memory; return when done.
     fn reset(&mut self);
+}
+
+/// What the host driver binds for one device ([`Transport::bindings`]).
+#[derive(Debug)]
+pub struct Binding<'a> {
+    /// The device's index in the table.
+    pub index: u32,
+    /// For messages: `cobd0`.
+    pub name: String,
+    /// Its interrupt line.
+    pub line: u32,
+    /// Raises the line (the daemon's threads set the ISR word first:
+    /// [`Interrupt`]).
+    pub irqfd: &'a EventFd,
+    /// The queues' kick eventfds, by queue number.
+    pub kicks: Vec<&'a EventFd>,
+    /// Guest-physical address of the device's ISR word.
+    pub isr: u64,
+    /// [`VirtioDevice::used_eventfds`]: bound to the line with
+    /// `COOPERATIVE_VIRTIO_ISR_QUEUE` set in the ISR word by the driver.
+    pub used: Vec<Arc<EventFd>>,
 }
 
 /// How a back end interrupts the guest: the device's `isr` bit, then its
@@ -441,18 +470,17 @@ impl Transport {
         })
     }
 
-    /// The devices: (index, name, line, interrupt eventfd, kick eventfds),
-    /// for binding them in the host driver. The eventfds live as long as
-    /// the transport.
-    pub fn bindings(&self) -> impl Iterator<Item = (u32, String, u32, &EventFd, Vec<&EventFd>)> {
-        self.slots.iter().enumerate().map(|(i, s)| {
-            (
-                i as u32,
-                s.dev.name(),
-                s.irq,
-                &*s.irqfd,
-                s.kicks.iter().map(|k| &**k).collect(),
-            )
+    /// What the host driver binds for each device. The eventfds live as
+    /// long as the transport.
+    pub fn bindings(&self) -> impl Iterator<Item = Binding<'_>> {
+        self.slots.iter().enumerate().map(|(i, s)| Binding {
+            index: i as u32,
+            name: s.dev.name(),
+            line: s.irq,
+            irqfd: &s.irqfd,
+            kicks: s.kicks.iter().map(|k| &**k).collect(),
+            isr: s.base.unchecked_add(off::ISR).raw_value(),
+            used: s.dev.used_eventfds(),
         })
     }
 

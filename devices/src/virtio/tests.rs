@@ -195,7 +195,7 @@ fn driver_ok_activates_the_ready_queues_and_kicks_reach_them() {
         s.mem.read_obj::<u32>(at(off::ISR)).unwrap(),
         abi::COOPERATIVE_VIRTIO_ISR_QUEUE
     );
-    let (_, _, _, irqfd, _) = s.t.bindings().next().unwrap();
+    let irqfd = s.t.bindings().next().unwrap().irqfd;
     assert_eq!(irqfd.read().unwrap(), 1);
     // Reset: the device stops, the registers clear.
     let (r, st) = status(&mut s, 0);

@@ -197,6 +197,10 @@ struct cooperative_ioctl_run {
 /* cooperative_ioctl_ioeventfd.flags and cooperative_ioctl_irqfd.flags */
 #define COOPERATIVE_EVENTFD_DEASSIGN		(1U << 0)
 #define COOPERATIVE_EVENTFD_FLAGS		COOPERATIVE_EVENTFD_DEASSIGN
+/* cooperative_ioctl_irqfd.flags only: set ISR bits before raising */
+#define COOPERATIVE_IRQFD_ISR			(1U << 1)
+#define COOPERATIVE_IRQFD_FLAGS			(COOPERATIVE_EVENTFD_DEASSIGN | \
+						 COOPERATIVE_IRQFD_ISR)
 
 /*
  * IOEVENTFD: bind the notifications of one virtio queue to an eventfd.
@@ -239,17 +243,29 @@ struct cooperative_ioctl_ioeventfd {
  * same eventfd through any descriptor) and line is removed (ENOENT if
  * there is none). An eventfd closed while bound stays bound, silent,
  * until DEASSIGN or the guest's end. Bindings end with the guest
- * (DESTROY, close). Errors: EPROTO, EINVAL (no guest, unknown flags,
- * nonzero reserved fields, line out of range, fd not an eventfd), EBADF,
- * EEXIST (that fd and line are bound already), ENOSPC (more than
+ * (DESTROY, close).
+ *
+ * With COOPERATIVE_IRQFD_ISR (binding only), each signal first ORs
+ * isr_bits into the 32-bit word at guest-physical address isr (4-byte
+ * aligned, inside guest RAM), then raises the line: a virtio device's
+ * ISR word, so that another process serving its queues (a vhost-user
+ * back end's call eventfd) interrupts the guest with no daemon thread
+ * in between. Without it, isr and isr_bits must be zero.
+ *
+ * Errors: EPROTO, EINVAL (no guest, unknown flags, nonzero reserved
+ * fields, line out of range, fd not an eventfd, ISR with DEASSIGN, an
+ * isr word misaligned or outside guest RAM, no isr_bits), EBADF, EEXIST
+ * (that fd and line are bound already), ENOSPC (more than
  * COOPERATIVE_IRQFD_MAX bindings). Waits while RUN runs, as IOEVENTFD.
  */
 struct cooperative_ioctl_irqfd {
 	__u32 abi_version;	/* COOPERATIVE_ABI_VERSION */
-	__u32 flags;		/* COOPERATIVE_EVENTFD_DEASSIGN or 0 */
+	__u32 flags;		/* COOPERATIVE_IRQFD_FLAGS */
 	__s32 fd;		/* an eventfd */
 	__u32 line;		/* < COOPERATIVE_NR_IRQS */
-	__aligned_u64 reserved[2];	/* zero */
+	__aligned_u64 isr;	/* COOPERATIVE_IRQFD_ISR: guest-physical */
+	__u32 isr_bits;		/* COOPERATIVE_IRQFD_ISR: ORed into it */
+	__u32 reserved;		/* zero */
 };
 
 /* Most IRQFD bindings one guest may have. */
@@ -353,7 +369,9 @@ __COLINUX_IOCTL_SIZE(cooperative_ioctl_irqfd, COOPERATIVE_IOCTL_IRQFD_SIZE);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, flags, 4);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, fd, 8);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, line, 12);
-__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, reserved, 16);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, isr, 16);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, isr_bits, 24);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_irqfd, reserved, 28);
 
 #endif /* C11 and not C++ */
 

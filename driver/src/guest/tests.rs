@@ -723,10 +723,50 @@ fn irqfd_checks_version_guest_flags_reserved_line_and_fd() {
         check_irqfd(&mut fake, &slot, &irqfd_arg(COOPERATIVE_NR_IRQS - 1, 3)),
         Ok(id)
     );
-    let cases: [SpoilCase<colinux_abi::cooperative_ioctl_irqfd>; 6] = [
+    let cases: [SpoilCase<colinux_abi::cooperative_ioctl_irqfd>; 14] = [
         ("ABI version", |a| a.abi_version = 0, Errno::EPROTO),
         ("unknown flags", |a| a.flags = 1 << 31, Errno::EINVAL),
-        ("reserved", |a| a.reserved[0] = 1, Errno::EINVAL),
+        ("reserved", |a| a.reserved = 1, Errno::EINVAL),
+        (
+            "without COOPERATIVE_IRQFD_ISR",
+            |a| a.isr = 0x1000,
+            Errno::EINVAL,
+        ),
+        (
+            "without COOPERATIVE_IRQFD_ISR",
+            |a| a.isr_bits = 1,
+            Errno::EINVAL,
+        ),
+        (
+            "with DEASSIGN",
+            |a| {
+                set_isr(a, 0x1000, 1);
+                a.flags |= COOPERATIVE_EVENTFD_DEASSIGN;
+            },
+            Errno::EINVAL,
+        ),
+        ("no isr_bits", |a| set_isr(a, 0x1000, 0), Errno::EINVAL),
+        (
+            "not 4-byte aligned",
+            |a| set_isr(a, 0x1002, 1),
+            Errno::EINVAL,
+        ),
+        // 16 MiB of RAM: the last word is at 0xfffffc.
+        (
+            "inside guest RAM",
+            |a| set_isr(a, 0x1000000, 1),
+            Errno::EINVAL,
+        ),
+        (
+            "inside guest RAM",
+            |a| set_isr(a, 0xfffffe, 1),
+            Errno::EINVAL,
+        ),
+        (
+            "inside guest RAM",
+            |a| set_isr(a, u64::MAX - 3, 1),
+            Errno::EINVAL,
+        ),
         ("line 16", |a| a.line = COOPERATIVE_NR_IRQS, Errno::EINVAL),
         ("fd is negative", |a| a.fd = -5, Errno::EBADF),
         (
@@ -751,7 +791,19 @@ fn irqfd_checks_version_guest_flags_reserved_line_and_fd() {
     let mut a = irqfd_arg(4, 3);
     a.flags = COOPERATIVE_EVENTFD_DEASSIGN;
     assert_eq!(check_irqfd(&mut fake, &slot, &a), Ok(id));
+    // The first and the last word of guest RAM are fine.
+    for at in [0, 16 * MIB - 4] {
+        let mut a = irqfd_arg(4, 3);
+        set_isr(&mut a, at, 1 << 31);
+        assert_eq!(check_irqfd(&mut fake, &slot, &a), Ok(id), "isr at {at:#x}");
+    }
     destroy(&mut fake, &mut slot).expect("destroy");
+}
+
+fn set_isr(a: &mut colinux_abi::cooperative_ioctl_irqfd, isr: u64, bits: u32) {
+    a.flags |= colinux_abi::COOPERATIVE_IRQFD_ISR;
+    a.isr = isr;
+    a.isr_bits = bits;
 }
 
 #[test]
