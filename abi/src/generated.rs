@@ -571,7 +571,8 @@ pub struct cooperative_ioctl_run {
     pub input_size: __u32,
     pub text_size: __u32,
     pub timeout_ns: __u64,
-    pub reserved: [__u64; 2usize],
+    pub halt_polls: __u64,
+    pub reserved: [__u64; 1usize],
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -616,8 +617,10 @@ const _: () = {
         [::core::mem::offset_of!(cooperative_ioctl_run, text_size) - 412usize];
     ["Offset of field: cooperative_ioctl_run::timeout_ns"]
         [::core::mem::offset_of!(cooperative_ioctl_run, timeout_ns) - 416usize];
+    ["Offset of field: cooperative_ioctl_run::halt_polls"]
+        [::core::mem::offset_of!(cooperative_ioctl_run, halt_polls) - 424usize];
     ["Offset of field: cooperative_ioctl_run::reserved"]
-        [::core::mem::offset_of!(cooperative_ioctl_run, reserved) - 424usize];
+        [::core::mem::offset_of!(cooperative_ioctl_run, reserved) - 432usize];
 };
 impl Default for cooperative_ioctl_run {
     fn default() -> Self {

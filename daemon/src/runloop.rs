@@ -343,6 +343,7 @@ struct Stats {
     yields: u64,
     idles: u64,
     idle_round_trips: u64,
+    halt_polls: u64,
     interrupts: u64,
     input: u64,
 }
@@ -354,6 +355,7 @@ impl Stats {
         self.yields += u64::from(arg.exit_reason == abi::COOPERATIVE_RUN_EXIT_YIELD);
         self.idles += u64::from(arg.exit_reason == abi::COOPERATIVE_RUN_EXIT_IDLE);
         self.idle_round_trips += arg.idle_round_trips;
+        self.halt_polls += arg.halt_polls;
         self.interrupts += arg.interrupts;
         self.input += u64::from(arg.input_size);
     }
@@ -367,12 +369,13 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "guest ran {:.1} s: {} RUN calls, {} yields, {} idle exits, {} idles served by the driver, {} host interrupts forwarded, {} input bytes",
+            "guest ran {:.1} s: {} RUN calls, {} yields, {} idle exits, {} idles served by the driver ({} by halt polling), {} host interrupts forwarded, {} input bytes",
             self.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
             self.runs,
             self.yields,
             self.idles,
             self.idle_round_trips,
+            self.halt_polls,
             self.interrupts,
             self.input
         )

@@ -28,6 +28,7 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/stat.h>
 #include <linux/workqueue.h>
 #include <linux/percpu.h>
 #include <linux/io.h>
@@ -945,6 +946,25 @@ int colinux_passage_clobber_run(void)
 /* Guest time after which RUN returns EXIT_YIELD (Linux guests). */
 #define RUN_SLICE_NS		(10 * NSEC_PER_MSEC)
 
+/*
+ * Halt polling, as KVM's halt_poll_ns. An idle guest often waits for an
+ * answer another thread or process gives within microseconds (a back
+ * end's IRQFD: virtiofsd's answer to a FUSE request, a disk worker's
+ * completion). Returning EXIT_IDLE then costs the daemon's thread a
+ * sleep and a wake-up, and the answer waits for the scheduler. Instead
+ * RUN first watches the lines (and the guest's timer) for up to a window,
+ * and enters the guest at once when one comes. The window adapts to how
+ * long the guest's idles last, per guest: it grows (10 us, then doubling)
+ * while idles end within halt_poll_ns, and drops to 0 after an idle that
+ * lasted longer; polling stops early when another task wants the CPU or
+ * a signal is pending.
+ */
+static unsigned int halt_poll_ns = 200000;
+module_param(halt_poll_ns, uint, 0644);
+MODULE_PARM_DESC(halt_poll_ns,
+		 "longest time (ns) an idle Linux guest's RUN watches for a line before it returns to the daemon; adaptive below it; at most 10 ms; 0: never (default 200000, as KVM's)");
+#define RUN_POLL_START_NS	10000
+
 static_assert(PASSAGE_GUEST_VA == COOPERATIVE_PASSAGE_GUEST_VA);
 static_assert(PASSAGE_CS32 == COOPERATIVE_PASSAGE_CODE_SELECTOR);
 static_assert(PASSAGE_DS32 == COOPERATIVE_PASSAGE_DATA_SELECTOR);
@@ -974,6 +994,8 @@ struct colinux_run {
 	u32 last_exit;			/* PASSAGE_EXIT_* of the last switch */
 	struct colinux_events *ev;	/* IOEVENTFD and IRQFD (the shim's) */
 	enum run_wait wait;
+	u64 poll_ns;			/* halt polling's window now */
+	u64 idle_at;			/* when RUN returned EXIT_IDLE */
 	struct delayed_work watchdog;	/* see run_watchdog() */
 	unsigned long watched_switches;	/* p->switches at its last look */
 	unsigned long kicks;		/* NMIs it sent */
@@ -1404,6 +1426,50 @@ static void run_lines(struct colinux_run *r, struct cooperative_vcpu_state *v)
 }
 
 /*
+ * Halt polling (see halt_poll_ns): watch for a line or the guest's timer
+ * for up to the window. True when one came (it is pending now).
+ */
+static bool run_halt_poll(struct colinux_run *r,
+			  struct cooperative_vcpu_state *v)
+{
+	u64 start, window = r->poll_ns;
+
+	if (!window || !r->ev)
+		return false;
+	start = ktime_get_ns();
+	do {
+		if (colinux_events_pending(r->ev) ||
+		    (v->timer_deadline && rdtsc() >= v->timer_deadline)) {
+			run_timer(v);
+			run_lines(r, v);
+			if (v->pending_irqs)
+				return true;
+		}
+		cpu_relax();
+	} while (ktime_get_ns() - start < window && !need_resched() &&
+		 !signal_pending(current) && single_task_running());
+	return false;
+}
+
+/*
+ * The guest idled for @idle_ns since it could not be served by polling:
+ * grow the window while idles are short, drop it after a long one.
+ */
+static void run_halt_poll_adapt(struct colinux_run *r, u64 idle_ns)
+{
+	/* Never longer than a time slice: RUN must come back to the daemon. */
+	u64 max = min_t(u64, READ_ONCE(halt_poll_ns), RUN_SLICE_NS);
+
+	if (idle_ns <= r->poll_ns)
+		return;
+	if (idle_ns > max)
+		r->poll_ns = 0;
+	else if (r->poll_ns < max)
+		r->poll_ns = min(max, r->poll_ns ? r->poll_ns * 2 :
+				 RUN_POLL_START_NS);
+}
+
+/*
  * COOPERATIVE_OP_VIRTIO: a NOTIFY of a queue bound to an eventfd
  * (IOEVENTFD) signals it and the guest goes on with STATUS_OK; one with
  * a device or queue out of range gets STATUS_INVALID at once. Both are
@@ -1495,12 +1561,15 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 	ret = run_input(r, arg);
 	if (ret)
 		return ret;
-	if (r->wait == RUN_WAIT_STATUS)
+	if (r->wait == RUN_WAIT_STATUS) {
 		v->status = arg->status;
-	else if (r->wait == RUN_WAIT_IDLE)
+	} else if (r->wait == RUN_WAIT_IDLE) {
 		v->status = COOPERATIVE_STATUS_OK;
+		run_halt_poll_adapt(r, ktime_get_ns() - r->idle_at);
+	}
 	r->wait = RUN_WAIT_NONE;
 	arg->idle_round_trips = 0;
+	arg->halt_polls = 0;
 	arg->interrupts = 0;
 	arg->text_size = 0;
 	arg->timeout_ns = 0;
@@ -1534,10 +1603,13 @@ int colinux_run(struct colinux_run *r, struct cooperative_ioctl_run *arg)
 			if (r->linux_boot) {
 				run_timer(v);
 				run_lines(r, v);
+				if (!v->pending_irqs && run_halt_poll(r, v))
+					arg->halt_polls++;
 				if (!v->pending_irqs) {
 					r->wait = RUN_WAIT_IDLE;
 					arg->exit_reason = COOPERATIVE_RUN_EXIT_IDLE;
 					arg->timeout_ns = run_timeout_ns(v);
+					r->idle_at = ktime_get_ns();
 					return 0;
 				}
 			}

@@ -52,6 +52,7 @@ u32 colinux_run_state(const struct colinux_run *r);
  */
 bool colinux_events_notify(struct colinux_events *ev, u32 device, u32 queue);
 u32 colinux_events_take(struct colinux_events *ev);
+bool colinux_events_pending(struct colinux_events *ev);
 bool colinux_events_enter(struct colinux_events *ev, int cpu);
 void colinux_events_leave(struct colinux_events *ev);
 

@@ -60,10 +60,10 @@ MODULE_PARM_DESC(passage_selftest,
 		 "at load, switch this many times into a built-in 32-bit guest and back");
 
 static_assert(PAGE_SIZE == COOPERATIVE_PAGE_SIZE);
-/* colinux_shim_run() checks every reserved field: two of them today. */
+/* The core's RUN check looks at every reserved field: one of them today. */
 static_assert(sizeof(struct cooperative_ioctl_run) == COOPERATIVE_IOCTL_RUN_SIZE);
 static_assert(sizeof(((struct cooperative_ioctl_run *)0)->reserved) ==
-	      2 * sizeof(__u64));
+	      sizeof(__u64));
 
 /*
  * Guest RAM is charged to the daemon's memory cgroup. It comes from below
@@ -401,6 +401,12 @@ bool colinux_events_enter(struct colinux_events *ev, int cpu)
 void colinux_events_leave(struct colinux_events *ev)
 {
 	WRITE_ONCE(ev->guest_cpu, -1);
+}
+
+/* A line is raised and not taken yet (a look, no barrier: polling). */
+bool colinux_events_pending(struct colinux_events *ev)
+{
+	return READ_ONCE(ev->lines) != 0;
 }
 
 u32 colinux_events_take(struct colinux_events *ev)

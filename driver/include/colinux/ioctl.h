@@ -15,8 +15,8 @@
  *
  * Fields the driver rewrites: RUN's out fields (exit_reason, operation,
  * vector, params, idle_round_trips, interrupts, fault_address, fault_eip,
- * text, text_size, timeout_ns) and input_size (how much input it took);
- * INFO's every field. The boot parameters a first RUN points to are read,
+ * text, text_size, timeout_ns, halt_polls) and input_size (how much input
+ * it took); INFO's every field. The boot parameters a first RUN points to are read,
  * checked and completed by the driver (cpu_khz, p2m_address, m2p_address,
  * m2p_entries, tables_pages, host_time_ns must be zero and are filled in)
  * before the guest sees them; the daemon's copy is not written.
@@ -113,7 +113,9 @@ struct cooperative_ioctl_info {
  * the passage's IDT is loaded. Later RUNs (entry 0) resume it; status is
  * then the result of the operation RUN last returned. Host interrupts
  * are served in the kernel and counted; IDLE returns EXIT_IDLE (unless a
- * virtual interrupt is already pending, or an IRQFD raised one), a
+ * virtual interrupt is already pending, or an IRQFD raises one or the
+ * guest's timer expires while RUN watches for them: halt polling, the
+ * module parameter halt_poll_ns), a
  * queue notification bound by IOEVENTFD is served in the kernel, and
  * RUN returns EXIT_YIELD at
  * least every few milliseconds of guest time so that the daemon can
@@ -144,7 +146,10 @@ struct cooperative_ioctl_run {
 	__u32 input_size;	/* in: bytes at input; out: bytes the guest got */
 	__u32 text_size;	/* out: bytes in text (without the NUL) */
 	__aligned_u64 timeout_ns; /* out: IDLE: ns to the guest's timer, 0: none */
-	__aligned_u64 reserved[2];	/* zero */
+	__aligned_u64 halt_polls; /* out: of idle_round_trips, those whose
+				   * line came while RUN watched for it
+				   * (halt polling) */
+	__aligned_u64 reserved[1];	/* zero */
 };
 
 /*
@@ -357,7 +362,8 @@ __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, input, 400);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, input_size, 408);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, text_size, 412);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, timeout_ns, 416);
-__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, reserved, 424);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, halt_polls, 424);
+__COLINUX_IOCTL_OFFSET(cooperative_ioctl_run, reserved, 432);
 __COLINUX_IOCTL_SIZE(cooperative_ioctl_ioeventfd, COOPERATIVE_IOCTL_IOEVENTFD_SIZE);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, flags, 4);
 __COLINUX_IOCTL_OFFSET(cooperative_ioctl_ioeventfd, fd, 8);

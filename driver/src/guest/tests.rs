@@ -489,7 +489,7 @@ fn run_checks_version_flags_and_the_first_runs_entry_and_stack() {
     a.flags = 2;
     assert_eq!(check_run(&mut fake, &slot, &a, false), Err(Errno::EINVAL));
     let mut a = ok;
-    a.reserved[1] = 1;
+    a.reserved[0] = 1;
     assert_eq!(check_run(&mut fake, &slot, &a, false), Err(Errno::EINVAL));
     for (entry, stack, what) in [
         (0, VA + 0x2000, "entry 0"),
