@@ -26,6 +26,8 @@ pub struct CofsBenchOptions {
     pub subtree: String,
     /// Guest RAM (MiB).
     pub mem: u64,
+    /// The host driver's `halt_poll_ns` (its default when `None`).
+    pub halt_poll_ns: Option<u32>,
 }
 
 impl Default for CofsBenchOptions {
@@ -35,6 +37,7 @@ impl Default for CofsBenchOptions {
             files: 1000,
             subtree: String::new(),
             mem: 256,
+            halt_poll_ns: None,
         }
     }
 }
@@ -106,7 +109,7 @@ rm -rf /srv/share/host
 sync
 echo 3 > /proc/sys/vm/drop_caches
 echo "== bench cofs: loading the host driver"
-insmod @MODULE@
+insmod @MODULE@@PARAMS@
 cat > /tmp/bench-steps <<'COLINUX_STEPS_END'
 @STEPS@
 COLINUX_STEPS_END
@@ -129,6 +132,12 @@ rmmod colinux
             &run("host", "/srv/share/host", "/srv/share/src.tar").replace("{TOOLS}", "/srv/tools"),
         )
         .replace("@MODULE@", colinux_testrig::session::HOST_MODULE)
+        .replace(
+            "@PARAMS@",
+            &o.halt_poll_ns
+                .map(|ns| format!(" halt_poll_ns={ns}"))
+                .unwrap_or_default(),
+        )
         .replace("@STEPS@", &steps.join("\n"))
         .replace("@ROOT@", colinux_testrig::session::ROOT_DISK_SETTINGS)
         .replace("@PREFIX@", PREFIX)
@@ -476,16 +485,19 @@ fn render(
          workload (create + stat + unlink + unpack): {meta_all:.1}× — {verdict}. Under TCG this cannot \
          be a hardware figure either way.\n\n\
          **Where the time goes.** With cache `never` every system call on the share is at least one FUSE \
-         request (a file created by `tar` typically costs a LOOKUP, CREATE, WRITE, SETATTRs for owner and \
-         times, FLUSH and RELEASE), served one at a time (`--thread-pool-size=0`, which the EIO takeover \
-         relies on), and each is a round trip: the guest's kick (a passage exit to the host driver's \
-         eventfd), virtiofsd woken in the test host, its syscalls on ext4, its call eventfd, the daemon's \
-         relay thread woken, the guest's interrupt, and the guest's vCPU thread woken if it went idle while \
-         waiting. Here a `stat` on the share took {stat_us:.0} µs, against a passage round trip of the \
-         order of 100 µs under TCG (`bench passage`) and a few µs of system calls in virtiofsd: most of it \
-         is waking three host threads in turn in an emulated test host whose 2 vCPUs share a loaded build \
-         machine (the guest idles while it waits for each reply: see the idle exits below). It was not \
-         traced hop by hop. The guest itself is not what is slow: on a cobd disk the same guest unpacks at \
+         request, and path lookups are not cached either (a `stat` of `/mnt/share/guest/fsmeta.d/f1` is a \
+         LOOKUP per component below the mount and a GETATTR; a file created by `tar` typically costs \
+         LOOKUPs, CREATE, WRITE, SETATTRs for owner and times, FLUSH and RELEASE), served one at a time \
+         (`--thread-pool-size=0`, which the EIO takeover relies on), and each is a round trip: the guest's \
+         kick (the host driver signals virtiofsd's kick eventfd inside RUN), virtiofsd woken in the test \
+         host, its syscalls on ext4, its call eventfd, which the host driver has bound to the guest's line \
+         with the device's ISR bit (no daemon thread on the way back), and the guest's vCPU thread woken if \
+         it went idle while waiting (unless halt polling caught the answer: the host driver's \
+         `halt_poll_ns` was {halt_poll}). Here a `stat` on the share took {stat_us:.0} µs, against a \
+         passage round trip of the order of 100 µs under TCG (`bench passage`) and a few µs of system calls \
+         in virtiofsd: most of it is waking host threads in turn in an emulated test host whose 2 vCPUs are \
+         the build machine's 2 cores (\"where a round trip's time went\" below traces one). The guest \
+         itself is not what is slow: on a cobd disk the same guest unpacks at \
          {cobd_untar:.1}× native, its ext4 keeping metadata in the guest's caches and writing it back in \
          large batches (a round trip per block request, not per file operation); large sequential I/O on \
          the share pays the round trip once per 1 MiB request ({seq:.1}× native for reads). Not done, and \
@@ -493,8 +505,11 @@ fn render(
          does not change meanwhile, several requests in flight (a virtiofsd thread pool, which the EIO \
          takeover would then have to track), and hardware, where a wake-up and a passage cost \
          microseconds. The daemon's run loop for the whole run: guest ran {passages}. The build \
-         machine's load average when the run ended was {load} (other helpers' builds and tests share its \
+         machine's load average when the run ended was {load} (anything else running there shares its \
          2 cores).\n",
+        halt_poll = o
+            .halt_poll_ns
+            .map_or("its default, 200 µs".to_string(), |ns| format!("set to {} µs for this run", ns / 1000)),
         mem = o.mem,
         root = colinux_testrig::session::ROOT_DISK_SETTINGS,
         seq_mib = o.seq_mib,
@@ -575,10 +590,17 @@ colinux-bench-cofs| cobd fsmeta n=3 err=28
             "@HOST@",
             "@STEPS@",
             "@PREFIX@",
+            "@PARAMS@",
             "{TOOLS}",
         ] {
             assert!(!s.contains(p), "{p} left in the script");
         }
+        assert!(s.contains("insmod /root/colinux.ko\n"), "{s}");
+        let polled = cofs_bench_script(&CofsBenchOptions {
+            halt_poll_ns: Some(5_000_000),
+            ..Default::default()
+        });
+        assert!(polled.contains("insmod /root/colinux.ko halt_poll_ns=5000000\n"));
     }
 
     #[test]

@@ -392,6 +392,10 @@ enum BenchCmd {
         /// whole tree (~1.3 GB, ~80 000 files: hours under TCG) by default
         #[arg(long, default_value = "")]
         subtree: String,
+        /// Load the host driver with this `halt_poll_ns` (its default,
+        /// 200000 ns, when not given; 0 turns halt polling off)
+        #[arg(long)]
+        halt_poll_ns: Option<u32>,
     },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
@@ -626,6 +630,7 @@ fn run(cli: Cli) -> Result<()> {
                     seq_mib,
                     files,
                     subtree,
+                    halt_poll_ns,
                 },
         } => {
             let version = fetch.version(&manifest);
@@ -641,6 +646,7 @@ fn run(cli: Cli) -> Result<()> {
                 seq_mib,
                 files,
                 subtree,
+                halt_poll_ns,
                 ..Default::default()
             };
             let text = xtask::bench_cofs::bench_cofs(
