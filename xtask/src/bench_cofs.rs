@@ -28,6 +28,8 @@ pub struct CofsBenchOptions {
     pub mem: u64,
     /// The host driver's `halt_poll_ns` (its default when `None`).
     pub halt_poll_ns: Option<u32>,
+    /// The share's cache mode.
+    pub cache: ShareCache,
 }
 
 impl Default for CofsBenchOptions {
@@ -38,6 +40,7 @@ impl Default for CofsBenchOptions {
             subtree: String::new(),
             mem: 256,
             halt_poll_ns: None,
+            cache: ShareCache::Never,
         }
     }
 }
@@ -114,7 +117,7 @@ cat > /tmp/bench-steps <<'COLINUX_STEPS_END'
 @STEPS@
 COLINUX_STEPS_END
 echo "== bench cofs: booting the Debian guest"
-guest_boot /tmp/guest.log /tmp/bench-steps poweroff @ROOT@ cobd1=/dev/vdc cofs0=/srv/share cofs1=/srv/tools,ro
+guest_boot /tmp/guest.log /tmp/bench-steps poweroff @ROOT@ cobd1=/dev/vdc cofs0=/srv/share@CACHE@ cofs1=/srv/tools,ro
 grep -F 'cofsbench| ' /tmp/guest.log | sed 's/^.*cofsbench| /@PREFIX@/' || true
 [ "$GUEST_FEED_RC" = 0 ] && [ "$GUEST_RC" = 0 ] || { echo "== bench cofs: the guest session failed"; exit 1; }
 rmmod colinux
@@ -132,6 +135,7 @@ rmmod colinux
             &run("host", "/srv/share/host", "/srv/share/src.tar").replace("{TOOLS}", "/srv/tools"),
         )
         .replace("@MODULE@", colinux_testrig::session::HOST_MODULE)
+        .replace("@CACHE@", &share_options(o))
         .replace(
             "@PARAMS@",
             &o.halt_poll_ns
@@ -141,6 +145,34 @@ rmmod colinux
         .replace("@STEPS@", &steps.join("\n"))
         .replace("@ROOT@", colinux_testrig::session::ROOT_DISK_SETTINGS)
         .replace("@PREFIX@", PREFIX)
+}
+
+/// The share's cache mode (`cofsN=DIR,cache=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShareCache {
+    /// No guest caching (the default of a share).
+    Never,
+    /// Page cache until the next open, attributes and names for 1 s.
+    Auto,
+}
+
+impl std::fmt::Display for ShareCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ShareCache::Never => "never",
+            ShareCache::Auto => "auto",
+        })
+    }
+}
+
+/// What `cofs0=/srv/share` gets after the directory: the cache mode when
+/// it is not the default.
+fn share_options(o: &CofsBenchOptions) -> String {
+    if o.cache == ShareCache::Never {
+        String::new()
+    } else {
+        format!(",cache={}", o.cache)
+    }
 }
 
 /// One place's results (seconds).
@@ -467,9 +499,9 @@ fn render(
          **Setup.** The test host's `/dev/vdb` (ext4, a QEMU virtio disk on a sparse image, `cache=unsafe`) \
          holds the share `/srv/share` and the tools. The test host runs the workload natively in \
          `/srv/share/host` (then removes it, syncs and drops its caches); the Debian guest boots with \
-         `mem={mem} {root} cobd1=/dev/vdc cofs0=/srv/share cofs1=/srv/tools,ro` and runs the same workload in \
-         the share (`mount -t virtiofs cofs0`, cache mode `never`: no guest caching, one virtiofsd request at \
-         a time) and, for contrast, on an ext4 file system on cobd1 (`/dev/vdc`, another QEMU disk).\n\n\
+         `mem={mem} {root} cobd1=/dev/vdc cofs0=/srv/share{share_options} cofs1=/srv/tools,ro` and runs the \
+         same workload in the share (`mount -t virtiofs cofs0`, cache mode `{cache}`: {cache_means}, one \
+         virtiofsd request at a time) and, for contrast, on an ext4 file system on cobd1 (`/dev/vdc`, another QEMU disk).\n\n\
          **Workload** (`WORKLOAD` in `xtask/src/bench_cofs.rs`, one `sh` script for the test host's busybox \
          and the guest's dash, timed by `/proc/uptime`): `dd` of {seq_mib} MiB with `conv=fsync`, caches \
          dropped, `dd` back; `tests/guest-bench/fsmeta.c` (one static i386 binary, `CLOCK_MONOTONIC`): \
@@ -507,6 +539,14 @@ fn render(
          microseconds. The daemon's run loop for the whole run: guest ran {passages}. The build \
          machine's load average when the run ended was {load} (anything else running there shares its \
          2 cores).\n",
+        share_options = share_options(o),
+        cache = o.cache,
+        cache_means = match o.cache {
+            ShareCache::Never => "no guest caching",
+            ShareCache::Auto => {
+                "file data in the guest's page cache until the next open, attributes and names for up to 1 s"
+            }
+        },
         halt_poll = o
             .halt_poll_ns
             .map_or("its default, 200 µs".to_string(), |ns| format!("set to {} µs for this run", ns / 1000)),
@@ -582,6 +622,11 @@ colinux-bench-cofs| cobd fsmeta n=3 err=28
             s.contains("sh /mnt/tools/cofsbench.sh cobd /mnt/cobd/run /mnt/cobd/src.tar 1000 64")
         );
         assert!(s.contains("cofs0=/srv/share cofs1=/srv/tools,ro"));
+        let auto = cofs_bench_script(&CofsBenchOptions {
+            cache: ShareCache::Auto,
+            ..Default::default()
+        });
+        assert!(auto.contains("cofs0=/srv/share,cache=auto cofs1=/srv/tools,ro"));
         assert!(s.contains("COLINUX_VIRTIOFSD=/tmp/virtiofsd-wrap"));
         for p in [
             "@HELPERS@",

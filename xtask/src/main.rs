@@ -396,6 +396,9 @@ enum BenchCmd {
         /// 200000 ns, when not given; 0 turns halt polling off)
         #[arg(long)]
         halt_poll_ns: Option<u32>,
+        /// The share's cache mode (`never`, the default, or `auto`)
+        #[arg(long, value_enum, default_value_t = xtask::bench_cofs::ShareCache::Never)]
+        cache: xtask::bench_cofs::ShareCache,
     },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
@@ -631,6 +634,7 @@ fn run(cli: Cli) -> Result<()> {
                     files,
                     subtree,
                     halt_poll_ns,
+                    cache,
                 },
         } => {
             let version = fetch.version(&manifest);
@@ -647,6 +651,7 @@ fn run(cli: Cli) -> Result<()> {
                 files,
                 subtree,
                 halt_poll_ns,
+                cache,
                 ..Default::default()
             };
             let text = xtask::bench_cofs::bench_cofs(
