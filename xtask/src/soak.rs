@@ -39,10 +39,11 @@ const BOOT: Soak = Soak {
     test_file: "boot",
     test: "boots_in_a_row",
     cycles_var: "COLINUX_BOOT_CYCLES",
-    what: "One test host boots the initramfs guest (`colinux-daemon --boot`, 6.1) to its shell, \
+    what: "One test host boots the initramfs guest (`colinux run`, 6.1) to its shell, \
            runs `uname -m` and powers it off, again and again; each boot must reach the \
            guest's init and end with the daemon's exit 0, and the host's free memory after \
-           the last must be within 16 MiB of before the second. Rows: boots after the first.",
+           the last must be within 16 MiB of before the second. The first boot has no \
+           figures: its memory is the baseline, and it is timed with the session around it.",
 };
 
 /// `cargo xtask soak cobd --cycles N`.
