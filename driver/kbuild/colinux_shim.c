@@ -428,6 +428,18 @@ bool colinux_events_notify(struct colinux_events *ev, u32 device, u32 queue)
 }
 
 /*
+ * One signal of a binding: its ISR bits first (a locked OR: the guest
+ * reads and clears the word at once with xchg), then the line, whose
+ * raising orders the word before the guest sees the line.
+ */
+static void colinux_irqfd_fire(struct colinux_irqfd *irqfd)
+{
+	if (irqfd->isr)
+		atomic_or(irqfd->isr_bits, (atomic_t *)irqfd->isr);
+	colinux_events_raise(irqfd->ev, irqfd->line);
+}
+
+/*
  * The eventfd was signalled (or is being released: EPOLLHUP, ignored; the
  * binding holds a reference to the eventfd, so its wait queue stays until
  * the binding goes). Runs with the eventfd's wait-queue lock held, in any
@@ -442,14 +454,7 @@ static int colinux_irqfd_wake(wait_queue_entry_t *wait, unsigned int mode,
 
 	if (key_to_poll(key) & EPOLLIN) {
 		eventfd_ctx_do_read(irqfd->ctx, &count);
-		/*
-		 * A locked OR: the guest reads and clears the word at once
-		 * (xchg); raising the line orders it before the guest sees
-		 * the line.
-		 */
-		if (irqfd->isr)
-			atomic_or(irqfd->isr_bits, (atomic_t *)irqfd->isr);
-		colinux_events_raise(irqfd->ev, irqfd->line);
+		colinux_irqfd_fire(irqfd);
 	}
 	return 0;
 }
@@ -613,11 +618,8 @@ static long colinux_irqfd_assign(struct colinux_events *ev, u32 id,
 	/* From here on the wake function may run, on any CPU. */
 	events = vfs_poll(f.file, &irqfd->pt);
 	/* A count already there raises the line once (it stays unread). */
-	if (events & EPOLLIN) {
-		if (isr)
-			atomic_or(irqfd->isr_bits, (atomic_t *)isr);
-		colinux_events_raise(ev, irqfd->line);
-	}
+	if (events & EPOLLIN)
+		colinux_irqfd_fire(irqfd);
 	goto out;
 put:
 	eventfd_ctx_put(ctx);

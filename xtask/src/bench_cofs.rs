@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use colinux_devices::fs::Cache;
 
 use crate::bench::{last_said, load_average, run_in_test_host, scratch_root_image, write_section};
 use crate::manifest::Manifest;
@@ -29,7 +30,7 @@ pub struct CofsBenchOptions {
     /// The host driver's `halt_poll_ns` (its default when `None`).
     pub halt_poll_ns: Option<u32>,
     /// The share's cache mode.
-    pub cache: ShareCache,
+    pub cache: Cache,
 }
 
 impl Default for CofsBenchOptions {
@@ -40,7 +41,7 @@ impl Default for CofsBenchOptions {
             subtree: String::new(),
             mem: 256,
             halt_poll_ns: None,
-            cache: ShareCache::Never,
+            cache: Cache::default(),
         }
     }
 }
@@ -147,28 +148,10 @@ rmmod colinux
         .replace("@PREFIX@", PREFIX)
 }
 
-/// The share's cache mode (`cofsN=DIR,cache=…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ShareCache {
-    /// No guest caching (the default of a share).
-    Never,
-    /// Page cache until the next open, attributes and names for 1 s.
-    Auto,
-}
-
-impl std::fmt::Display for ShareCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ShareCache::Never => "never",
-            ShareCache::Auto => "auto",
-        })
-    }
-}
-
 /// What `cofs0=/srv/share` gets after the directory: the cache mode when
 /// it is not the default.
 fn share_options(o: &CofsBenchOptions) -> String {
-    if o.cache == ShareCache::Never {
+    if o.cache == Cache::default() {
         String::new()
     } else {
         format!(",cache={}", o.cache)
@@ -542,8 +525,8 @@ fn render(
         share_options = share_options(o),
         cache = o.cache,
         cache_means = match o.cache {
-            ShareCache::Never => "no guest caching",
-            ShareCache::Auto => {
+            Cache::Never => "no guest caching",
+            Cache::Auto => {
                 "file data in the guest's page cache until the next open, attributes and names for up to 1 s"
             }
         },
@@ -623,7 +606,7 @@ colinux-bench-cofs| cobd fsmeta n=3 err=28
         );
         assert!(s.contains("cofs0=/srv/share cofs1=/srv/tools,ro"));
         let auto = cofs_bench_script(&CofsBenchOptions {
-            cache: ShareCache::Auto,
+            cache: Cache::Auto,
             ..Default::default()
         });
         assert!(auto.contains("cofs0=/srv/share,cache=auto cofs1=/srv/tools,ro"));

@@ -397,8 +397,8 @@ enum BenchCmd {
         #[arg(long)]
         halt_poll_ns: Option<u32>,
         /// The share's cache mode (`never`, the default, or `auto`)
-        #[arg(long, value_enum, default_value_t = xtask::bench_cofs::ShareCache::Never)]
-        cache: xtask::bench_cofs::ShareCache,
+        #[arg(long, default_value = "never", value_parser = colinux_devices::fs::Cache::parse)]
+        cache: colinux_devices::fs::Cache,
     },
     /// Time applying a large real series (Debian's kernel patches plus its
     /// PREEMPT_RT series) in-process against `quilt push -a`, side by side.
